@@ -1,0 +1,359 @@
+"""Live sockets, channels, presence and the ordered publish pipeline.
+
+Every publish of a tenant, over WebSocket or HTTP, persisted or not, passes
+through that tenant's :class:`Sequencer`. It takes whatever has queued up
+while the previous batch was committing, writes all persisted rows of the new
+batch in one transaction, and only then acknowledges and broadcasts, in queue
+order. That gives: ack after commit, broadcast order == id order, one reply
+per inbound frame in the order the frames came (so clients may correlate
+acks FIFO), and many messages per fsync under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Deque,
+    Dict,
+    List,
+    Optional,
+    Set,
+    Tuple,
+)
+
+import attrs
+from aiohttp import web
+
+from ._json import dumps
+
+if TYPE_CHECKING:
+    from .tenantdb import TenantDB
+
+log = logging.getLogger("cohrt_sync.server")
+
+#: Frames queued for one socket before it counts as a consumer that fell too
+#: far behind; it is then dropped (it reconnects and catches up from history)
+#: rather than letting the server's memory grow without bound.
+MAX_QUEUED_FRAMES = 10_000
+
+#: Most rows written in one transaction.
+MAX_BATCH = 1_000
+
+
+def iso_utc(ts: float) -> str:
+    """``ts`` as ISO-8601 UTC with milliseconds and a ``Z``."""
+    ms = round(ts * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + ".%03dZ" % (ms % 1000)
+
+
+@attrs.define(eq=False)
+class Conn:
+    """One open WebSocket: who it is, where it listens, what it has to send."""
+
+    ws: web.WebSocketResponse
+    tenant_id: str
+    channel: str
+    user_id: str
+    name: Optional[str]
+    transport: Optional[asyncio.Transport]
+    out: asyncio.Queue[Optional[str]] = attrs.field(factory=asyncio.Queue)
+    writer: Optional[asyncio.Task[None]] = None
+    closed: bool = False
+
+    def send(self, frame: str) -> None:
+        """Queue ``frame``; drop the socket if it has fallen too far behind."""
+        if self.closed:
+            return
+        if self.out.qsize() >= MAX_QUEUED_FRAMES:
+            log.warning(
+                "dropping a socket on channel %r: %d frames unsent (consumer too slow)",
+                self.channel,
+                MAX_QUEUED_FRAMES,
+            )
+            self.abort()
+            return
+        self.out.put_nowait(frame)
+
+    def abort(self) -> None:
+        """Cut the TCP connection without a close frame."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def write_loop(self) -> None:
+        """Send queued frames in order until told to stop or the socket fails."""
+        ws, out = self.ws, self.out
+        while True:
+            frame = await out.get()
+            if frame is None:
+                return
+            try:
+                await ws.send_str(frame)
+            except (ConnectionError, RuntimeError):
+                # The peer went away mid-send; the reader side cleans up.
+                self.closed = True
+                return
+
+
+@attrs.define(eq=False)
+class ChannelState:
+    """The sockets on one channel of one tenant, and its users for presence."""
+
+    conns: Set[Conn] = attrs.field(factory=set)
+    #: user id → [open sockets, display name]
+    users: Dict[str, List[Any]] = attrs.field(factory=dict)
+
+    def presence(self) -> List[Dict[str, Optional[str]]]:
+        return [{"id": uid, "name": entry[1]} for uid, entry in self.users.items()]
+
+
+@attrs.define(eq=False)
+class Pending:
+    """A publish waiting for its turn: persisted, acknowledged and broadcast in order."""
+
+    channel: str
+    event: str
+    data_json: str
+    persist: bool
+    created_at_ms: int
+    #: The socket to answer on, or None for HTTP (which awaits ``future``).
+    sender: Optional[Conn] = None
+    future: Optional[asyncio.Future[Dict[str, Any]]] = None
+    #: A refusal decided before queueing, answered in order with the others.
+    error: Optional[str] = None
+    id: Optional[int] = None
+
+
+class PersistError(Exception):
+    """A persisted publish could not be written; nothing was broadcast."""
+
+
+class Hub:
+    """Channels and sockets of every tenant, and each tenant's sequencer.
+
+    :param db_for: returns the tenant's database (None if it has none).
+    :param live_ids: put ``id`` in live frames and acks (the cloud may not).
+    :param batch_commits: False writes one transaction per message (benchmarks).
+    """
+
+    def __init__(
+        self,
+        db_for: Callable[[str], Awaitable[Optional[TenantDB]]],
+        *,
+        live_ids: bool = True,
+        batch_commits: bool = True,
+    ) -> None:
+        self._db_for = db_for
+        self.live_ids = live_ids
+        self.batch_commits = batch_commits
+        self.channels: Dict[Tuple[str, str], ChannelState] = {}
+        self.sockets_per_tenant: Dict[str, int] = collections.Counter()
+        self._queues: Dict[str, Deque[Pending]] = {}
+        self._wakeups: Dict[str, asyncio.Event] = {}
+        self._tasks: Dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    # -- sockets and presence -------------------------------------------------
+    def open(self, conn: Conn, now: float) -> None:
+        """Register ``conn``: greet it, then tell the others if its user is new."""
+        key = (conn.tenant_id, conn.channel)
+        state = self.channels.get(key)
+        if state is None:
+            state = self.channels[key] = ChannelState()
+        entry = state.users.get(conn.user_id)
+        is_new_user = entry is None
+        if entry is None:
+            state.users[conn.user_id] = [1, conn.name]
+        else:
+            entry[0] += 1
+        conn.send(dumps({"action": "connected", "event": "connected", "channel": conn.channel}))
+        conn.send(
+            dumps(
+                {
+                    "action": "subscribed",
+                    "event": "subscribed",
+                    "channel": conn.channel,
+                    "presence": state.presence(),
+                }
+            )
+        )
+        if is_new_user:
+            frame = dumps(
+                {
+                    "action": "join",
+                    "event": "join",
+                    "channel": conn.channel,
+                    "user": {"id": conn.user_id, "name": conn.name},
+                }
+            )
+            for other in state.conns:
+                other.send(frame)
+        # Joined after the greeting is queued, in the same tick: nothing
+        # published can reach this socket before its `subscribed` frame.
+        state.conns.add(conn)
+        conn.writer = asyncio.ensure_future(conn.write_loop())
+
+    async def close(self, conn: Conn, now: float) -> None:
+        """Unregister ``conn``; the user's last socket sends ``leave`` to the rest."""
+        key = (conn.tenant_id, conn.channel)
+        state = self.channels.get(key)
+        if state is not None and conn in state.conns:
+            state.conns.discard(conn)
+            entry = state.users.get(conn.user_id)
+            if entry is not None:
+                entry[0] -= 1
+                if entry[0] <= 0:
+                    del state.users[conn.user_id]
+                    frame = dumps(
+                        {
+                            "action": "leave",
+                            "event": "leave",
+                            "channel": conn.channel,
+                            "user": {"id": conn.user_id, "name": entry[1]},
+                            "last_seen": iso_utc(now),
+                        }
+                    )
+                    for other in state.conns:
+                        other.send(frame)
+            if not state.conns:
+                del self.channels[key]
+        conn.closed = True
+        conn.out.put_nowait(None)
+        if conn.writer is not None:
+            try:
+                await asyncio.wait_for(conn.writer, timeout=1)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                conn.writer.cancel()
+
+    def conns(
+        self, channel: Optional[str] = None, tenant_id: Optional[str] = None
+    ) -> List[Conn]:
+        """Open sockets, optionally only of one channel and/or tenant."""
+        out: List[Conn] = []
+        for (tid, ch), state in self.channels.items():
+            if (channel is None or ch == channel) and (tenant_id is None or tid == tenant_id):
+                out.extend(state.conns)
+        return out
+
+    # -- publishing -------------------------------------------------------------
+    def submit(self, tenant_id: str, p: Pending) -> None:
+        """Queue ``p`` behind everything the tenant published before it."""
+        queue = self._queues.get(tenant_id)
+        if queue is None:
+            queue = self._queues[tenant_id] = collections.deque()
+            self._wakeups[tenant_id] = asyncio.Event()
+            self._tasks[tenant_id] = asyncio.ensure_future(self._sequence(tenant_id))
+        queue.append(p)
+        self._wakeups[tenant_id].set()
+
+    async def _sequence(self, tenant_id: str) -> None:
+        queue = self._queues[tenant_id]
+        wakeup = self._wakeups[tenant_id]
+        while True:
+            if not queue:
+                if self._stopping:
+                    return
+                wakeup.clear()
+                await wakeup.wait()
+                continue
+            batch = [queue.popleft() for _ in range(min(len(queue), MAX_BATCH))]
+            try:
+                await self._process(tenant_id, batch)
+            except Exception:  # pragma: no cover - a bug; keep the tenant's pipeline alive
+                log.exception("publish pipeline failed for a batch")
+                for p in batch:
+                    if p.future is not None and not p.future.done():
+                        p.future.set_exception(PersistError("internal error"))
+
+    async def _process(self, tenant_id: str, batch: List[Pending]) -> None:
+        to_write = [p for p in batch if p.persist and p.error is None]
+        if to_write:
+            await self._persist(tenant_id, to_write)
+        for p in batch:
+            self._finish(tenant_id, p)
+
+    async def _persist(self, tenant_id: str, items: List[Pending]) -> None:
+        db = await self._db_for(tenant_id)
+        if db is None:
+            for p in items:
+                p.error = "Failed to persist message: the tenant has no database"
+            return
+        rows = [(p.channel, p.event, p.data_json, p.created_at_ms) for p in items]
+        if self.batch_commits:
+            try:
+                ids = await db.call(db.insert_batch, rows)
+            except Exception:
+                # One bad row must not fail its neighbours: retry them one by one
+                # so each gets its own verdict.
+                ids = None
+            if ids is not None:
+                for p, id_ in zip(items, ids):
+                    p.id = id_
+                return
+        for p, row in zip(items, rows):
+            try:
+                p.id = (await db.call(db.insert_batch, [row]))[0]
+            except Exception as e:
+                p.error = f"Failed to persist message: {e}"
+
+    def _finish(self, tenant_id: str, p: Pending) -> None:
+        if p.error is not None:
+            if p.sender is not None:
+                p.sender.send(dumps({"error": p.error}))
+            elif p.future is not None and not p.future.done():
+                p.future.set_exception(PersistError(p.error))
+            return
+        show_id = p.id is not None and self.live_ids
+        if p.sender is not None:
+            ack: Dict[str, Any] = {
+                "action": "published",
+                "event": "published",
+                "channel": p.channel,
+                "created_at_ms": p.created_at_ms,
+            }
+            if show_id:
+                ack["id"] = p.id
+            p.sender.send(dumps(ack))
+        if p.future is not None and not p.future.done():
+            result: Dict[str, Any] = {
+                "channel": p.channel,
+                "action": p.event,
+                "event": p.event,
+                "created_at_ms": p.created_at_ms,
+            }
+            if p.id is not None:
+                result["id"] = p.id
+            p.future.set_result(result)
+        state = self.channels.get((tenant_id, p.channel))
+        if state is None:
+            return
+        # Encoded once per message, not once per subscriber; `data` is spliced
+        # in as the JSON text it was validated as.
+        event = dumps(p.event)
+        frame = '{"action":%s,"event":%s,"channel":%s,"data":%s,"created_at_ms":%d%s}' % (
+            event,
+            event,
+            dumps(p.channel),
+            p.data_json,
+            p.created_at_ms,
+            ',"id":%d' % p.id if show_id and p.id is not None else "",
+        )
+        for conn in state.conns:
+            conn.send(frame)
+
+    async def drain(self) -> None:
+        """Finish every queued publish, then stop the sequencers."""
+        self._stopping = True
+        for ev in self._wakeups.values():
+            ev.set()
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+

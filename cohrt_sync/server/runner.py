@@ -1,0 +1,330 @@
+"""Run the server in a background thread: for tests, the demo and ``cohrt-sync serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable, Iterable, List, Optional, Type, TypeVar, Union
+
+from aiohttp import web
+
+from .app import Config, Core, RedactingAccessLogger, build_app, make_data_dir
+
+log = logging.getLogger("cohrt_sync.server")
+T = TypeVar("T")
+
+#: How long start() and stop() wait for the server thread.
+THREAD_DEADLINE_S = 15.0
+
+
+class LocalServer:
+    """The local, wire-compatible Realtime server, running in its own thread.
+
+    ``start()`` returns once the server accepts connections; :attr:`base_url`
+    then names it. ``stop()`` closes every socket gracefully and joins the
+    thread; ``start()`` again serves the same port and data dir, so a restart
+    keeps every tenant, message and signing secret.
+
+    :param keys: application keys, one tenant each. With none, one random key
+        is made (see :attr:`keys`).
+    :param provision: provision realtime (and database) for every key.
+    :param data_dir: where state and tenant databases live; a temporary
+        directory (removed on :meth:`close`) when None.
+    :param host: interface to bind.
+    :param port: port to bind; 0 picks a free one (kept across restarts).
+    :param live_ids: put ``id`` in live frames and acks; False mimics a server
+        whose frames carry no id, as in the spec's examples.
+    :param tier: rate-limit tier: unlimited, ephemeral, free, plus or pro.
+    :param max_payload: largest ``data`` in bytes of JSON.
+    :param session_ttl: lifetime of edge session bearers, seconds.
+    :param batch_commits: commit concurrent persisted publishes together.
+    :param heartbeat: seconds between server pings on each socket.
+    :param rtk_delay_ms: how long a new RealtimeKit meeting answers 404.
+    """
+
+    def __init__(
+        self,
+        keys: Iterable[str] = (),
+        *,
+        provision: bool = False,
+        data_dir: Union[str, Path, None] = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        live_ids: bool = True,
+        tier: str = "unlimited",
+        max_payload: int = 65536,
+        session_ttl: int = 60,
+        batch_commits: bool = True,
+        heartbeat: float = 25.0,
+        rtk_delay_ms: int = 300,
+    ) -> None:
+        key_list = list(keys)
+        if isinstance(keys, str):
+            raise TypeError("keys must be an iterable of strings, not one string")
+        self.generated_key = not key_list
+        if not key_list:
+            key_list = ["coh_local_" + secrets.token_urlsafe(24)]
+        self._tmp: Optional[tempfile.TemporaryDirectory[str]] = None
+        path, self._tmp = make_data_dir(Path(data_dir) if data_dir is not None else None)
+        self.config = Config(
+            keys=key_list,
+            provision=provision,
+            data_dir=path,
+            tier=tier,
+            max_payload=max_payload,
+            session_ttl=session_ttl,
+            live_ids=live_ids,
+            batch_commits=batch_commits,
+            heartbeat=heartbeat,
+            rtk_delay_ms=rtk_delay_ms,
+        )
+        self.host = host
+        self.port = port
+        self.clock_offset = 0.0
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._core: Optional[Core] = None
+        self._runner: Optional[web.AppRunner] = None
+        self._stop_event: Optional[asyncio.Event] = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<LocalServer {self.base_url if self.running else ''} {state}>"
+
+    @property
+    def keys(self) -> List[str]:
+        """The application keys this server accepts (declared at construction)."""
+        return list(self.config.keys)
+
+    @property
+    def key(self) -> str:
+        """The first application key (handy when there is one)."""
+        return self.config.keys[0]
+
+    @property
+    def data_dir(self) -> Path:
+        """Where this server keeps its state and tenant databases."""
+        assert self.config.data_dir is not None
+        return self.config.data_dir
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the running server."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port`` of the running server."""
+        return "ws" + self.base_url[len("http") :]
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self) -> LocalServer:
+        """Start serving; returns once connections are accepted."""
+        with self._lock:
+            if self.running:
+                return self
+            ready = threading.Event()
+            failure: List[BaseException] = []
+            self._thread = threading.Thread(
+                target=self._serve, args=(ready, failure), name="cohrt-sync-server", daemon=True
+            )
+            self._thread.start()
+            if not ready.wait(THREAD_DEADLINE_S):
+                raise RuntimeError("the local server did not start in time")
+            if failure:
+                self._thread.join(THREAD_DEADLINE_S)
+                self._thread = None
+                raise failure[0]
+        return self
+
+    def _serve(self, ready: threading.Event, failure: List[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main(ready, failure))
+        except BaseException as e:  # surfaced to start()
+            if not ready.is_set():
+                failure.append(e)
+                ready.set()
+            else:
+                log.exception("the local server stopped with an error")
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._loop = None
+
+    async def _main(self, ready: threading.Event, failure: List[BaseException]) -> None:
+        assert self.config.data_dir is not None
+        core = Core(self.config, self.config.data_dir)
+        core.clock_offset = self.clock_offset
+        self._core = core
+        app = build_app(core)
+        _install_extensions(app, core)
+        runner = web.AppRunner(
+            app,
+            access_log_class=RedactingAccessLogger,
+            access_log=logging.getLogger("aiohttp.access"),
+            handle_signals=False,
+            shutdown_timeout=5.0,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            await site.start()
+            sockets = getattr(site._server, "sockets", None) or []
+            if sockets:
+                self.port = int(sockets[0].getsockname()[1])
+            self._runner = runner
+            self._stop_event = asyncio.Event()
+            ready.set()
+            await self._stop_event.wait()
+        finally:
+            await runner.cleanup()
+            self._runner = None
+            self._core = None
+
+    def stop(self) -> None:
+        """Stop serving (graceful close frames to every socket); idempotent."""
+        with self._lock:
+            thread, loop, ev = self._thread, self._loop, self._stop_event
+            if thread is None:
+                return
+            if loop is not None and ev is not None:
+                try:
+                    loop.call_soon_threadsafe(ev.set)
+                except RuntimeError:  # loop already closed
+                    pass
+            thread.join(THREAD_DEADLINE_S)
+            if thread.is_alive():
+                log.warning("the local server thread did not stop within %ss", THREAD_DEADLINE_S)
+            self._thread = None
+            self._stop_event = None
+
+    def close(self) -> None:
+        """Stop, and remove the data dir if it was a temporary one."""
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and data dir."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    # -- test control -------------------------------------------------------------
+    def _call(self, fn: Callable[[Core], Any]) -> Any:
+        loop, core = self._loop, self._core
+        if loop is None or core is None:
+            raise RuntimeError("the local server is not running")
+
+        async def run() -> Any:
+            result = fn(core)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(THREAD_DEADLINE_S)
+
+    def drop_channel(self, channel: str, key: Optional[str] = None) -> int:
+        """Abort the TCP connection of every socket on ``channel`` (no close frame).
+
+        :param key: only that key's tenant; every tenant when None.
+        :returns: how many sockets were dropped.
+        """
+
+        def drop(core: Core) -> int:
+            conns = core.hub.conns(channel, self._tenant_id(core, key))
+            for conn in conns:
+                conn.abort()
+            return len(conns)
+
+        return int(self._call(drop))
+
+    def close_channel(self, channel: str, code: int = 1001, key: Optional[str] = None) -> int:
+        """Close every socket on ``channel`` gracefully with ``code``.
+
+        :returns: how many sockets were closed.
+        """
+
+        async def close(core: Core) -> int:
+            conns = core.hub.conns(channel, self._tenant_id(core, key))
+            await asyncio.gather(
+                *(c.ws.close(code=code, message=b"closed by server") for c in conns),
+                return_exceptions=True,
+            )
+            return len(conns)
+
+        return int(self._call(close))
+
+    def socket_count(self, channel: Optional[str] = None) -> int:
+        """Open sockets, on ``channel`` or on all channels."""
+        return int(self._call(lambda core: len(core.hub.conns(channel))))
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the server's clock forward (token expiry without sleeping)."""
+        self.clock_offset += seconds
+        if self._loop is not None and self._core is not None:
+            core = self._core
+
+            def shift(_: Core) -> None:
+                core.clock_offset = self.clock_offset
+
+            self._call(shift)
+
+    def add_key(self, key: str, provision: bool = False) -> None:
+        """Declare another application key (a new tenant) while running."""
+        self.config.keys.append(key)
+
+        async def add(core: Core) -> None:
+            tenant = core.state.add_key(key)
+            if provision:
+                tenant.realtime = tenant.database = True
+                tenant.write_region = tenant.write_region or "apac"
+                db = await core.require_db(tenant)
+                await db.call(db.ensure_schema)
+                await core.state.save(tenant)
+
+        if self.running:
+            self._call(add)
+
+    @staticmethod
+    def _tenant_id(core: Core, key: Optional[str]) -> Optional[str]:
+        if key is None:
+            return None
+        tenant = core.state.by_key(key)
+        if tenant is None:
+            raise KeyError("no tenant has that key")
+        return tenant.id
+
+
+def _install_extensions(app: web.Application, core: Core) -> None:
+    """Routes of optional features that live in their own modules."""
+    try:
+        from . import realtimekit
+    except ImportError:  # pragma: no cover - the module ships with the package
+        return
+    realtimekit.install(app, core)

@@ -1,0 +1,145 @@
+"""The server's own state: tenants, their provisioning and signing secrets.
+
+Kept in ``server.sqlite3`` in the data dir, beside one database file per
+tenant. Application keys are stored only as SHA-256 digests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import attrs
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL UNIQUE,
+    secret BLOB NOT NULL,
+    realtime INTEGER NOT NULL DEFAULT 0,
+    database INTEGER NOT NULL DEFAULT 0,
+    write_region TEXT,
+    paused INTEGER NOT NULL DEFAULT 0,
+    counters TEXT NOT NULL DEFAULT '{}',
+    extra TEXT NOT NULL DEFAULT '{}'
+)
+"""
+
+
+def key_digest(key: str) -> str:
+    """SHA-256 of an application key: how keys are looked up and stored."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@attrs.define
+class Tenant:
+    """One application key's tenant and what it has provisioned."""
+
+    id: str
+    key_hash: str
+    secret: bytes = attrs.field(repr=False)
+    realtime: bool = False
+    database: bool = False
+    write_region: Optional[str] = None
+    paused: bool = False
+    #: Lifetime and monthly usage counters of the tier limits.
+    counters: Dict[str, int] = attrs.field(factory=dict)
+    #: Room for features that keep per-tenant state (e.g. RealtimeKit's app id).
+    extra: Dict[str, Any] = attrs.field(factory=dict)
+
+
+class StateStore:
+    """Tenants in memory, written through to ``server.sqlite3`` off the event loop.
+
+    :param path: the state database file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(_SCHEMA)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cohrt-sync-state")
+        self.tenants: Dict[str, Tenant] = {}
+        self._by_key: Dict[str, Tenant] = {}
+        for row in self._conn.execute(
+            "SELECT id, key_hash, secret, realtime, database, write_region, paused, counters,"
+            " extra FROM tenants"
+        ):
+            t = Tenant(
+                id=row[0],
+                key_hash=row[1],
+                secret=bytes(row[2]),
+                realtime=bool(row[3]),
+                database=bool(row[4]),
+                write_region=row[5],
+                paused=bool(row[6]),
+                counters=json.loads(row[7]),
+                extra=json.loads(row[8]),
+            )
+            self.tenants[t.id] = t
+            self._by_key[t.key_hash] = t
+
+    def by_key(self, key: str) -> Optional[Tenant]:
+        """The tenant of application key ``key``, or None."""
+        return self._by_key.get(key_digest(key))
+
+    def add_key(self, key: str) -> Tenant:
+        """Declare ``key`` (idempotent) and return its tenant; written at once."""
+        digest = key_digest(key)
+        existing = self._by_key.get(digest)
+        if existing is not None:
+            return existing
+        # The id derives from the digest so the same key names the same tenant
+        # file on every data dir, and no key material reaches a file name.
+        tenant = Tenant(id="t_" + digest[:20], key_hash=digest, secret=secrets.token_bytes(32))
+        self.tenants[tenant.id] = tenant
+        self._by_key[digest] = tenant
+        self._write(tenant)
+        return tenant
+
+    def _write(self, t: Tenant) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO tenants (id, key_hash, secret, realtime, database,"
+            " write_region, paused, counters, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                t.id,
+                t.key_hash,
+                t.secret,
+                int(t.realtime),
+                int(t.database),
+                t.write_region,
+                int(t.paused),
+                json.dumps(t.counters),
+                json.dumps(t.extra),
+            ),
+        )
+
+    async def save(self, tenant: Tenant) -> None:
+        """Persist ``tenant``'s current fields without blocking the event loop."""
+        snapshot = attrs.evolve(
+            tenant, counters=dict(tenant.counters), extra=json.loads(json.dumps(tenant.extra))
+        )
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, snapshot)
+
+    def save_all_now(self) -> None:
+        """Write every tenant synchronously (at shutdown, after the loop stops)."""
+        for t in list(self.tenants.values()):
+            self._write(t)
+
+    def all(self) -> List[Tenant]:
+        """Every tenant."""
+        return list(self.tenants.values())
+
+    def close(self) -> None:
+        """Flush and close; joins the state thread."""
+        self._executor.shutdown(wait=True)
+        self.save_all_now()
+        self._conn.close()

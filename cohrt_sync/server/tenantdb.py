@@ -1,0 +1,237 @@
+"""One tenant's SQLite database: realtime_messages, history and direct SQL.
+
+Every call runs on the tenant's own single worker thread, so the event loop
+never blocks on SQLite and one connection serialises all access (which is what
+makes reads strongly consistent and batching simple).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS realtime_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS realtime_messages_channel_id ON realtime_messages (channel, id);
+"""
+
+#: Read-only pragmas direct SQL may use; the rest could change journal mode,
+#: point the database at other files or otherwise break the server's contract.
+SAFE_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "user_version",
+        "data_version",
+        "page_count",
+        "page_size",
+        "freelist_count",
+        "compile_options",
+        "function_list",
+        "pragma_list",
+    }
+)
+
+#: Direct SQL is interrupted after this long so a runaway query can't hold the
+#: tenant's only database thread.
+SQL_TIME_LIMIT_S = 5.0
+
+Row = Tuple[str, str, str, int]  # channel, event, data (JSON text), created_at_ms
+
+
+class SqlRefused(Exception):
+    """Direct SQL tried something outside the tenant's own database."""
+
+
+class TenantDB:
+    """The SQLite file of one tenant, driven from one named worker thread.
+
+    :param path: the database file.
+    :param thread_name: the worker thread's name.
+    """
+
+    def __init__(self, path: Path, thread_name: str) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+        self._conn: Optional[sqlite3.Connection] = None
+        self._refusal: Optional[str] = None
+
+    # -- plumbing -------------------------------------------------------------
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the database thread and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (on its thread) and stop the thread."""
+
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        try:
+            self._executor.submit(_close).result(timeout=10)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    # -- schema ---------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create ``realtime_messages`` and its index if missing."""
+        self._db().executescript(SCHEMA)
+
+    def drop_realtime(self) -> None:
+        """Drop ``realtime_messages`` (the realtime resource was deleted)."""
+        db = self._db()
+        db.execute("DROP INDEX IF EXISTS realtime_messages_channel_id")
+        db.execute("DROP TABLE IF EXISTS realtime_messages")
+
+    # -- writes ---------------------------------------------------------------
+    def insert_batch(self, rows: Sequence[Row]) -> List[int]:
+        """Insert ``rows`` in one transaction; their ids, in order.
+
+        Raises the sqlite3 error if the transaction fails (then nothing of the
+        batch is committed).
+        """
+        db = self._db()
+        ids: List[int] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                cur = db.execute(
+                    "INSERT INTO realtime_messages (channel, event, data, created_at_ms)"
+                    " VALUES (?, ?, ?, ?)",
+                    row,
+                )
+                ids.append(int(cur.lastrowid or 0))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return ids
+
+    # -- reads ----------------------------------------------------------------
+    def history(self, channel: str, after: int, limit: int) -> List[Dict[str, Any]]:
+        """Persisted messages of ``channel`` with ``id > after``, ascending."""
+        cur = self._db().execute(
+            "SELECT id, channel, event, data, created_at_ms FROM realtime_messages"
+            " WHERE channel = ? AND id > ? ORDER BY id LIMIT ?",
+            (channel, after, limit),
+        )
+        out = []
+        for id_, ch, event, data, created in cur:
+            try:
+                decoded = json.loads(data)
+            except (TypeError, ValueError):
+                # Rows written by direct SQL need not hold JSON; hand them back as text.
+                decoded = data
+            out.append(
+                {
+                    "id": id_,
+                    "channel": ch,
+                    "event": event,
+                    "action": event,
+                    "data": decoded,
+                    "created_at_ms": created,
+                }
+            )
+        return out
+
+    # -- direct SQL -----------------------------------------------------------
+    def execute_sql(self, query: str, params: Sequence[Any]) -> Dict[str, Any]:
+        """Run one statement of direct SQL, confined to this database.
+
+        :raises SqlRefused: for ATTACH, extension loading, unsafe pragmas.
+        :raises sqlite3.Error: for any SQL error.
+        """
+        db = self._db()
+        self._refusal = None
+        deadline = time.monotonic() + SQL_TIME_LIMIT_S
+        started = time.perf_counter()
+        db.set_authorizer(self._authorize)
+        db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        try:
+            cur = db.execute(query, list(params))
+            columns = [d[0] for d in cur.description or ()]
+            results = [dict(zip(columns, (_jsonable(v) for v in row))) for row in cur]
+            meta = {
+                "changes": cur.rowcount if cur.rowcount >= 0 else 0,
+                "last_row_id": cur.lastrowid or 0,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "rows_read": len(results),
+            }
+        except sqlite3.Error as e:
+            if self._refusal is not None:
+                raise SqlRefused(self._refusal) from e
+            if time.monotonic() > deadline:
+                raise SqlRefused(f"query exceeded the {SQL_TIME_LIMIT_S:g} s time limit") from e
+            raise
+        finally:
+            db.set_authorizer(None)
+            db.set_progress_handler(None, 0)
+            if db.in_transaction:
+                # A statement like BEGIN would otherwise leave the server's own
+                # batches inside the user's transaction.
+                db.execute("ROLLBACK")
+        return {"results": results, "success": True, "meta": meta}
+
+    def _authorize(
+        self,
+        action: int,
+        arg1: Optional[str],
+        arg2: Optional[str],
+        dbname: Optional[str],
+        source: Optional[str],
+    ) -> int:
+        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+            self._refusal = "ATTACH and DETACH are not allowed"
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION and arg2 and arg2.lower() == "load_extension":
+            self._refusal = "loading extensions is not allowed"
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() not in SAFE_PRAGMAS:
+            self._refusal = f"PRAGMA {arg1} is not allowed"
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_TRANSACTION:
+            self._refusal = "transaction control is not allowed; each query runs on its own"
+            return sqlite3.SQLITE_DENY
+        if dbname not in (None, "main", "temp") and action != sqlite3.SQLITE_FUNCTION:
+            self._refusal = f"database {dbname!r} is outside this tenant"
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+
+def _jsonable(value: Any) -> Any:
+    # D1 returns BLOBs as arrays of byte values.
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return list(bytes(value))
+    return value
