@@ -1,0 +1,199 @@
+"""Direct SQL: POST /edge/database (spec: Direct SQL; DESIGN §2 D1 shape; issue 2 sandboxing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import pytest
+
+from ._wire import Api, Sock, assert_envelope, uniq
+from .conftest import KEY_DROP
+
+
+def test_select_shape_and_meta(api_a: Api) -> None:
+    r = api_a.sql("SELECT 1 AS one, 'two' AS two, NULL AS nil, 2.5 AS half")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["success"] is True
+    assert body["results"] == [{"one": 1, "two": "two", "nil": None, "half": 2.5}]
+    meta = body["meta"]
+    assert set(meta) >= {"changes", "last_row_id", "duration_ms"}, meta
+    assert isinstance(meta["duration_ms"], (int, float)) and meta["duration_ms"] >= 0
+
+
+def test_params_are_bound(api_a: Api) -> None:
+    rows = api_a.sql_rows("SELECT ? AS a, ? AS b, ? AS c", ["x'; DROP TABLE t; --", 7, None])
+    assert rows == [{"a": "x'; DROP TABLE t; --", "b": 7, "c": None}]
+
+
+def test_spec_example_query_on_realtime_messages(api_a: Api) -> None:
+    ch = uniq()
+    acks = [api_a.publish_ok(ch, {"n": i}, event="e") for i in range(3)]
+    rows = api_a.sql_rows(
+        "SELECT * FROM realtime_messages WHERE channel = ? ORDER BY id DESC LIMIT 100", [ch]
+    )
+    assert [r["id"] for r in rows] == [a["id"] for a in reversed(acks)]
+    for n, (row, ack) in enumerate(zip(reversed(rows), acks)):
+        assert set(row) == {"id", "channel", "event", "data", "created_at_ms"}, row
+        assert row["channel"] == ch and row["event"] == "e"
+        assert row["created_at_ms"] == ack["created_at_ms"]
+        assert json.loads(row["data"]) == {"n": n}  # stored as JSON text
+
+
+def test_realtime_messages_has_channel_id_index(api_a: Api) -> None:
+    rows = api_a.sql_rows(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'realtime_messages'"
+    )
+    cols = []
+    for row in rows:
+        cols.append(
+            [
+                c["name"]
+                for c in api_a.sql_rows("SELECT name FROM pragma_index_info(?)", [row["name"]])
+            ]
+        )
+    assert ["channel", "id"] in cols, cols
+
+
+def test_write_meta_changes_and_last_row_id(api_a: Api) -> None:
+    table = "t_" + uniq("x").split(":")[1]
+    assert api_a.sql(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, v TEXT)").status_code == 200
+    r = api_a.sql(f"INSERT INTO {table} (v) VALUES (?), (?)", ["a", "b"])
+    assert r.status_code == 200, r.text
+    assert r.json()["success"] is True
+    assert r.json()["meta"]["changes"] == 2
+    assert r.json()["meta"]["last_row_id"] == 2
+    assert r.json()["results"] == []
+    r = api_a.sql(f"UPDATE {table} SET v = 'z'")
+    assert r.json()["meta"]["changes"] == 2
+    assert api_a.sql_rows(f"SELECT v FROM {table} ORDER BY id") == [{"v": "z"}, {"v": "z"}]
+
+
+def test_bearer_session(api_a: Api) -> None:
+    r = api_a.sql("SELECT 41 + 1 AS n", bearer=api_a.session())
+    assert r.status_code == 200 and r.json()["results"] == [{"n": 42}]
+
+
+@pytest.mark.parametrize(
+    "query,params",
+    [
+        ("SELEC 1", []),
+        ("SELECT * FROM no_such_table", []),
+        ("SELECT ?", []),  # wrong number of bindings
+        ("SELECT ?", [1, 2]),
+        ("", []),
+    ],
+)
+def test_sql_error_is_400(api_a: Api, query: str, params: list) -> None:
+    assert_envelope(api_a.sql(query, params), 400)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"query": 5}, {"query": None}, {"query": "SELECT 1", "params": "x"}, {"params": []}],
+)
+def test_bad_sql_body_is_400(api_a: Api, body: dict) -> None:
+    r = api_a.request("POST", "/edge/database", params={"key": api_a.key}, json=body)
+    assert_envelope(r, 400)
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[]", b"", b'"SELECT 1"'])
+def test_non_object_sql_body_is_400(api_a: Api, raw: bytes) -> None:
+    r = api_a.request(
+        "POST",
+        "/edge/database",
+        params={"key": api_a.key},
+        data=raw,
+        headers={"Content-Type": "application/json"},
+    )
+    assert_envelope(r, 400)
+
+
+def _refused(api: Api, query: str, params: list) -> None:
+    r = api.sql(query, params)
+    assert r.status_code in (400, 403), (r.status_code, r.text)
+    assert_envelope(r, r.status_code)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ATTACH DATABASE '{path}' AS other",
+        "attach database '{path}' as other",
+        "/* hi */ ATTACH '{path}' AS other",
+        "ATTACH DATABASE ':memory:' AS mem",
+        "ATTACH DATABASE 'file:{path}?mode=rwc' AS other",
+        "VACUUM INTO '{path}'",
+        "vacuum main into '{path}'",
+    ],
+)
+def test_attach_and_vacuum_into_are_refused(api_a: Api, query: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "escape.db")
+        _refused(api_a, query.format(path=path), [])
+        assert not os.path.exists(path), "the server wrote outside the tenant database"
+
+
+def test_attach_with_bound_path_is_refused(api_a: Api) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "bound.db")
+        _refused(api_a, "ATTACH DATABASE ? AS other", [path])
+        assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT load_extension('/nonexistent/ext')",
+        "SELECT load_extension('libc.so.6', 'puts')",
+    ],
+)
+def test_extension_loading_is_refused(api_a: Api, query: str) -> None:
+    _refused(api_a, query, [])
+
+
+def test_server_answers_after_refusals(api_a: Api) -> None:
+    assert api_a.sql_rows("SELECT 1 AS ok") == [{"ok": 1}]
+
+
+def test_only_the_tenant_database_is_visible(api_a: Api) -> None:
+    r = api_a.sql("PRAGMA database_list")
+    if r.status_code == 200:
+        names = sorted(row["name"] for row in r.json()["results"])
+        assert names in (["main"], ["main", "temp"]), r.json()
+    else:  # refusing the pragma outright is fine too
+        assert r.status_code in (400, 403), r.text
+        assert_envelope(r, r.status_code)
+
+
+# --- a failing write: the tenant KEY_DROP loses its table on purpose ---
+def test_failed_persist_is_an_error_and_is_not_broadcast(base_url: str, api_a: Api) -> None:
+    api = Api(base_url, KEY_DROP)
+    ch = uniq()
+    tok_a, tok_b = api.token("alice"), api.token("bob")
+    with Sock(base_url, tok_a, ch) as a, Sock(base_url, tok_b, ch) as b:
+        assert a.next()["action"] == "join"
+        dropped = api.sql("DROP TABLE realtime_messages")
+        assert dropped.status_code == 200, dropped.text
+
+        a.send({"action": "publish", "event": "message", "data": {"lost": 1}})
+        err = a.next()
+        assert set(err) == {"error"}, err
+        assert err["error"].startswith("Failed to persist message: "), err
+        assert len(err["error"]) > len("Failed to persist message: ")
+
+        r = api.publish(ch, {"lost": 2})
+        assert_envelope(r, 500, "INTERNAL")
+
+        # non-persisted traffic still flows, and is the first thing either socket sees
+        a.publish({"eph": 1}, persist=False)
+        for s in (a, b):
+            frame = s.next()
+            assert frame.get("data") == {"eph": 1}, f"a failed write was broadcast: {frame}"
+        # the socket survived the failure
+        a.send({"action": "publish", "data": {"lost": 3}})
+        assert a.next()["error"].startswith("Failed to persist message: ")
+    # other tenants are untouched
+    api_a.publish_ok(uniq(), {"fine": True})
