@@ -1,0 +1,87 @@
+"""Restart persistence: stop + start on the same data_dir keeps everything (issue 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._wire import Api, Sock, assert_envelope, uniq
+from .conftest import make_server
+
+K1 = "kp1_a1b2c3d4e5f6"
+K2 = "kp2_f6e5d4c3b2a1"
+K3 = "kp3_0a0b0c0d0e0f"
+
+
+def _seed(api1: Api, api2: Api, ch: str) -> dict:
+    """Provision over the API, publish, create a table, mint tokens."""
+    assert api1.provision({"write_region": "eu"}).status_code in (200, 201)
+    assert api2.provision().status_code in (200, 201)
+    acks = [api1.publish_ok(ch, {"n": i}) for i in range(3)]
+    api2.publish_ok(ch, {"tenant": 2})
+    assert api1.sql("CREATE TABLE notes (v TEXT)").status_code == 200
+    assert api1.sql("INSERT INTO notes VALUES ('kept')").status_code == 200
+    return {
+        "acks": acks,
+        "ws_token": api1.token("alice", name="Alice", ttl=3600),
+        "session": api1.session(),
+    }
+
+
+def _check(api1: Api, api2: Api, api3: Api, ch: str, seeded: dict) -> None:
+    # history
+    hist = api1.history_ok(ch)
+    assert [m["id"] for m in hist] == [a["id"] for a in seeded["acks"]]
+    assert [m["data"] for m in hist] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [m["data"] for m in api2.history_ok(ch)] == [{"tenant": 2}]
+    # the tenant's own tables
+    assert api1.sql_rows("SELECT v FROM notes") == [{"v": "kept"}]
+    # unexpired tokens (signing secrets survived)
+    r = api1.history(ch, bearer=seeded["session"])
+    assert r.status_code == 200, r.text
+    with Sock(api1.base_url, seeded["ws_token"], ch) as s:
+        assert s.presence == [{"id": "alice", "name": "Alice"}]
+        ack = s.publish({"after": "restart"})
+        # ids keep increasing: no id is ever reused
+        assert ack["id"] > seeded["acks"][-1]["id"]
+    # provisioning state survived: K3 was never provisioned and still is not
+    assert_envelope(api3.mint_resp({"user_id": "x"}), 403, "FAILED_PRECONDITION")
+    seeded["acks"].append(ack)
+
+
+def test_stop_start_same_object_keeps_everything(tmp_path: Path) -> None:
+    srv = make_server(keys=[K1, K2, K3], provision=False, data_dir=str(tmp_path))
+    srv.start()
+    try:
+        base = srv.base_url
+        api1, api2, api3 = Api(base, K1), Api(base, K2), Api(base, K3)
+        ch = uniq()
+        seeded = _seed(api1, api2, ch)
+        srv.stop()
+        srv.start()
+        assert srv.base_url == base  # same port
+        _check(api1, api2, api3, ch, seeded)
+        # and a second restart keeps the message published after the first
+        srv.stop()
+        srv.start()
+        assert [m["data"] for m in api1.history_ok(ch)][-1] == {"after": "restart"}
+    finally:
+        srv.stop()
+
+
+def test_new_server_on_same_data_dir_keeps_everything(tmp_path: Path) -> None:
+    ch = uniq()
+    first = make_server(keys=[K1, K2, K3], provision=False, data_dir=str(tmp_path))
+    first.start()
+    try:
+        seeded = _seed(Api(first.base_url, K1), Api(first.base_url, K2), ch)
+    finally:
+        first.stop()
+    # Assumption (issue 2: the data dir holds "tenants, provisioning, signing secrets"):
+    # tenants declared before are still known even when the new server names only K1.
+    second = make_server(keys=[K1], provision=False, data_dir=str(tmp_path))
+    second.start()
+    try:
+        base = second.base_url
+        _check(Api(base, K1), Api(base, K2), Api(base, K3), ch, seeded)
+    finally:
+        second.stop()
