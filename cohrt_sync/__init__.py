@@ -9,4 +9,50 @@ from __future__ import annotations
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+from .channel import Channel
+from .client import Client
+from .dm import accept_dm_request, dm_channel, send_dm_request, user_channel
+from .errors import (
+    AuthError,
+    BadRequestError,
+    ChannelClosedError,
+    CohrtConnectionError,
+    CohrtError,
+    CohrtTimeoutError,
+    InvalidArgumentTypeError,
+    NotFoundError,
+    NotProvisionedError,
+    RateLimitedError,
+    ServerError,
+)
+from .hookspecs import hookimpl, hookspec
+from .models import Message, PublishAck, Token, User
+from .retry import Retry
+
+__all__ = [
+    "AuthError",
+    "BadRequestError",
+    "Channel",
+    "ChannelClosedError",
+    "Client",
+    "CohrtConnectionError",
+    "CohrtError",
+    "CohrtTimeoutError",
+    "InvalidArgumentTypeError",
+    "Message",
+    "NotFoundError",
+    "NotProvisionedError",
+    "PublishAck",
+    "RateLimitedError",
+    "Retry",
+    "ServerError",
+    "Token",
+    "User",
+    "__version__",
+    "accept_dm_request",
+    "dm_channel",
+    "hookimpl",
+    "hookspec",
+    "send_dm_request",
+    "user_channel",
+]

@@ -1,0 +1,386 @@
+"""The HTTP layer: one ``requests.Session``, the edge bearer, retries, error mapping.
+
+Every HTTP call of the client goes through :meth:`HttpTransport.request`,
+which is safe to call from many threads at once (hooks publish from channel
+threads). Transport errors are translated into the :class:`~cohrt_sync.CohrtError`
+tree here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.parse
+from typing import Any, Dict, Iterable, Mapping, Optional, Set, Tuple
+
+import attrs
+import requests
+import requests.adapters
+import urllib3.exceptions
+
+from .errors import (
+    CohrtConnectionError,
+    CohrtError,
+    CohrtTimeoutError,
+    error_from_response,
+)
+from .retry import DEFAULT_RETRY, Retry
+
+log = logging.getLogger("cohrt_sync.http")
+
+#: Statuses from ``POST /edge/session`` meaning "no bearer here, use ``?key=``".
+SESSION_UNSUPPORTED = frozenset({404, 405, 501})
+
+#: Retry modes of :meth:`HttpTransport.request`.
+RETRY_ALWAYS = "always"
+RETRY_UNSENT = "unsent"
+
+REDACTED = "***"
+
+
+class _SecretRedactor(logging.Filter):
+    """Rewrites log records that would contain a registered secret.
+
+    urllib3 logs every request line (path and query string) at DEBUG, and the
+    ``?key=`` bootstrap path puts the application key in the query, so the
+    filter sits on the loggers that format URLs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: Set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secret: str) -> None:
+        if not secret:
+            return
+        with self._lock:
+            self._secrets = self._secrets | {secret, urllib.parse.quote(secret, safe="")}
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        return True
+
+
+_REDACTOR = _SecretRedactor()
+_FILTERED_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.util.retry",
+    "urllib3.poolmanager",
+    "requests",
+    "websocket",
+    "cohrt_sync",
+    "cohrt_sync.http",
+    "cohrt_sync.channel",
+    "cohrt_sync.client",
+    "cohrt_sync.plugins",
+)
+for _name in _FILTERED_LOGGERS:
+    logging.getLogger(_name).addFilter(_REDACTOR)
+
+
+def redact(text: str) -> str:
+    """Replace every registered secret (application keys) in ``text`` with ``***``.
+
+    :param text: any text about to be shown.
+    """
+    return _REDACTOR.redact(text)
+
+
+def register_secret(secret: str) -> None:
+    """Make ``secret`` redacted from log records and exception texts.
+
+    :param secret: the application key.
+    """
+    _REDACTOR.add(secret)
+
+
+def scrub_exception(exc: BaseException) -> BaseException:
+    """Redact secrets from ``exc`` and every exception chained to it, in place.
+
+    requests and urllib3 put the full URL (query string included) into their
+    exception messages; the cause chain is printed with any traceback, so it
+    is cleaned before being attached as ``__cause__``.
+
+    :param exc: the exception to clean.
+    :returns: the same exception.
+    """
+    seen: Set[int] = set()
+    todo: list[Optional[BaseException]] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        try:
+            current.args = tuple(
+                redact(a) if isinstance(a, str) else _redact_obj(a) for a in current.args
+            )
+        except Exception:  # pragma: no cover - exotic exception types
+            pass
+        for attr in ("url", "reason"):
+            value = getattr(current, attr, None)
+            if isinstance(value, str):
+                try:
+                    setattr(current, attr, redact(value))
+                except Exception:  # pragma: no cover
+                    pass
+            elif isinstance(value, BaseException):
+                todo.append(value)
+        todo.extend([current.__cause__, current.__context__])
+        for arg in current.args:
+            if isinstance(arg, BaseException):
+                todo.append(arg)
+    return exc
+
+
+def _redact_obj(value: Any) -> Any:
+    if isinstance(value, BaseException):
+        return value
+    text = str(value)
+    redacted = redact(text)
+    return redacted if redacted != text else value
+
+
+def _is_unsent(exc: requests.RequestException) -> bool:
+    """True when the request provably never reached the server (connect phase)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        inner = exc.args[0] if exc.args else None
+        reason = getattr(inner, "reason", inner)
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return False
+
+
+def make_session(pool_maxsize: int = 32) -> requests.Session:
+    """A keep-alive session whose pool fits many threads, without urllib3 retries.
+
+    :param pool_maxsize: connections kept per host.
+    """
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "cohrt-sync"
+    return session
+
+
+@attrs.define(eq=False)
+class HttpTransport:
+    """Thread-safe HTTP access to the edge API with one shared session.
+
+    :param base_url: ``https://cohesivity.ai`` or a local server's URL.
+    :param key: the application key (never shown).
+    :param timeout: ``(connect, read)`` timeouts in seconds.
+    :param retry: the retry policy for retryable calls.
+    :param session: the session to use (one is made when omitted).
+    """
+
+    base_url: str
+    key: str = attrs.field(repr=False)
+    timeout: Tuple[float, float] = (5.0, 30.0)
+    retry: Retry = DEFAULT_RETRY
+    session: requests.Session = attrs.field(factory=make_session, repr=False)
+    _bearer_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
+    _bearer: Optional[str] = attrs.field(default=None, init=False, repr=False)
+    _bearer_refresh_at: float = attrs.field(default=0.0, init=False, repr=False)
+    _bearer_unsupported: bool = attrs.field(default=False, init=False, repr=False)
+    _stop: threading.Event = attrs.field(factory=threading.Event, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        register_secret(self.key)
+
+    @property
+    def uses_bearer(self) -> bool:
+        """False once the server said it has no ``/edge/session`` endpoint."""
+        return not self._bearer_unsupported
+
+    def close(self) -> None:
+        """Interrupt retry waits and close the session's connections."""
+        self._stop.set()
+        self.session.close()
+
+    # -- edge session bearer -------------------------------------------------
+
+    def _mint_bearer(self) -> Tuple[Optional[str], float]:
+        try:
+            body = self._with_retries(
+                "POST", "/edge/session", {}, None, {}, RETRY_ALWAYS, "edge session", auth="key"
+            )
+        except CohrtError as e:
+            if e.status_code in SESSION_UNSUPPORTED:
+                log.info("no edge session endpoint (HTTP %s); using ?key=", e.status_code)
+                self._bearer_unsupported = True
+                return None, 0.0
+            raise
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise CohrtError("edge session response carried no token")
+        expires_in = body.get("expires_in", 60)
+        if not isinstance(expires_in, (int, float)) or expires_in <= 0:
+            expires_in = 60
+        # Refresh early so a request in flight never carries a token that dies on arrival.
+        margin = min(30.0, max(1.0, float(expires_in) * 0.2))
+        return token, time.monotonic() + float(expires_in) - margin
+
+    def bearer(self) -> Optional[str]:
+        """The current edge bearer, minted (once, for all threads) when missing or stale.
+
+        :returns: the token, or ``None`` when the server has no session endpoint.
+        """
+        with self._bearer_lock:
+            if self._bearer is not None and time.monotonic() < self._bearer_refresh_at:
+                return self._bearer
+            if self._bearer_unsupported:
+                return None
+            self._bearer, self._bearer_refresh_at = self._mint_bearer()
+            return self._bearer
+
+    def invalidate_bearer(self, token: str) -> None:
+        """Forget ``token`` after a 401 unless another thread already replaced it.
+
+        :param token: the bearer that was rejected.
+        """
+        with self._bearer_lock:
+            if self._bearer == token:
+                self._bearer = None
+
+    # -- requests ------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        body: Optional[bytes] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        retry_mode: str = RETRY_ALWAYS,
+        context: str = "request",
+        app_auth: bool = False,
+    ) -> Any:
+        """Send a request with auth, retries and error mapping; return decoded JSON.
+
+        :param method: HTTP method.
+        :param path: path below ``base_url``.
+        :param params: query parameters.
+        :param body: JSON body, already encoded.
+        :param headers: extra headers.
+        :param retry_mode: ``"always"`` retries transport errors and retryable
+            statuses; ``"unsent"`` retries only what provably was not applied
+            (connect failures and 429).
+        :param context: what is being done, for error messages.
+        :param app_auth: authenticate with ``Authorization: Bearer <application
+            key>`` (the provisioning API) instead of the edge bearer.
+        :raises CohrtError: the mapped failure.
+        """
+        send_headers = dict(headers or {})
+        if app_auth:
+            send_headers["Authorization"] = f"Bearer {self.key}"
+        return self._with_retries(
+            method,
+            path,
+            dict(params or {}),
+            body,
+            send_headers,
+            retry_mode,
+            context,
+            auth="none" if app_auth else "edge",
+        )
+
+    def _with_retries(
+        self,
+        method: str,
+        path: str,
+        params: Dict[str, Any],
+        body: Optional[bytes],
+        headers: Dict[str, str],
+        retry_mode: str,
+        context: str,
+        *,
+        auth: str = "edge",
+    ) -> Any:
+        # auth: "edge" = bearer, else ?key=; "key" = ?key= only; "none" = caller's headers.
+        retry = self.retry
+        refreshed = False
+        url = self.base_url + path
+        if body is not None:
+            headers.setdefault("Content-Type", "application/json")
+        while True:
+            bearer = self.bearer() if auth == "edge" else None
+            send_headers = headers
+            send_params: Iterable[Tuple[str, Any]] = params.items()
+            if bearer is not None:
+                send_headers = {**headers, "Authorization": f"Bearer {bearer}"}
+            elif auth != "none":
+                send_params = [*params.items(), ("key", self.key)]
+            try:
+                resp = self.session.request(
+                    method,
+                    url,
+                    params=list(send_params),
+                    data=body,
+                    headers=send_headers,
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as e:
+                scrub_exception(e)
+                if retry_mode == RETRY_ALWAYS or _is_unsent(e):
+                    retry = retry.increment(error=e)
+                    if not retry.is_exhausted() and not self._stop.wait(retry.get_backoff()):
+                        log.debug("%s: %s, retrying", context, type(e).__name__)
+                        continue
+                if isinstance(e, requests.exceptions.Timeout):
+                    raise CohrtTimeoutError(f"{context} timed out: {redact(str(e))}") from e
+                raise CohrtConnectionError(f"{context} failed: {redact(str(e))}") from e
+            status = resp.status_code
+            if 200 <= status < 300:
+                try:
+                    return resp.json()
+                except ValueError as e:
+                    raise CohrtError(f"{context}: server sent invalid JSON") from e
+            if status == 401 and bearer is not None and not refreshed:
+                # The server may have expired the bearer before our own clock did.
+                refreshed = True
+                self.invalidate_bearer(bearer)
+                continue
+            err = error_from_response(status, resp.content, resp.headers, context=context)
+            may_retry = retry.is_retryable_status(status) and (
+                retry_mode == RETRY_ALWAYS or status == 429
+            )
+            if may_retry:
+                after = getattr(err, "retry_after", None)
+                retry = retry.increment(status=status, retry_after=after)
+                if not retry.is_exhausted() and not self._stop.wait(retry.get_backoff()):
+                    log.debug("%s: HTTP %s, retrying", context, status)
+                    continue
+            raise err
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON, as sent on the wire.
+
+    :param value: a JSON-serialisable value.
+    """
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

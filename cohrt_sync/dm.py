@@ -1,0 +1,96 @@
+"""The spec's DM pattern: a sorted ``dm:<a>_<b>`` channel and a ``dm_request`` notification.
+
+1. Each user keeps a socket open on their personal ``user:<id>`` channel.
+2. To start a DM, the server side publishes ``dm_request`` to the other
+   user's personal channel over HTTP (:func:`send_dm_request`).
+3. The recipient's ``on_dm_request`` hook fires; it opens the DM channel
+   (:func:`accept_dm_request`) and fetches history.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+
+from .errors import BadRequestError
+from .models import check_user_id
+
+if TYPE_CHECKING:
+    from .channel import Channel
+    from .client import Client
+    from .models import Message, PublishAck
+
+__all__ = ["accept_dm_request", "dm_channel", "send_dm_request", "user_channel"]
+
+UserId = Union[str, int]
+
+
+def _sort_key(user_id: str) -> tuple[int, int, str]:
+    # Numbers sort numerically and before names, so 3 < 17 < "alice" on both sides.
+    if user_id.isdigit():
+        return (0, int(user_id), user_id)
+    return (1, 0, user_id)
+
+
+def dm_channel(a: UserId, b: UserId) -> str:
+    """The DM channel name both users compute: ``dm:<low>_<high>``.
+
+    >>> dm_channel(17, 3)
+    'dm:3_17'
+
+    :param a: one user id (``str`` or ``int``).
+    :param b: the other user id.
+    :raises BadRequestError: for an invalid id.
+    """
+    ids = sorted((check_user_id(a), check_user_id(b)), key=_sort_key)
+    return f"dm:{ids[0]}_{ids[1]}"
+
+
+def user_channel(user_id: UserId) -> str:
+    """The personal notification channel of a user: ``user:<id>``.
+
+    :param user_id: the user id.
+    """
+    return f"user:{check_user_id(user_id)}"
+
+
+def send_dm_request(
+    client: Client,
+    from_user: UserId,
+    to_user: UserId,
+    *,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> PublishAck:
+    """Publish the spec's ``dm_request`` to ``user:<to_user>`` over HTTP.
+
+    The data is ``{"from": <from_user>, "dm_channel": dm_channel(from, to)}``
+    plus ``extra``. It is persisted so a recipient who reconnects still gets it.
+
+    :param client: the client to publish with.
+    :param from_user: the requesting user id.
+    :param to_user: the recipient user id.
+    :param extra: more JSON fields for the notification.
+    :returns: the publish acknowledgement.
+    """
+    sender = check_user_id(from_user)
+    data = {**dict(extra or {}), "from": sender, "dm_channel": dm_channel(sender, to_user)}
+    return client.publish(user_channel(to_user), data, event="dm_request")
+
+
+def accept_dm_request(channel: Channel, message: Message, **kwargs: Any) -> Channel:
+    """Open the DM channel named in a ``dm_request``, as the same user as ``channel``.
+
+    Call it from an ``on_dm_request`` hook. Extra keyword arguments go to
+    :meth:`cohrt_sync.Client.subscribe`.
+
+    :param channel: the personal channel the request arrived on.
+    :param message: the ``dm_request`` message.
+    :returns: the subscribed DM :class:`~cohrt_sync.Channel`.
+    :raises BadRequestError: when the request names no DM channel.
+    """
+    data = message.data if isinstance(message.data, Mapping) else {}
+    name = data.get("dm_channel")
+    if not isinstance(name, str) or not name.startswith("dm:"):
+        raise BadRequestError("dm_request carries no valid dm_channel")
+    kwargs.setdefault("name", channel.user_name)
+    kwargs.setdefault("ttl", channel.ttl)
+    return channel.client.subscribe(name, channel.user_id, **kwargs)

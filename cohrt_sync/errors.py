@@ -1,0 +1,186 @@
+"""The exception tree: every error the client raises derives from :class:`CohrtError`.
+
+HTTP failures are translated once, in :func:`error_from_response`, from the
+Google-style envelope ``{"error": {"code", "message", "status"}}`` (or from a
+non-JSON body). Transport failures become :class:`CohrtConnectionError` or
+:class:`CohrtTimeoutError` with the original exception as ``__cause__``.
+None of these messages ever contains the application key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Optional
+
+__all__ = [
+    "AuthError",
+    "BadRequestError",
+    "ChannelClosedError",
+    "CohrtConnectionError",
+    "CohrtError",
+    "CohrtTimeoutError",
+    "InvalidArgumentTypeError",
+    "NotFoundError",
+    "NotProvisionedError",
+    "RateLimitedError",
+    "ServerError",
+    "error_from_response",
+]
+
+
+class CohrtError(Exception):
+    """Root of every error raised by :mod:`cohrt_sync`.
+
+    :param message: human-readable text (never contains a key).
+    :param status_code: the HTTP status, when the error came from a response.
+    :param status: the envelope's status name (``"INVALID_ARGUMENT"`` …), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: Optional[int] = None,
+        status: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.status = status
+
+    def __str__(self) -> str:
+        if self.status_code is not None:
+            return f"{self.message} (HTTP {self.status_code} {self.status or ''})".rstrip()
+        return self.message
+
+
+class AuthError(CohrtError):
+    """The key, edge bearer or connection token was rejected (HTTP 401, or 403 denied)."""
+
+
+class NotProvisionedError(CohrtError):
+    """The realtime resource is not provisioned or the tenant is paused (HTTP 403)."""
+
+
+class RateLimitedError(CohrtError):
+    """A rate limit or cap was hit (HTTP 429).
+
+    :param retry_after: seconds the server asked us to wait, when it said so.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: Optional[float] = None,
+        status_code: Optional[int] = 429,
+        status: Optional[str] = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, status=status)
+        self.retry_after = retry_after
+
+
+class BadRequestError(CohrtError, ValueError):
+    """The request was invalid: rejected by the server (400/409/413) or by the
+    client's own argument checks before any network call."""
+
+
+class InvalidArgumentTypeError(BadRequestError, TypeError):
+    """An argument had the wrong type (for example a ``bool`` ``user_id``)."""
+
+
+class NotFoundError(CohrtError):
+    """The endpoint or resource does not exist (HTTP 404)."""
+
+
+class ServerError(CohrtError):
+    """The server failed (HTTP 5xx, or a ``Failed to persist message`` frame).
+
+    :param retry_after: seconds from a 503's ``Retry-After``, when given.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: Optional[float] = None,
+        status_code: Optional[int] = None,
+        status: Optional[str] = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, status=status)
+        self.retry_after = retry_after
+
+
+class CohrtConnectionError(CohrtError):
+    """The server could not be reached, or the connection was lost."""
+
+
+class ChannelClosedError(CohrtConnectionError):
+    """The channel is closed, or is reconnecting and cannot send right now."""
+
+
+class CohrtTimeoutError(CohrtError):
+    """A request, handshake or publish acknowledgement did not arrive in time."""
+
+
+def _parse_retry_after(value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        # An HTTP-date Retry-After is legal but rare here; treat it as unknown.
+        return None
+    return max(0.0, seconds)
+
+
+def error_from_response(
+    status_code: int,
+    body: bytes,
+    headers: Optional[Mapping[str, str]] = None,
+    *,
+    context: str = "request",
+) -> CohrtError:
+    """Build the right :class:`CohrtError` for a failed HTTP response.
+
+    :param status_code: the HTTP status code.
+    :param body: the raw response body (JSON envelope or anything else).
+    :param headers: response headers, for ``Retry-After``.
+    :param context: a short description of what was attempted, for the message.
+    :returns: an exception instance (not raised).
+    """
+    message = ""
+    status: Optional[str] = None
+    try:
+        parsed: Any = json.loads(body.decode("utf-8")) if body else None
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        err = parsed["error"]
+        message = str(err.get("message") or "")
+        status = str(err["status"]) if err.get("status") is not None else None
+    elif isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+        message = parsed["error"]
+    else:
+        text = body[:200].decode("utf-8", "replace").strip()
+        message = text
+    if not message:
+        message = "no details"
+    full = f"{context} failed: {message}"
+    retry_after = _parse_retry_after((headers or {}).get("Retry-After"))
+    kwargs: dict[str, Any] = {"status_code": status_code, "status": status}
+    if status_code == 401:
+        return AuthError(full, **kwargs)
+    if status_code == 403:
+        if status == "PERMISSION_DENIED" and "provision" not in message.lower():
+            return AuthError(full, **kwargs)
+        return NotProvisionedError(full, **kwargs)
+    if status_code == 404:
+        return NotFoundError(full, **kwargs)
+    if status_code == 429:
+        return RateLimitedError(full, retry_after=retry_after, **kwargs)
+    if 400 <= status_code < 500:
+        return BadRequestError(full, **kwargs)
+    if status_code >= 500:
+        return ServerError(full, retry_after=retry_after, **kwargs)
+    return CohrtError(full, **kwargs)

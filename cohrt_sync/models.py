@@ -1,0 +1,250 @@
+"""Immutable value objects, and the argument checks run before any network call."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Optional
+
+import attrs
+
+from .errors import BadRequestError, InvalidArgumentTypeError
+
+__all__ = ["Message", "PublishAck", "Token", "User"]
+
+#: Longest channel name the client accepts.
+MAX_CHANNEL_LENGTH = 256
+
+
+@attrs.frozen
+class User:
+    """A user in a channel's presence.
+
+    :param id: the user id, always a string (numeric ids arrive as ``"30"``).
+    :param name: display name from the token, or ``None``.
+    :param last_seen: ISO-8601 UTC time of a ``leave``; ``None`` otherwise.
+    """
+
+    id: str
+    name: Optional[str] = None
+    last_seen: Optional[str] = attrs.field(default=None, eq=False)
+
+    @classmethod
+    def from_wire(cls, raw: Any, last_seen: Optional[str] = None) -> User:
+        """Build from a presence entry ``{"id": ..., "name": ...}``.
+
+        :param raw: the decoded JSON object.
+        :param last_seen: the ``last_seen`` of a ``leave`` frame.
+        """
+        if not isinstance(raw, Mapping):
+            return cls(id=str(raw), name=None, last_seen=last_seen)
+        name = raw.get("name")
+        return cls(
+            id=str(raw.get("id")),
+            name=None if name is None else str(name),
+            last_seen=last_seen,
+        )
+
+
+@attrs.frozen
+class Message:
+    """A publication on a channel, live or from history.
+
+    :param channel: the channel name.
+    :param event: the event type (``"message"``, ``"typing"``, ``"dm_request"`` …).
+    :param action: the legacy field; same value as ``event``.
+    :param data: the decoded JSON payload.
+    :param created_at_ms: server time of publication, in ms since the epoch.
+    :param id: the persisted row id, or ``None`` where the server gave none.
+    """
+
+    channel: str
+    event: str
+    action: str
+    data: Any
+    created_at_ms: Optional[int] = None
+    id: Optional[int] = None
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any], channel: Optional[str] = None) -> Message:
+        """Build from a live frame or a history item.
+
+        :param raw: the decoded JSON object.
+        :param channel: channel name to use when the item lacks one.
+        """
+        event = raw.get("event") or raw.get("action") or "message"
+        action = raw.get("action") or event
+        msg_id = raw.get("id")
+        created = raw.get("created_at_ms")
+        return cls(
+            channel=str(raw.get("channel") or channel or ""),
+            event=str(event),
+            action=str(action),
+            data=raw.get("data"),
+            created_at_ms=int(created) if isinstance(created, (int, float)) else None,
+            id=int(msg_id) if isinstance(msg_id, int) and not isinstance(msg_id, bool) else None,
+        )
+
+
+@attrs.frozen
+class Token:
+    """A WebSocket connection token minted by :meth:`cohrt_sync.Client.mint_token`.
+
+    :param token: the JWT to pass as ``?token=``; hidden from ``repr``.
+    :param expires_in: lifetime in seconds.
+    :param user_id: the user id it was minted for (a string).
+    :param name: the display name it carries, if any.
+    """
+
+    token: str = attrs.field(repr=False)
+    expires_in: int
+    user_id: Optional[str] = None
+    name: Optional[str] = None
+
+
+@attrs.frozen
+class PublishAck:
+    """The server's acknowledgement of a publish (HTTP response or ``published`` frame).
+
+    :param channel: the channel published to.
+    :param event: the event of the published message (``"published"`` for a
+        WebSocket ack, as the spec's frame says).
+    :param action: the ``action`` field of the acknowledgement.
+    :param created_at_ms: server time of publication.
+    :param id: the persisted row id, when the server reports it.
+    """
+
+    channel: str
+    event: str
+    action: str
+    created_at_ms: Optional[int] = None
+    id: Optional[int] = None
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any], channel: str, event: str) -> PublishAck:
+        """Build from a decoded acknowledgement.
+
+        :param raw: the decoded JSON object.
+        :param channel: the channel, when the ack omits it.
+        :param event: the event, when the ack omits it.
+        """
+        created = raw.get("created_at_ms")
+        msg_id = raw.get("id")
+        return cls(
+            channel=str(raw.get("channel") or channel),
+            event=str(raw.get("event") or event),
+            action=str(raw.get("action") or raw.get("event") or event),
+            created_at_ms=int(created) if isinstance(created, (int, float)) else None,
+            id=int(msg_id) if isinstance(msg_id, int) and not isinstance(msg_id, bool) else None,
+        )
+
+
+def check_channel(channel: object) -> str:
+    """Return ``channel`` if it is a valid channel name, else raise.
+
+    :param channel: a non-empty string of at most 256 characters.
+    :raises BadRequestError: when invalid.
+    """
+    if not isinstance(channel, str):
+        raise InvalidArgumentTypeError(f"channel must be a str, not {type(channel).__name__}")
+    if not channel or len(channel) > MAX_CHANNEL_LENGTH:
+        raise BadRequestError(
+            f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters, got {len(channel)}"
+        )
+    return channel
+
+
+def check_user_id(user_id: object) -> str:
+    """Normalise a user id to the string the server uses.
+
+    :param user_id: a non-empty ``str`` or an ``int`` (not ``bool``).
+    :raises BadRequestError: when invalid.
+    """
+    if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
+        raise InvalidArgumentTypeError(
+            f"user_id must be a str or int, not {type(user_id).__name__}"
+        )
+    text = str(user_id)
+    if not text.strip():
+        raise BadRequestError("user_id must not be empty")
+    return text
+
+
+def check_ttl(ttl: object) -> int:
+    """Check a token lifetime.
+
+    :param ttl: an ``int`` between 60 and 3600 seconds.
+    :raises BadRequestError: when invalid.
+    """
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise InvalidArgumentTypeError(f"ttl must be an int, not {type(ttl).__name__}")
+    if not 60 <= ttl <= 3600:
+        raise BadRequestError(f"ttl must be between 60 and 3600 seconds, got {ttl}")
+    return ttl
+
+
+def check_limit(limit: object) -> int:
+    """Check a history page size.
+
+    :param limit: an ``int`` between 1 and 100.
+    :raises BadRequestError: when invalid.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidArgumentTypeError(f"limit must be an int, not {type(limit).__name__}")
+    if not 1 <= limit <= 100:
+        raise BadRequestError(f"limit must be between 1 and 100, got {limit}")
+    return limit
+
+
+def check_after(after: object) -> int:
+    """Check a history cursor.
+
+    :param after: an ``int`` >= 0.
+    :raises BadRequestError: when invalid.
+    """
+    if isinstance(after, bool) or not isinstance(after, int):
+        raise InvalidArgumentTypeError(f"after must be an int, not {type(after).__name__}")
+    if after < 0:
+        raise BadRequestError(f"after must be >= 0, got {after}")
+    return after
+
+
+def check_event(event: object) -> str:
+    """Check an event name.
+
+    :param event: a non-empty string.
+    :raises BadRequestError: when invalid.
+    """
+    if not isinstance(event, str):
+        raise InvalidArgumentTypeError(f"event must be a str, not {type(event).__name__}")
+    if not event:
+        raise BadRequestError("event must not be empty")
+    return event
+
+
+def check_data(data: object) -> str:
+    """Check that ``data`` is JSON-serialisable; return its compact encoding.
+
+    :param data: any JSON value (``None`` is refused: the server requires ``data``).
+    :raises BadRequestError: when it cannot be encoded.
+    """
+    if data is None:
+        raise BadRequestError("data is required (None is not allowed)")
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise BadRequestError(f"data is not JSON-serialisable: {e}") from e
+
+
+def fingerprint(event: str, data: Any, created_at_ms: Optional[int]) -> str:
+    """A content key used to match id-less live frames against history rows.
+
+    :param event: the event name.
+    :param data: the decoded payload.
+    :param created_at_ms: the server timestamp.
+    """
+    try:
+        body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        body = repr(data)
+    return f"{created_at_ms}\x1f{event}\x1f{body}"
+
