@@ -215,7 +215,9 @@ class Channel:
         if pending.error is not None:
             raise pending.error
         assert pending.frame is not None
-        return PublishAck.from_wire(pending.frame, self.name, event)
+        # The frame's event is the literal "published"; report the message's own
+        # event like the HTTP ack does, and keep "published" as the action.
+        return PublishAck.from_wire({**pending.frame, "event": event}, self.name, event)
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the socket, stop reconnecting, and join both threads.
