@@ -244,7 +244,11 @@ class Sock:
 
     def _read(self, timeout: float) -> dict:
         self.ws.settimeout(max(timeout, 0.01))
-        raw = self.ws.recv()
+        try:
+            raw = self.ws.recv()
+        except websocket.WebSocketProtocolException as exc:
+            # e.g. the server wrote an HTTP error page onto the upgraded connection
+            raise ConnectionError(f"socket broken: not a WebSocket frame ({exc})") from exc
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8")
         if raw == "":

@@ -14,6 +14,8 @@ KEY_A = "ka_7c1e0f3b9d2a4e58"
 KEY_B = "kb_52d9e6a1c0f84b37"
 #: A tenant whose realtime_messages table a test drops on purpose.
 KEY_DROP = "kd_0e9b8a7f6c5d4e3f"
+#: A tenant the fuzz tests throw garbage at.
+KEY_FUZZ = "kf_1f2e3d4c5b6a7988"
 
 
 def make_server(**kw: Any) -> Any:
@@ -27,7 +29,7 @@ def make_server(**kw: Any) -> Any:
 @pytest.fixture(scope="session")
 def server() -> Iterator[Any]:
     """One shared server (unlimited tier, 64 KiB payloads). Never advance its clock."""
-    srv = make_server(keys=[KEY_A, KEY_B, KEY_DROP], max_payload=65536)
+    srv = make_server(keys=[KEY_A, KEY_B, KEY_DROP, KEY_FUZZ], max_payload=65536)
     srv.start()
     try:
         yield srv
