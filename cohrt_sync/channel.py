@@ -441,7 +441,7 @@ class Channel:
                     return "dispatcher overflow"
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 code = None
-                payload = getattr(data, "data", b"")
+                payload = data if isinstance(data, bytes) else getattr(data, "data", b"")
                 if len(payload) >= 2:
                     code = int.from_bytes(payload[:2], "big")
                 return f"server closed ({code})"
