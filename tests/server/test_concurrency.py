@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 
@@ -141,3 +143,34 @@ def test_interleaved_ws_publishes_keep_per_socket_order(base_url: str) -> None:
         # each socket's own messages arrive in the order it sent them
         own_a = [f["data"]["k"] for f in a_frames if f["data"]["k"] % 2]
         assert own_a == sorted(own_a)
+
+
+# Assumption (careful user): one subscriber that stops reading must not stall the channel for
+# everyone else -- the server buffers for it or drops it, but acks and other deliveries go on.
+def test_stalled_subscriber_does_not_stall_the_channel(base_url: str) -> None:
+    api = Api(base_url, KEY_A)
+    ch = uniq("stall")
+    blob = "s" * 50_000
+    stalled = Sock(base_url, api.token("sleeper"), ch)
+    stalled.ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        with Sock(base_url, api.token("reader"), ch) as reader:
+            started = time.monotonic()
+            n = 300  # ~15 MB: far beyond any socket buffer
+            for k in range(n):
+                api.publish_ok(ch, {"k": k, "blob": blob}, persist=False)
+                if k % 25 == 0:  # keep the reader drained so only the sleeper lags
+                    while reader.backlog or _readable(reader):
+                        reader.next(timeout=5)
+            got = 0
+            while got < n:
+                frame = reader.next(timeout=15)
+                if "data" in frame:
+                    got = frame["data"]["k"] + 1
+            assert time.monotonic() - started < 40
+    finally:
+        stalled.abort()
+
+
+def _readable(sock: Sock) -> bool:
+    return bool(select.select([sock.ws.sock], [], [], 0)[0])

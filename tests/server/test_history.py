@@ -93,3 +93,11 @@ def test_missing_or_bad_channel_is_400(api_a: Api) -> None:
     assert_envelope(api_a.history(None), 400)
     assert_envelope(api_a.history(""), 400)
     assert_envelope(api_a.history("c" * 257), 400)
+
+
+@pytest.mark.parametrize("ch", ["q:a&b=c", "q:hash#tag", "q:what?", "q:sp ace+plus", "q:%41"])
+def test_channel_names_needing_url_encoding(api_a: Api, ch: str) -> None:
+    ch = f"{ch}/{uniq('u')}"
+    ack = api_a.publish_ok(ch, {"ch": ch})
+    [m] = api_a.history_ok(ch)
+    assert m["id"] == ack["id"] and m["channel"] == ch and m["data"] == {"ch": ch}

@@ -156,3 +156,29 @@ def test_huge_body_is_413_not_a_crash(api_a: Api) -> None:
     r = api_a.publish(ch, {"blob": "x" * 5_000_000})
     assert_envelope(r, 413, "INVALID_ARGUMENT")
     api_a.publish_ok(ch, {"still": "alive"})
+
+
+def test_idempotency_key_dedupes_concurrent_retries(api_a: Api) -> None:
+    """Ten simultaneous retries of one request (same Idempotency-Key): published once."""
+    import threading
+
+    ch = uniq()
+    key = uuid.uuid4().hex
+    barrier = threading.Barrier(10)
+    results: list = []
+
+    def go() -> None:
+        own = Api(api_a.base_url, api_a.key)
+        barrier.wait(timeout=10)
+        r = own.publish(ch, {"once": True}, headers={"Idempotency-Key": key})
+        results.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=go) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert len(results) == 10
+    assert {code for code, _ in results} == {200}, results
+    assert len({str(body) for _, body in results}) == 1, results
+    assert len(api_a.history_ok(ch)) == 1

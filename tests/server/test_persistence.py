@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import websocket
+
 from ._wire import Api, Sock, assert_envelope, uniq
 from .conftest import make_server
 
@@ -85,3 +87,33 @@ def test_new_server_on_same_data_dir_keeps_everything(tmp_path: Path) -> None:
         _check(Api(base, K1), Api(base, K2), Api(base, K3), ch, seeded)
     finally:
         second.stop()
+
+
+def test_stop_with_open_sockets_is_prompt_and_they_can_reconnect(tmp_path: Path) -> None:
+    import threading
+
+    srv = make_server(keys=[K1], provision=True, data_dir=str(tmp_path))
+    srv.start()
+    try:
+        api = Api(srv.base_url, K1)
+        ch = uniq()
+        tok = api.token("alice", ttl=3600)
+        socks = [Sock(srv.base_url, tok, ch) for _ in range(3)]
+        stopper = threading.Thread(target=srv.stop)
+        stopper.start()
+        stopper.join(timeout=10)
+        assert not stopper.is_alive(), "stop() hangs while sockets are open"
+        for s in socks:  # each open socket sees its connection end (close frame or abort)
+            try:
+                while True:
+                    s.next(timeout=5)
+            except websocket.WebSocketTimeoutException:
+                raise AssertionError("a socket stayed open after stop()") from None
+            except (ConnectionError, OSError, websocket.WebSocketException):
+                pass
+            s.close()
+        srv.start()
+        with Sock(srv.base_url, tok, ch) as again:
+            assert again.presence == [{"id": "alice", "name": None}]
+    finally:
+        srv.stop()

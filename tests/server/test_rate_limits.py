@@ -42,9 +42,11 @@ def test_sixth_concurrent_socket_is_refused_429(eph: Any) -> None:
     tokens.append(api.token("u5", ttl=3600))
     socks = [Sock(eph.base_url, tok, ch) for tok in tokens[:5]]
     try:
-        status, body, _ = refusal(eph.base_url, token=tokens[5], channel=ch)
+        status, body, headers = refusal(eph.base_url, token=tokens[5], channel=ch)
         assert status == 429, (status, body)
         assert_refusal_envelope(429, body, "RESOURCE_EXHAUSTED")
+        # DESIGN §2: 429 comes with Retry-After (websocket-client lower-cases header names)
+        _retry_after({k.title(): v for k, v in headers.items()})
         # the cap is per tenant, not per channel
         status, _, _ = refusal(eph.base_url, token=tokens[5], channel=uniq())
         assert status == 429

@@ -197,3 +197,23 @@ def test_failed_persist_is_an_error_and_is_not_broadcast(base_url: str, api_a: A
         assert a.next()["error"].startswith("Failed to persist message: ")
     # other tenants are untouched
     api_a.publish_ok(uniq(), {"fine": True})
+
+
+def test_temp_store_directory_is_refused(api_a: Api) -> None:
+    """A pragma that points SQLite at a path outside the tenant database."""
+    with tempfile.TemporaryDirectory() as d:
+        _refused(api_a, f"PRAGMA temp_store_directory = '{d}'", [])
+
+
+# Assumption: ids are never reused, even after the newest rows are deleted by direct SQL, so a
+# client catching up with `history?after=<last id seen>` can never skip a new message.
+def test_ids_are_never_reused_after_sql_delete(api_a: Api) -> None:
+    ch = uniq()
+    first = api_a.publish_ok(ch, {"n": 1})["id"]
+    top = api_a.sql_rows("SELECT max(id) AS m FROM realtime_messages")[0]["m"]
+    assert top >= first
+    r = api_a.sql("DELETE FROM realtime_messages WHERE id = ?", [top])
+    assert r.status_code == 200 and r.json()["meta"]["changes"] == 1
+    again = api_a.publish_ok(ch, {"n": 2})["id"]
+    assert again > top, (again, top)
+    assert [m["data"] for m in api_a.history_ok(ch, after=top)] == [{"n": 2}]

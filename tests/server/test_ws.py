@@ -186,6 +186,17 @@ def test_payload_over_max_is_error_frame_and_socket_lives(api_a: Api, base_url: 
     assert [m["data"] for m in api_a.history_ok(ch)] == [{"alive": "after-big"}]
 
 
+def test_megabyte_frame_is_error_frame_and_socket_lives(api_a: Api, base_url: str) -> None:
+    """Far over max_payload: still a bad frame like any other (DESIGN §2: socket stays open)."""
+    ch = uniq()
+    with Sock(base_url, api_a.token("alice"), ch) as a:
+        a.send({"action": "publish", "data": {"blob": "x" * 1_000_000}})
+        frame = a.reply(timeout=10)
+        assert set(frame) == {"error"}, frame
+        _alive(a, "after-megabyte")
+    assert [m["data"] for m in api_a.history_ok(ch)] == [{"alive": "after-megabyte"}]
+
+
 def test_payload_under_max_is_accepted(api_a: Api, base_url: str) -> None:
     ch = uniq()
     data = {"blob": "y" * 60_000}
