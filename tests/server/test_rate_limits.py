@@ -14,11 +14,12 @@ from .conftest import make_server
 E_SOCK = "ke1_socket_cap_77"
 E_MINT = "ke2_mint_rate_88"
 E_REQ = "ke3_request_rate_99"
+E_RTK = "ke4_rtk_cap_1010"
 
 
 @pytest.fixture(scope="module")
 def eph() -> Iterator[Any]:
-    srv = make_server(keys=[E_SOCK, E_MINT, E_REQ], tier="ephemeral")
+    srv = make_server(keys=[E_SOCK, E_MINT, E_REQ, E_RTK], tier="ephemeral")
     srv.start()
     try:
         yield srv
@@ -91,3 +92,31 @@ def test_thirty_first_request_in_a_minute_is_429(eph: Any) -> None:
     _retry_after(r.headers)
     eph.advance_clock(61)
     assert api.history(ch).status_code == 200
+
+
+def test_eleventh_participant_token_of_an_ephemeral_tenant_is_refused(eph: Any) -> None:
+    """Ephemeral: 10 RealtimeKit participant tokens per tenant lifetime."""
+    api = Api(eph.base_url, E_RTK)
+    eph.advance_clock(61)
+
+    def call(method: str, path: str, **kw: Any) -> Any:
+        return api.request(method, "/edge/realtimekit" + path, params={"key": E_RTK}, **kw)
+
+    r = call("POST", "/meetings", json={"title": "cap"})
+    assert r.status_code in (200, 201), r.text
+    meeting_id = r.json()["data"]["id"]
+    for _ in range(25):  # eventual consistency (spec: poll until it resolves)
+        if call("GET", f"/meetings/{meeting_id}").status_code == 200:
+            break
+        time.sleep(0.05)
+    body = {"preset_name": "group_call_participant", "name": "p"}
+    for i in range(10):
+        r = call("POST", f"/meetings/{meeting_id}/participants",
+                 json={**body, "custom_participant_id": f"p{i}"})  # fmt: skip
+        assert r.status_code in (200, 201), (i, r.text)
+    eph.advance_clock(61)  # not a per-minute limit: a new minute does not help
+    r = call("POST", f"/meetings/{meeting_id}/participants",
+             json={**body, "custom_participant_id": "p10"})  # fmt: skip
+    # refused as exhausted (429) or with the tenant paused (403), in the Google envelope
+    assert r.status_code in (429, 403), r.text
+    assert_envelope(r, r.status_code)
