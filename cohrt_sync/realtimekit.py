@@ -1,0 +1,1081 @@
+"""``client.realtimekit``: typed access to the RealtimeKit (video/voice) proxy.
+
+The edge API proxies ``/edge/realtimekit/*`` to Cloudflare RealtimeKit's REST
+API for the tenant; responses keep Cloudflare's envelope
+``{"success": true, "data": ...}``. :class:`RealtimeKit` unwraps it into
+frozen values (:class:`Meeting`, :class:`Participant`, :class:`Preset`,
+:class:`Page`) and turns the envelope's ``errors`` into the
+:class:`~cohrt_sync.CohrtError` tree, keeping the upstream ``code`` and
+``message`` (:class:`RealtimeKitNotFoundError` for ``ResourceNotFound``).
+
+Meeting creation is eventually consistent (the spec: "poll after create"), so
+:meth:`RealtimeKit.create_meeting` polls the new meeting until it resolves,
+and :meth:`RealtimeKit.add_participant` retries a ``ResourceNotFound`` on the
+same schedule. Every request goes through the client's shared HTTP layer
+(edge bearer, retries, key redaction); non-idempotent calls are retried only
+where the request provably did not arrive.
+
+::
+
+    rtk = client.realtimekit
+    meeting = rtk.create_meeting("Standup")            # returns once readable
+    host = rtk.add_participant(meeting.id, preset_name="group_call_host", name="Ada")
+    host.token                                         # give this to the frontend SDK
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import re
+import time
+import urllib.parse
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
+
+import attrs
+
+from ._http import RETRY_ALWAYS, RETRY_UNSENT, HttpTransport, encode_json
+from .errors import (
+    AuthError,
+    BadRequestError,
+    CohrtError,
+    CohrtTimeoutError,
+    InvalidArgumentTypeError,
+    NotFoundError,
+    NotProvisionedError,
+    RateLimitedError,
+    ServerError,
+)
+
+__all__ = [
+    "DEFAULT_POLL",
+    "UNSET",
+    "Meeting",
+    "MeetingNotReadyError",
+    "Page",
+    "Paging",
+    "Participant",
+    "PollSchedule",
+    "Preset",
+    "RealtimeKit",
+    "RealtimeKitBadRequestError",
+    "RealtimeKitError",
+    "RealtimeKitNotFoundError",
+    "RealtimeKitServerError",
+    "UpstreamError",
+]
+
+T = TypeVar("T")
+
+#: The proxy prefix that stands for Cloudflare's ``/accounts/{account}/realtime/kit/{app}``.
+PREFIX = "/edge/realtimekit"
+#: Largest ``per_page`` the API accepts.
+MAX_PER_PAGE = 100
+
+
+class _Unset:
+    """Marks an argument that was not given (``None`` can be a real value: null)."""
+
+    _instance: Optional[_Unset] = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: Default of update arguments: leave the field as it is.
+UNSET: Any = _Unset()
+
+
+# -- errors ---------------------------------------------------------------------------------
+@attrs.frozen
+class UpstreamError:
+    """One entry of the envelope's ``errors`` list.
+
+    :param code: the upstream error code (a number on Cloudflare's API).
+    :param message: the upstream message, e.g. ``"ResourceNotFound: ..."``.
+    """
+
+    code: Any
+    message: str
+
+
+class RealtimeKitError(CohrtError):
+    """An error answered by RealtimeKit itself (Cloudflare's envelope).
+
+    :param message: the full message.
+    :param errors: every entry of the envelope's ``errors``.
+    :param kwargs: passed on (``status_code``, ``status``, ``retry_after``).
+    """
+
+    def __init__(
+        self, message: str, *, errors: Sequence[UpstreamError] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.errors: Tuple[UpstreamError, ...] = tuple(errors)
+
+    @property
+    def upstream_code(self) -> Any:
+        """The first error's ``code``, or None."""
+        return self.errors[0].code if self.errors else None
+
+    @property
+    def upstream_message(self) -> Optional[str]:
+        """The first error's ``message``, or None."""
+        return self.errors[0].message if self.errors else None
+
+
+class RealtimeKitNotFoundError(RealtimeKitError, NotFoundError):
+    """``ResourceNotFound``: no such meeting or participant (yet: see the poll)."""
+
+
+class RealtimeKitBadRequestError(RealtimeKitError, BadRequestError):
+    """RealtimeKit refused the input (HTTP 400 and other 4xx)."""
+
+
+class RealtimeKitServerError(RealtimeKitError, ServerError):
+    """RealtimeKit failed (HTTP 5xx)."""
+
+
+class MeetingNotReadyError(CohrtTimeoutError):
+    """A new meeting still answered ``ResourceNotFound`` when the poll gave up.
+
+    :param message: what happened.
+    :param meeting_id: the meeting that never resolved; poll again with
+        :meth:`RealtimeKit.wait_ready`.
+    :param attempts: how many reads were tried.
+    """
+
+    def __init__(self, message: str, *, meeting_id: str, attempts: int) -> None:
+        super().__init__(message)
+        self.meeting_id = meeting_id
+        self.attempts = attempts
+
+
+_CODE = re.compile(r'"code"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
+_MESSAGE = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)')
+
+
+def _upstream_errors(exc: CohrtError, context: str) -> Optional[List[UpstreamError]]:
+    """The ``errors`` of Cloudflare's envelope behind ``exc``, or None if it had none.
+
+    The shared HTTP layer keeps the body only as text in the message (the first
+    200 characters), so a long body is read back field by field.
+    """
+    body = getattr(exc, "body", None)
+    if body is None:
+        prefix = f"{context} failed: "
+        if not exc.message.startswith(prefix):
+            return None
+        text = exc.message[len(prefix) :]
+        if '"errors"' not in text:
+            return None
+        try:
+            body = json.loads(text)
+        except ValueError:
+            code, message = _CODE.search(text), _MESSAGE.search(text)
+            if message is None:
+                return None
+            raw_code: Any = json.loads(code.group(1)) if code else None
+            try:
+                msg = json.loads(f'"{message.group(1)}"')
+            except ValueError:  # cut inside an escape
+                msg = message.group(1)
+            return [UpstreamError(raw_code, str(msg) + ("" if msg.endswith(".") else "..."))]
+    if not isinstance(body, dict) or body.get("success") is not False:
+        return None
+    return _parse_errors(body.get("errors"))
+
+
+def _parse_errors(raw: Any) -> List[UpstreamError]:
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict):
+            out.append(UpstreamError(item.get("code"), str(item.get("message") or "")))
+        elif isinstance(item, str):
+            out.append(UpstreamError(None, item))
+    return out or [UpstreamError(None, "no details")]
+
+
+def _to_realtimekit_error(exc: CohrtError, context: str) -> CohrtError:
+    """``exc`` as a :class:`RealtimeKitError` when RealtimeKit answered it."""
+    if isinstance(exc, (AuthError, NotProvisionedError, RateLimitedError)):
+        # Credentials, provisioning and limits are the proxy's, in its own envelope.
+        return exc
+    errors = _upstream_errors(exc, context)
+    status = exc.status_code
+    if errors is None or status is None:
+        return exc
+    message = f"{context} failed: " + "; ".join(e.message for e in errors)
+    kwargs: Dict[str, Any] = {"errors": errors, "status_code": status, "status": exc.status}
+    new: CohrtError
+    if status == 404:
+        new = RealtimeKitNotFoundError(message, **kwargs)
+    elif status >= 500:
+        new = RealtimeKitServerError(
+            message, retry_after=getattr(exc, "retry_after", None), **kwargs
+        )
+    elif status >= 400:
+        new = RealtimeKitBadRequestError(message, **kwargs)
+    else:
+        return exc
+    new.__cause__ = exc
+    return new
+
+
+# -- values ----------------------------------------------------------------------------------
+def _time(value: Any) -> Optional[datetime.datetime]:
+    """An ISO-8601 timestamp (``...Z`` included) as an aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    # Python 3.9's parser takes 3 or 6 fraction digits only.
+    text = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _opt_str(value: Any) -> Optional[str]:
+    return None if value is None else str(value)
+
+
+def _bool(value: Any) -> bool:
+    return bool(value) if value is not None else False
+
+
+@attrs.frozen
+class Meeting:
+    """A RealtimeKit meeting: a reusable room.
+
+    :param id: the meeting id (a UUID).
+    :param title: its title, or None.
+    :param status: ``"ACTIVE"`` or ``"INACTIVE"`` (no one can join an inactive one).
+    :param record_on_start: record as soon as someone joins.
+    :param live_stream_on_start: live-stream as soon as someone joins.
+    :param persist_chat: keep the chat for a week.
+    :param summarize_on_end: summarise the transcript at the end.
+    :param transcribe_on_end: transcribe at the end.
+    :param session_keep_alive_time_in_secs: how long a session outlives its last participant.
+    :param ai_config: transcription and summary settings.
+    :param created_at: creation time (aware, UTC).
+    :param updated_at: last update time (aware, UTC).
+    :param raw: the object as the API sent it, for fields not wrapped here.
+    """
+
+    id: str
+    title: Optional[str] = None
+    status: str = "ACTIVE"
+    record_on_start: bool = False
+    live_stream_on_start: bool = False
+    persist_chat: bool = False
+    summarize_on_end: bool = False
+    transcribe_on_end: bool = False
+    session_keep_alive_time_in_secs: Optional[float] = None
+    ai_config: Optional[Mapping[str, Any]] = attrs.field(default=None, hash=False)
+    created_at: Optional[datetime.datetime] = None
+    updated_at: Optional[datetime.datetime] = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, hash=False, repr=False)
+
+    @property
+    def active(self) -> bool:
+        """True when participants can be added and join."""
+        return self.status == "ACTIVE"
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> Meeting:
+        """Build from the API's meeting object.
+
+        :param raw: the decoded ``data`` object.
+        """
+        keep_alive = raw.get("session_keep_alive_time_in_secs")
+        ai_config = raw.get("ai_config")
+        return cls(
+            id=str(raw.get("id") or ""),
+            title=_opt_str(raw.get("title")),
+            status=str(raw.get("status") or "ACTIVE"),
+            record_on_start=_bool(raw.get("record_on_start")),
+            live_stream_on_start=_bool(raw.get("live_stream_on_start")),
+            persist_chat=_bool(raw.get("persist_chat")),
+            summarize_on_end=_bool(raw.get("summarize_on_end")),
+            transcribe_on_end=_bool(raw.get("transcribe_on_end")),
+            session_keep_alive_time_in_secs=(
+                keep_alive
+                if isinstance(keep_alive, (int, float)) and not isinstance(keep_alive, bool)
+                else None
+            ),
+            ai_config=ai_config if isinstance(ai_config, dict) else None,
+            created_at=_time(raw.get("created_at")),
+            updated_at=_time(raw.get("updated_at")),
+            raw=dict(raw),
+        )
+
+
+@attrs.frozen
+class Participant:
+    """A participant of a meeting.
+
+    :param id: the participant id.
+    :param meeting_id: the meeting it belongs to.
+    :param preset_name: the preset (role) applied to it.
+    :param name: display name, or None.
+    :param picture: picture URL, or None.
+    :param custom_participant_id: your own id for this user.
+    :param token: the auth token for the frontend SDK: only on create, update
+        and :meth:`RealtimeKit.refresh_participant_token`; None on reads.
+        Never shown in the repr.
+    :param created_at: creation time (aware, UTC).
+    :param updated_at: last update time (aware, UTC).
+    :param raw: the object as the API sent it (the token removed).
+    """
+
+    id: str
+    meeting_id: str
+    preset_name: Optional[str] = None
+    name: Optional[str] = None
+    picture: Optional[str] = None
+    custom_participant_id: Optional[str] = None
+    token: Optional[str] = attrs.field(default=None, repr=False)
+    created_at: Optional[datetime.datetime] = None
+    updated_at: Optional[datetime.datetime] = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, hash=False, repr=False)
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any], meeting_id: str) -> Participant:
+        """Build from the API's participant object.
+
+        :param raw: the decoded ``data`` object.
+        :param meeting_id: the meeting of the request.
+        """
+        token = raw.get("token")
+        return cls(
+            id=str(raw.get("id") or ""),
+            meeting_id=meeting_id,
+            preset_name=_opt_str(raw.get("preset_name")),
+            name=_opt_str(raw.get("name")),
+            picture=_opt_str(raw.get("picture")),
+            custom_participant_id=_opt_str(raw.get("custom_participant_id")),
+            token=token if isinstance(token, str) else None,
+            created_at=_time(raw.get("created_at")),
+            updated_at=_time(raw.get("updated_at")),
+            raw={k: v for k, v in raw.items() if k != "token"},
+        )
+
+
+@attrs.frozen
+class Preset:
+    """A preset: a named participant role (permissions, media, UI).
+
+    :param id: the preset id.
+    :param name: what ``preset_name`` refers to.
+    :param created_at: creation time, if given.
+    :param updated_at: last update time, if given.
+    :param raw: the object as the API sent it.
+    """
+
+    id: Optional[str]
+    name: str
+    created_at: Optional[datetime.datetime] = None
+    updated_at: Optional[datetime.datetime] = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, eq=False, hash=False, repr=False)
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> Preset:
+        """Build from the API's preset object.
+
+        :param raw: the decoded object.
+        """
+        return cls(
+            id=_opt_str(raw.get("id")),
+            name=str(raw.get("name") or ""),
+            created_at=_time(raw.get("created_at")),
+            updated_at=_time(raw.get("updated_at")),
+            raw=dict(raw),
+        )
+
+
+@attrs.frozen
+class Paging:
+    """The ``paging`` object of a list: 1-based, inclusive offsets.
+
+    :param total_count: items matching, over all pages.
+    :param start_offset: position of this page's first item (0 when empty).
+    :param end_offset: position of this page's last item (0 when empty).
+    """
+
+    total_count: int = 0
+    start_offset: int = 0
+    end_offset: int = 0
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> Paging:
+        """Build from the response's ``paging`` (missing fields count as 0).
+
+        :param raw: the decoded object.
+        """
+        if not isinstance(raw, dict):
+            return cls()
+
+        def num(key: str) -> int:
+            value = raw.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return 0
+            return int(value) if math.isfinite(value) else 0
+
+        return cls(num("total_count"), num("start_offset"), num("end_offset"))
+
+
+@attrs.frozen
+class Page(Generic[T]):
+    """One page of a list.
+
+    :param items: this page's values.
+    :param paging: where the page sits in the whole list.
+    :param page_no: the page number asked for (1-based).
+    :param per_page: the page size asked for.
+    """
+
+    items: Tuple[T, ...]
+    paging: Paging
+    page_no: int
+    per_page: int
+
+    @property
+    def has_next(self) -> bool:
+        """True when items remain after this page."""
+        return bool(self.items) and self.paging.end_offset < self.paging.total_count
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@attrs.frozen
+class PollSchedule:
+    """How to poll for a new meeting: ``attempts`` reads, ``interval`` seconds apart.
+
+    :param attempts: reads to try, at least 1.
+    :param interval: seconds between reads.
+    """
+
+    attempts: int = attrs.field(default=5)
+    interval: float = attrs.field(default=0.2)
+
+    @attempts.validator
+    def _check_attempts(self, _: Any, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadRequestError("attempts must be an int of at least 1")
+
+    @interval.validator
+    def _check_interval(self, _: Any, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise BadRequestError("interval must be a number of seconds, at least 0")
+
+
+#: The spec's suggestion: 5 attempts, 200 ms apart.
+DEFAULT_POLL = PollSchedule()
+
+
+# -- argument checks --------------------------------------------------------------------------
+def _check_id(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentTypeError(f"{name} must be a str, not {type(value).__name__}")
+    if not value:
+        raise BadRequestError(f"{name} must not be empty")
+    return value
+
+
+def _seg(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _check_page(page_no: Any, per_page: Any) -> None:
+    for name, value, hi in (("page_no", page_no, None), ("per_page", per_page, MAX_PER_PAGE)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgumentTypeError(f"{name} must be an int")
+        if value < 1 or (hi is not None and value > hi):
+            raise BadRequestError(
+                f"{name} must be from 1 to {hi}" if hi else f"{name} must be >= 1"
+            )
+
+
+def _given(**fields: Any) -> Dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not UNSET}
+
+
+# -- the wrapper -------------------------------------------------------------------------------
+class RealtimeKit:
+    """Typed RealtimeKit calls over the client's shared HTTP layer.
+
+    Get one from ``client.realtimekit``, or build one over a client's transport.
+
+    :param http: the client's HTTP layer (auth, retries, redaction).
+    :param poll: the poll-after-create schedule (default 5 reads, 200 ms apart).
+    :param sleep: how to wait between polls; inject a fake one in tests.
+    """
+
+    def __init__(
+        self,
+        http: HttpTransport,
+        *,
+        poll: PollSchedule = DEFAULT_POLL,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._http = http
+        self.poll = poll
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"<cohrt_sync.RealtimeKit {self._http.base_url}{PREFIX}>"
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Optional[Mapping[str, Any]] = None,
+        retry_mode: str,
+        context: str,
+    ) -> Dict[str, Any]:
+        body = None if json_body is None else encode_json(json_body)
+        try:
+            raw = self._http.request(
+                method,
+                PREFIX + path,
+                params=params,
+                body=body,
+                retry_mode=retry_mode,
+                context=context,
+            )
+        except CohrtError as e:
+            mapped = _to_realtimekit_error(e, context)
+            if mapped is e:
+                raise
+            raise mapped from e
+        if not isinstance(raw, dict):
+            raise CohrtError(f"{context}: expected a JSON object, got {type(raw).__name__}")
+        if raw.get("success") is False:
+            errors = _parse_errors(raw.get("errors"))
+            raise RealtimeKitError(
+                f"{context} failed: " + "; ".join(e.message for e in errors), errors=errors
+            )
+        return raw
+
+    def _data(self, envelope: Mapping[str, Any], context: str) -> Dict[str, Any]:
+        data = envelope.get("data")
+        if not isinstance(data, dict):
+            raise CohrtError(f"{context}: the response carried no data object")
+        return data
+
+    def _page(
+        self,
+        path: str,
+        params: Dict[str, Any],
+        build: Callable[[Mapping[str, Any]], T],
+        context: str,
+    ) -> Page[T]:
+        envelope = self._send("GET", path, params=params, retry_mode=RETRY_ALWAYS, context=context)
+        data = envelope.get("data")
+        items = tuple(
+            build(x) for x in (data if isinstance(data, list) else []) if isinstance(x, dict)
+        )
+        return Page(
+            items=items,
+            paging=Paging.from_wire(envelope.get("paging")),
+            page_no=int(params["page_no"]),
+            per_page=int(params["per_page"]),
+        )
+
+    @staticmethod
+    def _all(fetch: Callable[[int], Page[T]]) -> Iterator[T]:
+        page_no = 1
+        while True:
+            page = fetch(page_no)
+            yield from page.items
+            if not page.has_next:
+                return
+            page_no += 1
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: Optional[Mapping[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        """Call any RealtimeKit path not wrapped here; returns the whole envelope.
+
+        GET, HEAD and PUT are retried freely; other methods only where the
+        request provably did not arrive.
+
+        :param method: HTTP method.
+        :param path: the path after the proxy prefix, e.g. ``"/sessions"``.
+        :param json: a JSON body.
+        :param params: query parameters.
+        :raises RealtimeKitError: when RealtimeKit answers with ``errors``.
+        """
+        if not isinstance(method, str) or not method:
+            raise InvalidArgumentTypeError("method must be a non-empty str")
+        if not isinstance(path, str):
+            raise InvalidArgumentTypeError("path must be a str")
+        method = method.upper()
+        path = path if path.startswith("/") else "/" + path
+        idempotent = method in ("GET", "HEAD", "PUT")
+        return self._send(
+            method,
+            path,
+            json_body=json,
+            params=params,
+            retry_mode=RETRY_ALWAYS if idempotent else RETRY_UNSENT,
+            context=f"RealtimeKit {method} {path}",
+        )
+
+    # -- meetings -------------------------------------------------------------------------------
+    def list_meetings(
+        self,
+        *,
+        page_no: int = 1,
+        per_page: int = 20,
+        search: Optional[str] = None,
+        status: Optional[str] = None,
+    ) -> Page[Meeting]:
+        """One page of the app's meetings.
+
+        :param page_no: page number, from 1.
+        :param per_page: meetings per page, 1 to 100.
+        :param search: match meeting id or title.
+        :param status: only ``"ACTIVE"`` or ``"INACTIVE"`` meetings.
+        """
+        _check_page(page_no, per_page)
+        params: Dict[str, Any] = {"page_no": page_no, "per_page": per_page}
+        if search is not None:
+            params["search"] = search
+        if status is not None:
+            params["status"] = status
+        return self._page("/meetings", params, Meeting.from_wire, "list meetings")
+
+    def iter_meetings(
+        self,
+        *,
+        per_page: int = MAX_PER_PAGE,
+        search: Optional[str] = None,
+        status: Optional[str] = None,
+    ) -> Iterator[Meeting]:
+        """Every meeting, page by page, lazily.
+
+        :param per_page: meetings per request, 1 to 100.
+        :param search: match meeting id or title.
+        :param status: only ``"ACTIVE"`` or ``"INACTIVE"`` meetings.
+        """
+        _check_page(1, per_page)
+        return self._all(
+            lambda n: self.list_meetings(page_no=n, per_page=per_page, search=search, status=status)
+        )
+
+    def create_meeting(
+        self,
+        title: Optional[str] = None,
+        *,
+        status: Optional[str] = None,
+        record_on_start: Optional[bool] = None,
+        live_stream_on_start: Optional[bool] = None,
+        persist_chat: Optional[bool] = None,
+        summarize_on_end: Optional[bool] = None,
+        session_keep_alive_time_in_secs: Optional[float] = None,
+        ai_config: Optional[Mapping[str, Any]] = None,
+        extra: Optional[Mapping[str, Any]] = None,
+        wait_ready: bool = True,
+        poll: Optional[PollSchedule] = None,
+    ) -> Meeting:
+        """Create a meeting (``POST /meetings``) and, by default, wait until it is readable.
+
+        Arguments left as None are not sent (the API's defaults apply).
+        Creation is not retried unless the request provably did not arrive,
+        so a meeting is never created twice.
+
+        :param title: the meeting's title.
+        :param status: ``"ACTIVE"`` (default) or ``"INACTIVE"``.
+        :param record_on_start: record as soon as someone joins.
+        :param live_stream_on_start: live-stream as soon as someone joins.
+        :param persist_chat: keep the chat for a week.
+        :param summarize_on_end: summarise the transcript at the end.
+        :param session_keep_alive_time_in_secs: 60 to 600.
+        :param ai_config: ``{"summarization": {...}, "transcription": {...}}``.
+        :param extra: more body fields, sent as given.
+        :param wait_ready: poll ``GET /meetings/{id}`` until it resolves.
+        :param poll: the schedule (default: this wrapper's :attr:`poll`).
+        :raises MeetingNotReadyError: still not readable after the schedule;
+            the meeting exists, so poll again with :meth:`wait_ready`.
+        """
+        body: Dict[str, Any] = dict(extra or {})
+        given = {
+            "title": title,
+            "status": status,
+            "record_on_start": record_on_start,
+            "live_stream_on_start": live_stream_on_start,
+            "persist_chat": persist_chat,
+            "summarize_on_end": summarize_on_end,
+            "session_keep_alive_time_in_secs": session_keep_alive_time_in_secs,
+            "ai_config": None if ai_config is None else dict(ai_config),
+        }
+        body.update({k: v for k, v in given.items() if v is not None})
+        envelope = self._send(
+            "POST", "/meetings", json_body=body, retry_mode=RETRY_UNSENT, context="create meeting"
+        )
+        meeting = Meeting.from_wire(self._data(envelope, "create meeting"))
+        if not wait_ready:
+            return meeting
+        return self.wait_ready(meeting.id, poll=poll)
+
+    def wait_ready(self, meeting_id: str, *, poll: Optional[PollSchedule] = None) -> Meeting:
+        """Poll ``GET /meetings/{id}`` until the meeting resolves.
+
+        :param meeting_id: the meeting.
+        :param poll: the schedule (default: this wrapper's :attr:`poll`).
+        :raises MeetingNotReadyError: every read answered ``ResourceNotFound``.
+        """
+        _check_id(meeting_id, "meeting_id")
+        schedule = poll or self.poll
+        last: Optional[RealtimeKitNotFoundError] = None
+        for attempt in range(schedule.attempts):
+            if attempt:
+                self._sleep(schedule.interval)
+            try:
+                return self.get_meeting(meeting_id)
+            except RealtimeKitNotFoundError as e:
+                last = e
+        answer = last.upstream_message if last is not None else None
+        raise MeetingNotReadyError(
+            f"meeting {meeting_id} was still not readable after {schedule.attempts} attempt(s)"
+            f" {schedule.interval:g} s apart (last answer: {answer})",
+            meeting_id=meeting_id,
+            attempts=schedule.attempts,
+        ) from last
+
+    def get_meeting(self, meeting_id: str) -> Meeting:
+        """``GET /meetings/{id}``.
+
+        :param meeting_id: the meeting.
+        :raises RealtimeKitNotFoundError: unknown, or created too recently to read.
+        """
+        _check_id(meeting_id, "meeting_id")
+        context = f"get meeting {meeting_id}"
+        envelope = self._send(
+            "GET", f"/meetings/{_seg(meeting_id)}", retry_mode=RETRY_ALWAYS, context=context
+        )
+        return Meeting.from_wire(self._data(envelope, context))
+
+    def update_meeting(
+        self,
+        meeting_id: str,
+        *,
+        title: Optional[str] = UNSET,
+        status: str = UNSET,
+        record_on_start: bool = UNSET,
+        live_stream_on_start: bool = UNSET,
+        persist_chat: bool = UNSET,
+        summarize_on_end: bool = UNSET,
+        session_keep_alive_time_in_secs: float = UNSET,
+        ai_config: Optional[Mapping[str, Any]] = UNSET,
+        extra: Optional[Mapping[str, Any]] = None,
+    ) -> Meeting:
+        """Change the given fields of a meeting (``PATCH /meetings/{id}``).
+
+        Only the arguments you pass are sent; ``title=None`` clears the title.
+        ``status="INACTIVE"`` stops anyone from joining.
+
+        :param meeting_id: the meeting.
+        :param title: new title (None clears it).
+        :param status: ``"ACTIVE"`` or ``"INACTIVE"``.
+        :param record_on_start: record as soon as someone joins.
+        :param live_stream_on_start: live-stream as soon as someone joins.
+        :param persist_chat: keep the chat for a week.
+        :param summarize_on_end: summarise the transcript at the end.
+        :param session_keep_alive_time_in_secs: 60 to 600.
+        :param ai_config: new transcription and summary settings.
+        :param extra: more body fields, sent as given.
+        """
+        body = dict(extra or {})
+        body.update(
+            _given(
+                title=title,
+                status=status,
+                record_on_start=record_on_start,
+                live_stream_on_start=live_stream_on_start,
+                persist_chat=persist_chat,
+                summarize_on_end=summarize_on_end,
+                session_keep_alive_time_in_secs=session_keep_alive_time_in_secs,
+                ai_config=ai_config,
+            )
+        )
+        return self._write_meeting("PATCH", meeting_id, body)
+
+    def replace_meeting(
+        self,
+        meeting_id: str,
+        *,
+        title: Optional[str] = None,
+        status: str = "ACTIVE",
+        record_on_start: bool = False,
+        live_stream_on_start: bool = False,
+        persist_chat: bool = False,
+        summarize_on_end: bool = False,
+        session_keep_alive_time_in_secs: Optional[float] = None,
+        ai_config: Optional[Mapping[str, Any]] = None,
+        extra: Optional[Mapping[str, Any]] = None,
+    ) -> Meeting:
+        """Replace a meeting's settings (``PUT /meetings/{id}``): omitted ones reset.
+
+        :param meeting_id: the meeting.
+        :param title: the title (None: no title).
+        :param status: ``"ACTIVE"`` or ``"INACTIVE"``.
+        :param record_on_start: record as soon as someone joins.
+        :param live_stream_on_start: live-stream as soon as someone joins.
+        :param persist_chat: keep the chat for a week.
+        :param summarize_on_end: summarise the transcript at the end.
+        :param session_keep_alive_time_in_secs: 60 to 600 (None: the API's default).
+        :param ai_config: transcription and summary settings (None: defaults).
+        :param extra: more body fields, sent as given.
+        """
+        body: Dict[str, Any] = dict(extra or {})
+        body.update(
+            title=title,
+            status=status,
+            record_on_start=record_on_start,
+            live_stream_on_start=live_stream_on_start,
+            persist_chat=persist_chat,
+            summarize_on_end=summarize_on_end,
+        )
+        if session_keep_alive_time_in_secs is not None:
+            body["session_keep_alive_time_in_secs"] = session_keep_alive_time_in_secs
+        if ai_config is not None:
+            body["ai_config"] = dict(ai_config)
+        return self._write_meeting("PUT", meeting_id, body)
+
+    def _write_meeting(self, method: str, meeting_id: str, body: Dict[str, Any]) -> Meeting:
+        _check_id(meeting_id, "meeting_id")
+        context = f"{'update' if method == 'PATCH' else 'replace'} meeting {meeting_id}"
+        envelope = self._send(
+            method,
+            f"/meetings/{_seg(meeting_id)}",
+            json_body=body,
+            # Setting fields to given values is idempotent, so retrying is safe.
+            retry_mode=RETRY_ALWAYS,
+            context=context,
+        )
+        return Meeting.from_wire(self._data(envelope, context))
+
+    # -- participants --------------------------------------------------------------------------
+    def _participants_path(self, meeting_id: str, participant_id: Optional[str] = None) -> str:
+        path = f"/meetings/{_seg(_check_id(meeting_id, 'meeting_id'))}/participants"
+        if participant_id is not None:
+            path += "/" + _seg(_check_id(participant_id, "participant_id"))
+        return path
+
+    def list_participants(
+        self,
+        meeting_id: str,
+        *,
+        page_no: int = 1,
+        per_page: int = 20,
+        search: Optional[str] = None,
+    ) -> Page[Participant]:
+        """One page of a meeting's participants.
+
+        :param meeting_id: the meeting.
+        :param page_no: page number, from 1.
+        :param per_page: participants per page, 1 to 100.
+        :param search: match name or id (a local-server extension).
+        """
+        path = self._participants_path(meeting_id)
+        _check_page(page_no, per_page)
+        params: Dict[str, Any] = {"page_no": page_no, "per_page": per_page}
+        if search is not None:
+            params["search"] = search
+        return self._page(
+            path,
+            params,
+            lambda raw: Participant.from_wire(raw, meeting_id),
+            f"list participants of {meeting_id}",
+        )
+
+    def iter_participants(
+        self, meeting_id: str, *, per_page: int = MAX_PER_PAGE, search: Optional[str] = None
+    ) -> Iterator[Participant]:
+        """Every participant of a meeting, page by page, lazily.
+
+        :param meeting_id: the meeting.
+        :param per_page: participants per request, 1 to 100.
+        :param search: match name or id.
+        """
+        self._participants_path(meeting_id)
+        _check_page(1, per_page)
+        return self._all(
+            lambda n: self.list_participants(
+                meeting_id, page_no=n, per_page=per_page, search=search
+            )
+        )
+
+    def add_participant(
+        self,
+        meeting_id: str,
+        *,
+        preset_name: str,
+        name: Optional[str] = None,
+        picture: Optional[str] = None,
+        custom_participant_id: Optional[str] = None,
+        poll: Optional[PollSchedule] = None,
+    ) -> Participant:
+        """Add a participant (``POST /meetings/{id}/participants``); its ``token`` joins.
+
+        A ``ResourceNotFound`` is retried on the poll schedule, since a meeting
+        created moments ago (perhaps by another process) may not resolve yet;
+        the refusal did not create anything, so retrying is safe.
+
+        :param meeting_id: the meeting (must be ``ACTIVE``).
+        :param preset_name: a preset from :meth:`list_presets`.
+        :param name: display name.
+        :param picture: picture URL.
+        :param custom_participant_id: your own id for this user.
+        :param poll: the retry schedule (default: this wrapper's :attr:`poll`).
+        :raises RealtimeKitNotFoundError: the meeting never resolved.
+        :raises RealtimeKitBadRequestError: bad input, or an ``INACTIVE`` meeting.
+        """
+        path = self._participants_path(meeting_id)
+        _check_id(preset_name, "preset_name")
+        body: Dict[str, Any] = {"preset_name": preset_name}
+        for key, value in (
+            ("name", name),
+            ("picture", picture),
+            ("custom_participant_id", custom_participant_id),
+        ):
+            if value is not None:
+                if not isinstance(value, str):
+                    raise InvalidArgumentTypeError(f"{key} must be a str or None")
+                body[key] = value
+        schedule = poll or self.poll
+        context = f"add participant to meeting {meeting_id}"
+        for attempt in range(schedule.attempts):
+            if attempt:
+                self._sleep(schedule.interval)
+            try:
+                envelope = self._send(
+                    "POST", path, json_body=body, retry_mode=RETRY_UNSENT, context=context
+                )
+            except RealtimeKitNotFoundError:
+                if attempt + 1 >= schedule.attempts:
+                    raise
+                continue
+            return Participant.from_wire(self._data(envelope, context), meeting_id)
+        raise AssertionError("unreachable: the schedule has at least one attempt")
+
+    def get_participant(self, meeting_id: str, participant_id: str) -> Participant:
+        """``GET /meetings/{id}/participants/{pid}`` (no token: tokens are shown once).
+
+        :param meeting_id: the meeting.
+        :param participant_id: the participant.
+        """
+        path = self._participants_path(meeting_id, participant_id)
+        context = f"get participant {participant_id}"
+        envelope = self._send("GET", path, retry_mode=RETRY_ALWAYS, context=context)
+        return Participant.from_wire(self._data(envelope, context), meeting_id)
+
+    def update_participant(
+        self,
+        meeting_id: str,
+        participant_id: str,
+        *,
+        name: Optional[str] = UNSET,
+        picture: Optional[str] = UNSET,
+        preset_name: str = UNSET,
+    ) -> Participant:
+        """Change a participant (``PATCH``); the answer carries a fresh token.
+
+        :param meeting_id: the meeting.
+        :param participant_id: the participant.
+        :param name: new display name (None clears it).
+        :param picture: new picture URL (None clears it).
+        :param preset_name: new preset.
+        """
+        path = self._participants_path(meeting_id, participant_id)
+        context = f"update participant {participant_id}"
+        envelope = self._send(
+            "PATCH",
+            path,
+            json_body=_given(name=name, picture=picture, preset_name=preset_name),
+            # It mints a token, which counts against the ephemeral tier's cap.
+            retry_mode=RETRY_UNSENT,
+            context=context,
+        )
+        return Participant.from_wire(self._data(envelope, context), meeting_id)
+
+    def delete_participant(self, meeting_id: str, participant_id: str) -> Participant:
+        """Remove a participant (``DELETE``); its tokens stop working.
+
+        :param meeting_id: the meeting.
+        :param participant_id: the participant.
+        :returns: the removed participant.
+        """
+        path = self._participants_path(meeting_id, participant_id)
+        context = f"delete participant {participant_id}"
+        # A blind retry after a lost answer would report a successful delete as 404.
+        envelope = self._send("DELETE", path, retry_mode=RETRY_UNSENT, context=context)
+        return Participant.from_wire(self._data(envelope, context), meeting_id)
+
+    def refresh_participant_token(self, meeting_id: str, participant_id: str) -> str:
+        """A fresh auth token for a participant (``POST .../token``).
+
+        :param meeting_id: the meeting (must be ``ACTIVE``).
+        :param participant_id: the participant.
+        """
+        path = self._participants_path(meeting_id, participant_id) + "/token"
+        context = f"refresh token of participant {participant_id}"
+        envelope = self._send("POST", path, retry_mode=RETRY_UNSENT, context=context)
+        token = self._data(envelope, context).get("token")
+        if not isinstance(token, str) or not token:
+            raise CohrtError(f"{context}: the response carried no token")
+        return token
+
+    # -- presets -------------------------------------------------------------------------------
+    def list_presets(self, *, page_no: int = 1, per_page: int = MAX_PER_PAGE) -> Page[Preset]:
+        """One page of the app's presets (the names ``preset_name`` accepts).
+
+        :param page_no: page number, from 1.
+        :param per_page: presets per page, 1 to 100.
+        """
+        _check_page(page_no, per_page)
+        params = {"page_no": page_no, "per_page": per_page}
+        return self._page("/presets", params, Preset.from_wire, "list presets")
+
+    def iter_presets(self, *, per_page: int = MAX_PER_PAGE) -> Iterator[Preset]:
+        """Every preset, page by page, lazily.
+
+        :param per_page: presets per request, 1 to 100.
+        """
+        _check_page(1, per_page)
+        return self._all(lambda n: self.list_presets(page_no=n, per_page=per_page))
