@@ -362,3 +362,18 @@ def test_values_parse_the_wire_shapes() -> None:
     assert not m.active and m.raw["x"] == 1 and m.title is None
     assert Meeting.from_wire({"id": "m", "created_at": "yesterday"}).created_at is None
     assert repr(UNSET) == "UNSET" and not UNSET
+
+
+def test_upstream_status_decides_the_error_class() -> None:
+    from cohrt_sync.errors import ServerError
+    from cohrt_sync.realtimekit import RealtimeKitServerError, _to_realtimekit_error
+
+    body = '{"success":false,"errors":[{"code":10000,"message":"upstream down"}],"data":null}'
+    failed = ServerError("get meeting m failed: " + body, status_code=503, retry_after=2.0)
+    mapped = _to_realtimekit_error(failed, "get meeting m")
+    assert isinstance(mapped, RealtimeKitServerError) and isinstance(mapped, ServerError)
+    assert mapped.retry_after == 2.0 and mapped.upstream_code == 10000
+    assert mapped.__cause__ is failed and "upstream down" in str(mapped)
+    # The proxy's own refusals are never re-labelled as RealtimeKit's.
+    denied = NotProvisionedError("get meeting m failed: " + body, status_code=403)
+    assert _to_realtimekit_error(denied, "get meeting m") is denied
