@@ -101,3 +101,23 @@ def test_channel_names_needing_url_encoding(api_a: Api, ch: str) -> None:
     ack = api_a.publish_ok(ch, {"ch": ch})
     [m] = api_a.history_ok(ch)
     assert m["id"] == ack["id"] and m["channel"] == ch and m["data"] == {"ch": ch}
+
+
+@pytest.mark.parametrize("after", [str(2**63), str(10**30)])
+def test_after_beyond_any_id_is_empty_or_400_never_500(api_a: Api, after: str) -> None:
+    ch = uniq()
+    api_a.publish_ok(ch, {"n": 1})
+    r = api_a.history(ch, after=after)
+    assert r.status_code in (200, 400), (r.status_code, r.text)
+    if r.status_code == 200:
+        assert r.json() == {"messages": []}
+    else:
+        assert_envelope(r, 400)
+
+
+def test_huge_limit_is_capped(api_a: Api, long_channel: tuple) -> None:
+    ch, ids = long_channel
+    r = api_a.history(ch, limit=str(10**30))
+    assert r.status_code in (200, 400), (r.status_code, r.text)
+    if r.status_code == 200:
+        assert [m["id"] for m in r.json()["messages"]] == ids[:100]

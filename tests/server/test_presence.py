@@ -120,3 +120,53 @@ def test_presence_is_per_channel(api_a: Api, base_url: str) -> None:
         with Sock(base_url, api_a.token("bob"), c2) as b:
             assert b.presence == [{"id": "bob", "name": None}]
             _marker(api_a, a, "no-join-from-other-channel")
+
+
+def test_presence_under_concurrent_joins_and_leaves(api_a: Api, base_url: str) -> None:
+    """20 users join at once, 10 leave at once (one of them with two sockets): every join and
+    every leave is announced exactly once, and the final presence is exact."""
+    import threading
+
+    ch = uniq()
+    with Sock(base_url, api_a.token("watcher"), ch) as watcher:
+        tokens = {f"u{i:02d}": api_a.token(f"u{i:02d}") for i in range(20)}
+        socks: dict = {}
+        lock = threading.Lock()
+        barrier = threading.Barrier(21)
+
+        def open_one(uid: str) -> None:
+            barrier.wait(timeout=10)
+            s = Sock(base_url, tokens[uid], ch)
+            with lock:
+                socks.setdefault(uid, []).append(s)
+
+        threads = [threading.Thread(target=open_one, args=(u,)) for u in tokens]
+        threads.append(threading.Thread(target=open_one, args=("u00",)))  # second socket of u00
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=20)
+        assert sum(len(v) for v in socks.values()) == 21
+
+        joins = [without_event(watcher.next()) for _ in range(20)]
+        assert all(j["action"] == "join" for j in joins), joins
+        assert sorted(j["user"]["id"] for j in joins) == sorted(tokens)
+
+        leaving = [f"u{i:02d}" for i in range(10)]  # u00 closes both its sockets
+        closers = [threading.Thread(target=s.close) for uid in leaving for s in socks[uid]]
+        for t in closers:
+            t.start()
+        for t in closers:
+            t.join(timeout=20)
+        leaves = [without_event(watcher.next(timeout=10)) for _ in range(10)]
+        assert all(x["action"] == "leave" for x in leaves), leaves
+        assert sorted(x["user"]["id"] for x in leaves) == leaving
+        _marker(api_a, watcher, "no-more-presence")
+
+        with Sock(base_url, api_a.token("late"), ch) as late:
+            want = sorted([f"u{i:02d}" for i in range(10, 20)] + ["watcher", "late"])
+            assert sorted(u["id"] for u in late.presence) == want
+        for uid in tokens:
+            if uid not in leaving:
+                for s in socks[uid]:
+                    s.close()
