@@ -183,6 +183,11 @@ def _upstream_errors(exc: CohrtError, context: str) -> Optional[List[UpstreamErr
     200 characters), so a long body is read back field by field.
     """
     body = getattr(exc, "body", None)
+    if isinstance(body, (bytes, str)):
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return None
     if body is None:
         prefix = f"{context} failed: "
         if not exc.message.startswith(prefix):

@@ -921,9 +921,8 @@ class RealtimeKitService:
 
     async def edit_participant(self, request: web.Request) -> web.Response:
         """``PATCH /meetings/{id}/participants/{pid}``: name, picture, preset; a fresh token."""
-        body = await self.body(request)
         at = await self.participant(request)
-        fields = participant_fields(body, create=False)
+        fields = participant_fields(await self.body(request), create=False)
         meeting_id = at.meeting["id"]
         updated = {**at.participant, **fields}
         if fields:

@@ -26,6 +26,22 @@ def test_missing_and_bad_credentials_use_the_proxy_envelope(rtk: Rtk) -> None:
     google_error(rtk.call("POST", "/meetings", json={}, key=None), 401)
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/meetings"),
+        ("PATCH", "/meetings/m"),
+        ("PUT", "/meetings/m"),
+        ("POST", "/meetings/m/participants"),
+        ("PATCH", "/meetings/m/participants/p"),
+        ("POST", "/meetings/m/participants/p/token"),
+        ("POST", "/_local/verify-token"),
+    ],
+)
+def test_credentials_are_checked_before_the_body(rtk: Rtk, method: str, path: str) -> None:
+    google_error(rtk.call(method, path, data=b"{not json", key=None), 401)
+
+
 def test_edge_session_bearer_works(server: Any, rtk: Rtk) -> None:
     token = rtk.session.post(server.base_url + "/edge/session", params={"key": KEY}).json()["token"]
     r = rtk.session.get(rtk.base + "/presets", headers={"Authorization": f"Bearer {token}"})
