@@ -1,0 +1,113 @@
+"""Fan-out: 1 publisher → 100 subscriber sockets, N messages.
+
+Measures deliveries/s through the local server, and through a bare aiohttp
+broadcast loop serving the same kind of sockets, in the same run; prints the
+ratio (goal: ≥ 0.6×). Messages are published with ``persist: false`` so this
+measures fan-out, not SQLite (see server_persist.py for that).
+
+    python benchmarks/server_fanout.py [--subscribers 100] [--messages 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import time
+from typing import Any, Dict
+
+import aiohttp
+from _load import BareBroadcastServer, load_args, mint, open_sockets, run_load
+
+from cohrt_sync.server import LocalServer
+
+
+async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
+    n, subs_urls, pub_url = args["messages"], args["sub_urls"], args["pub_url"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        subs = await open_sockets(session, subs_urls)
+        pub = await session.ws_connect(pub_url, max_msg_size=0)
+        greeting = args["greeting"]
+        for ws in [*subs, pub]:
+            for _ in range(greeting):  # connected + subscribed (+ joins)
+                await ws.receive()
+        # Joins of later sockets reach earlier ones; skip anything that isn't ours.
+        done = asyncio.Event()
+        remaining = len(subs)
+
+        async def drain(ws: aiohttp.ClientWebSocketResponse) -> None:
+            nonlocal remaining
+            got = 0
+            while got < n:
+                msg = await ws.receive()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise RuntimeError(f"socket ended early: {msg.type}")
+                if '"bench"' in msg.data:
+                    got += 1
+            remaining -= 1
+            if remaining == 0:
+                done.set()
+
+        readers = [asyncio.ensure_future(drain(ws)) for ws in subs]
+        frame = json.dumps({"action": "publish", "event": "bench", "data": {"i": 0, "pad": "x" * 64}, "persist": False})
+        started = time.perf_counter()
+        for _ in range(n):
+            await pub.send_str(frame)
+        await asyncio.wait_for(done.wait(), timeout=300)
+        elapsed = time.perf_counter() - started
+        await asyncio.gather(*readers)
+        for ws in [*subs, pub]:
+            await ws.close()
+    return {"deliveries": n * len(subs), "seconds": elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        print(json.dumps(asyncio.run(_load(load_args(args.load)))))
+        return
+
+    key = "k_bench"
+    with LocalServer(keys=[key], provision=True) as srv:
+        ws_base = srv.ws_url + "/edge/realtime"
+        sub_urls = [
+            f"{ws_base}?channel=bench&token={mint(srv.base_url, key, f'u{i}')}"
+            for i in range(args.subscribers)
+        ]
+        pub_url = f"{ws_base}?channel=bench&token={mint(srv.base_url, key, 'publisher')}"
+        ours = run_load(
+            __file__,
+            {"messages": args.messages, "sub_urls": sub_urls, "pub_url": pub_url, "greeting": 2},
+        )
+    bare_srv = BareBroadcastServer().start()
+    try:
+        url = f"ws://127.0.0.1:{bare_srv.port}/ws"
+        bare = run_load(
+            __file__,
+            {
+                "messages": args.messages,
+                "sub_urls": [url + "?role=sub"] * args.subscribers,
+                "pub_url": url + "?role=pub",
+                "greeting": 0,
+            },
+        )
+    finally:
+        bare_srv.stop()
+
+    ours_rate = ours["deliveries"] / ours["seconds"]
+    bare_rate = bare["deliveries"] / bare["seconds"]
+    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {sys.platform}")
+    print(f"subscribers={args.subscribers} messages={args.messages} deliveries={ours['deliveries']}")
+    print(f"cohrt-sync server : {ours_rate:12,.0f} deliveries/s ({ours['seconds']:.2f} s)")
+    print(f"bare aiohttp loop : {bare_rate:12,.0f} deliveries/s ({bare['seconds']:.2f} s)")
+    print(f"ratio             : {ours_rate / bare_rate:.2f}x  (goal >= 0.6x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Persisted publishing: 50 concurrent publishers, batched commits vs one commit each.
+
+Each publisher is a WebSocket that publishes persisted messages one after
+another, waiting for each ``published`` ack (which the server sends only
+after the row is committed). The same load runs against a server that commits
+concurrent publishes together (the default) and one that commits each message
+on its own (``batch_commits=False``), in the same run; prints msgs/s and the
+ratio (goal: ≥ 5×). Both use SQLite in WAL mode with ``synchronous=FULL``.
+
+    python benchmarks/server_persist.py [--publishers 50] [--messages 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import tempfile
+import time
+from typing import Any, Dict
+
+import aiohttp
+import requests
+from _load import load_args, mint, open_sockets, run_load
+
+from cohrt_sync.server import LocalServer
+
+
+async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
+    per = args["messages"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        pubs = await open_sockets(session, args["urls"])
+        for ws in pubs:
+            await ws.receive()  # connected
+            await ws.receive()  # subscribed
+
+        async def publish(ws: aiohttp.ClientWebSocketResponse, n: int) -> int:
+            ids = 0
+            for i in range(n):
+                await ws.send_str(json.dumps({"action": "publish", "data": {"i": i, "pad": "x" * 100}}))
+                while True:  # skip joins of sockets that opened later
+                    frame = json.loads((await ws.receive()).data)
+                    if frame.get("action") == "published":
+                        ids += 1
+                        break
+                    if "error" in frame:
+                        raise RuntimeError(frame["error"])
+            return ids
+
+        started = time.perf_counter()
+        acked = sum(await asyncio.gather(*(publish(ws, per) for ws in pubs)))
+        elapsed = time.perf_counter() - started
+        for ws in pubs:
+            await ws.close()
+    return {"acked": acked, "seconds": elapsed}
+
+
+def _run(batch: bool, publishers: int, messages: int) -> Dict[str, Any]:
+    key = "k_bench"
+    with tempfile.TemporaryDirectory() as tmp, LocalServer(
+        keys=[key], provision=True, data_dir=tmp, batch_commits=batch
+    ) as srv:
+        # Each publisher on its own channel: the cost measured is the commit,
+        # not fan-out to the other publishers.
+        urls = [
+            f"{srv.ws_url}/edge/realtime?channel=persist-{i}&token={mint(srv.base_url, key, f'p{i}')}"
+            for i in range(publishers)
+        ]
+        result = run_load(__file__, {"urls": urls, "messages": messages})
+        rows = requests.post(
+            f"{srv.base_url}/edge/database",
+            params={"key": key},
+            json={"query": "SELECT count(*) AS n FROM realtime_messages"},
+        ).json()["results"][0]["n"]
+        if rows != result["acked"] or rows != publishers * messages:
+            raise SystemExit(f"lost messages: {rows} rows for {result['acked']} acks")
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--publishers", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=100, help="per publisher")
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        print(json.dumps(asyncio.run(_load(load_args(args.load)))))
+        return
+    batched = _run(True, args.publishers, args.messages)
+    single = _run(False, args.publishers, args.messages)
+    b_rate = batched["acked"] / batched["seconds"]
+    s_rate = single["acked"] / single["seconds"]
+    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {sys.platform}")
+    print(f"publishers={args.publishers} messages each={args.messages} total={batched['acked']}")
+    print(f"batched commits    : {b_rate:10,.0f} msgs/s ({batched['seconds']:.2f} s)")
+    print(f"one commit per msg : {s_rate:10,.0f} msgs/s ({single['seconds']:.2f} s)")
+    print(f"ratio              : {b_rate / s_rate:.2f}x  (goal >= 5x)")
+
+
+if __name__ == "__main__":
+    main()
