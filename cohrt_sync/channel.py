@@ -117,16 +117,19 @@ class Channel:
     # De-duplication state; touched only by the dispatcher thread after open.
     _last_id: Optional[int] = attrs.field(default=None, init=False)
     _seen_ids: Dict[int, None] = attrs.field(factory=dict, init=False)
-    _pending: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
-    _pending_order: Deque[Tuple[Optional[int], str]] = attrs.field(
-        factory=collections.deque, init=False
-    )
+    # Id-less messages delivered live since the cursor; fingerprinted lazily.
+    _pending: Deque[Message] = attrs.field(factory=collections.deque, init=False)
     _caught_up: collections.Counter[str] = attrs.field(
         factory=collections.Counter, init=False
     )
+    _caught_up_until_ms: int = attrs.field(default=0, init=False)
     _catchup_failed: bool = attrs.field(default=False, init=False)
+    _ids_seen: bool = attrs.field(default=False, init=False)
     _opened_at_ms: int = attrs.field(default=0, init=False)
     _reconnects: int = attrs.field(default=0, init=False)
+    _last_rx: float = attrs.field(default=0.0, init=False)
+    _ping_sent: Optional[float] = attrs.field(default=None, init=False)
+    _dead_reason: Optional[str] = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._queue = queue.Queue(maxsize=self.client.queue_size)
@@ -260,9 +263,9 @@ class Channel:
         if ws is not None:
             ws.shutdown()
         try:
-            self._queue.put_nowait(_STOP)
+            self._queue.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
         except queue.Full:
-            pass  # the dispatcher checks the closing flag after every item
+            pass  # only when a hook is stuck; it exits after that hook returns
         dispatcher = self._dispatcher
         if dispatcher is not None and dispatcher is not current:
             dispatcher.join(max(0.0, deadline - time.monotonic()))
@@ -382,7 +385,10 @@ class Channel:
         except (websocket.WebSocketException, OSError, ValueError) as e:
             ws.shutdown()
             raise CohrtConnectionError(f"{context} failed: {e}") from e
-        ws.settimeout(client.tick)
+        # A blocking socket: a read timeout would add a poll() and a GIL round
+        # trip to every recv. Pings and dead-peer detection run on the client's
+        # keepalive thread instead (see keepalive_tick).
+        ws.settimeout(None)
         return ws, users, early
 
     # -- reader thread ----------------------------------------------------------
@@ -411,29 +417,17 @@ class Channel:
             log.exception("channel %s: reader crashed", self.name)
 
     def _read_until_drop(self, ws: Any) -> str:
-        client = self.client
-        last_rx = time.monotonic()
-        ping_sent: Optional[float] = None
+        self._last_rx = time.monotonic()
+        self._ping_sent = None
+        self._dead_reason = None
         while not self._closing.is_set():
             try:
                 opcode, data = ws.recv_data(control_frame=True)
-            except websocket.WebSocketTimeoutException:
-                now = time.monotonic()
-                if ping_sent is not None:
-                    if now - ping_sent > client.ping_timeout:
-                        return "ping timeout"
-                elif now - last_rx >= client.ping_interval:
-                    try:
-                        ws.ping()
-                    except Exception as e:
-                        return f"connection lost: {type(e).__name__}"
-                    ping_sent = now
-                continue
             except (websocket.WebSocketException, OSError, AttributeError) as e:
                 # AttributeError: websocket-client after shutdown() has sock=None.
-                return f"connection lost: {type(e).__name__}"
-            last_rx = time.monotonic()
-            ping_sent = None
+                return self._dead_reason or f"connection lost: {type(e).__name__}"
+            self._last_rx = time.monotonic()
+            self._ping_sent = None
             if opcode == websocket.ABNF.OPCODE_TEXT:
                 try:
                     self._on_text(data)
@@ -446,6 +440,28 @@ class Channel:
                     code = int.from_bytes(payload[:2], "big")
                 return f"server closed ({code})"
         return "closed"
+
+    def keepalive_tick(self, now: float) -> None:
+        """Ping an idle socket; cut one whose pong is overdue (called by the client).
+
+        :param now: ``time.monotonic()`` of this tick.
+        """
+        ws = self._ws
+        if ws is None or self._closing.is_set():
+            return
+        client = self.client
+        sent = self._ping_sent
+        if sent is not None:
+            if now - sent > client.ping_timeout:
+                log.info("channel %s: no pong within %ss", self.name, client.ping_timeout)
+                self._dead_reason = "ping timeout"
+                self._force_reconnect()
+        elif now - self._last_rx >= client.ping_interval:
+            self._ping_sent = now
+            try:
+                ws.ping()
+            except Exception:
+                self._force_reconnect()
 
     def _on_text(self, data: bytes) -> None:
         try:
@@ -542,10 +558,8 @@ class Channel:
     def _dispatch_main(self) -> None:
         try:
             while not self._closing.is_set():
-                try:
-                    item = self._queue.get(timeout=0.25)
-                except queue.Empty:
-                    continue
+                # close() always enqueues _STOP, so a blocking get cannot hang.
+                item = self._queue.get()
                 if item is _STOP:
                     break
                 try:
@@ -603,41 +617,51 @@ class Channel:
 
     def _deliver_live(self, msg: Message) -> None:
         if msg.id is not None:
+            if not self._ids_seen:
+                self._ids_seen = True
+                self._pending.clear()
             if msg.id in self._seen_ids:
                 return
             self._remember_id(msg.id)
             self._emit(msg)
             return
-        fp = fingerprint(msg.event, msg.data, msg.created_at_ms)
-        if self._caught_up[fp] > 0:
-            # Already delivered from history during the last catch-up.
-            self._caught_up[fp] -= 1
-            if not self._caught_up[fp]:
-                del self._caught_up[fp]
+        if self._ids_seen:
+            # This server puts ids on persisted frames, so an id-less one was
+            # never persisted: history cannot hold it, nothing to reconcile.
+            self._emit(msg)
             return
+        if self._caught_up:
+            created = msg.created_at_ms
+            if created is not None and created > self._caught_up_until_ms:
+                # Live frames are now newer than anything the catch-up delivered.
+                self._caught_up.clear()
+            else:
+                fp = fingerprint(msg.event, msg.data, msg.created_at_ms)
+                if self._caught_up[fp] > 0:
+                    # Already delivered from history during the last catch-up.
+                    self._caught_up[fp] -= 1
+                    return
         if self.catch_up:
-            self._pending[fp] += 1
-            self._pending_order.append((msg.created_at_ms, fp))
+            self._pending.append(msg)
         self._emit(msg)
-        if len(self._pending_order) >= _PENDING_COMPACT_AT:
+        if len(self._pending) >= _PENDING_COMPACT_AT:
             self._compact_pending()
 
-    def _consume_pending(self, fp: str) -> bool:
-        if self._pending[fp] <= 0:
-            return False
-        self._pending[fp] -= 1
-        if not self._pending[fp]:
-            del self._pending[fp]
-        return True
+    def _pending_index(self) -> collections.Counter[str]:
+        return collections.Counter(
+            fingerprint(m.event, m.data, m.created_at_ms) for m in self._pending
+        )
 
     def _compact_pending(self) -> None:
         """Give id-less live deliveries their ids by matching them in history.
 
         Walks history after the cursor in id order; each row whose fingerprint
         was delivered live advances the cursor. The walk stops at the first
-        row not seen live yet (its frame is still queued). Fingerprints older
-        than the last match were never persisted (``persist: false``).
+        row not seen live yet (its frame is still queued). Pending messages
+        older than the last match were never persisted (``persist: false``).
         """
+        counts = self._pending_index()
+        matched: collections.Counter[str] = collections.Counter()
         last_match_ms: Optional[int] = None
         try:
             for item in self.client.iter_history(self.name, after=self._last_id or 0):
@@ -645,25 +669,27 @@ class Channel:
                 if item.id in self._seen_ids:
                     continue
                 fp = fingerprint(item.event, item.data, item.created_at_ms)
-                if not self._consume_pending(fp):
+                if counts[fp] <= 0:
                     break
+                counts[fp] -= 1
+                matched[fp] += 1
                 self._remember_id(item.id)
                 last_match_ms = item.created_at_ms
         except CohrtError as e:
             log.warning("channel %s: could not reconcile live messages: %s", self.name, e)
-        limit_ms = last_match_ms
-        survivors: Deque[Tuple[Optional[int], str]] = collections.deque()
-        for created, fp in self._pending_order:
-            if fp not in self._pending:
+        survivors: Deque[Message] = collections.deque()
+        for m in self._pending:
+            fp = fingerprint(m.event, m.data, m.created_at_ms)
+            if matched[fp] > 0:
+                matched[fp] -= 1
                 continue
-            if limit_ms is not None and created is not None and created < limit_ms:
-                self._consume_pending(fp)
+            if last_match_ms is not None and (m.created_at_ms or 0) < last_match_ms:
                 continue
-            survivors.append((created, fp))
+            survivors.append(m)
         while len(survivors) > _PENDING_COMPACT_AT // 2:
-            _, fp = survivors.popleft()
-            self._consume_pending(fp)
-        self._pending_order = survivors
+            # Bounded memory wins over reconciling very old non-persisted frames.
+            survivors.popleft()
+        self._pending = survivors
 
     def _catch_up(self) -> int:
         """Deliver what history has after the cursor and was not delivered live.
@@ -675,9 +701,11 @@ class Channel:
         keeps order and exactly-once at the price of one more reconnect.
         """
         self._caught_up.clear()
+        self._caught_up_until_ms = 0
         after = self._last_id
         delivered = 0
         min_created = None if after is not None else self._opened_at_ms
+        counts = self._pending_index()
         try:
             for item in self.client.iter_history(self.name, after=after or 0):
                 assert item.id is not None
@@ -685,11 +713,13 @@ class Channel:
                     continue
                 fp = fingerprint(item.event, item.data, item.created_at_ms)
                 self._remember_id(item.id)
-                if self._consume_pending(fp):
+                if counts[fp] > 0:
+                    counts[fp] -= 1  # delivered live before the drop
                     continue
                 if min_created is not None and (item.created_at_ms or 0) < min_created:
                     continue
                 self._caught_up[fp] += 1
+                self._caught_up_until_ms = max(self._caught_up_until_ms, item.created_at_ms or 0)
                 self._emit(item)
                 delivered += 1
         except CohrtError as e:
@@ -700,15 +730,15 @@ class Channel:
             return delivered
         self._catchup_failed = False
         # Everything received live before the drop was committed before it was
-        # broadcast, so unmatched fingerprints belong to non-persisted messages.
+        # broadcast, so unmatched pending messages were never persisted.
         self._pending.clear()
-        self._pending_order.clear()
         return delivered
 
     def _force_reconnect(self) -> None:
         ws = self._ws
         if ws is not None:
             try:
+                # shutdown(SHUT_RDWR) wakes the reader's blocking recv with an error.
                 ws.abort()
             except Exception:
                 pass

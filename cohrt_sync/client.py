@@ -109,6 +109,7 @@ class Client:
     _channels: Dict[int, Channel] = attrs.field(factory=dict, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _closed: threading.Event = attrs.field(factory=threading.Event, init=False)
+    _keepalive: Optional[threading.Thread] = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.key:
@@ -141,8 +142,32 @@ class Client:
 
     @property
     def tick(self) -> float:
-        """How often a channel's reader wakes to check pings and ``close()``."""
-        return max(0.05, min(1.0, self.ping_interval / 2, self.ping_timeout / 2))
+        """How often the keepalive thread checks the channels' pings."""
+        return max(0.02, min(1.0, self.ping_interval / 4, self.ping_timeout / 4))
+
+    def _keepalive_main(self) -> None:
+        while not self._closed.wait(self.tick):
+            with self._lock:
+                channels = list(self._channels.values())
+                if not channels:
+                    # No idle thread without channels; subscribe() starts a new one.
+                    self._keepalive = None
+                    return
+            now = time.monotonic()
+            for ch in channels:
+                try:
+                    ch.keepalive_tick(now)
+                except Exception:  # pragma: no cover - defensive
+                    log.exception("keepalive of %s failed", ch.name)
+
+    def _start_keepalive_locked(self) -> None:
+        if self._keepalive is None:
+            self._keepalive = threading.Thread(
+                target=self._keepalive_main,
+                name=f"cohrt-sync-keepalive-{id(self) & 0xFFFF:04x}",
+                daemon=True,
+            )
+            self._keepalive.start()
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -402,6 +427,7 @@ class Client:
             else:
                 late = False
                 self._channels[id(ch)] = ch
+                self._start_keepalive_locked()
         if late:
             ch.close()
             raise ChannelClosedError("client was closed during subscribe")
@@ -424,6 +450,12 @@ class Client:
         self._closed.set()
         for ch in self.channels:
             ch.close(timeout=max(0.5, deadline - time.monotonic()))
+        with self._lock:
+            keepalive = self._keepalive
+        if keepalive is not None and keepalive is not threading.current_thread():
+            keepalive.join(max(0.1, deadline - time.monotonic()))
+            if keepalive.is_alive():  # pragma: no cover - it only waits on an Event
+                log.warning("thread %s still running after close()", keepalive.name)
         self._http.close()
         _live_clients.discard(self)
 

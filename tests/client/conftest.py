@@ -27,7 +27,9 @@ def client_threads() -> List[threading.Thread]:
     return [
         t
         for t in threading.enumerate()
-        if t.name.startswith(("cohrt-sync-reader-", "cohrt-sync-dispatch-"))
+        if t.name.startswith(
+            ("cohrt-sync-reader-", "cohrt-sync-dispatch-", "cohrt-sync-keepalive-")
+        )
     ]
 
 

@@ -149,7 +149,7 @@ def test_close_is_idempotent_quick_and_joins_threads(server: Any, make_client: A
                                                      channel_name: str) -> None:
     client = make_client(server)
     chans = [client.subscribe(f"{channel_name}-{i}", user_id="u") for i in range(3)]
-    assert len(client_threads()) == 6
+    assert len(client_threads()) == 7  # reader + dispatcher per channel, one keepalive
     names = {t.name for t in client_threads()}
     assert all(n.startswith("cohrt-sync-") for n in names)
     start = time.monotonic()

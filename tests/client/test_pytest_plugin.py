@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from cohrt_sync.pytest_plugin import cohrt_client, cohrt_key, cohrt_server  # noqa: F401
+from cohrt_sync import pytest_plugin
+
+# What the pytest11 entry point does for users, done by hand for this module.
+cohrt_key = pytest_plugin.cohrt_key
+cohrt_server = pytest_plugin.cohrt_server
+cohrt_client = pytest_plugin.cohrt_client
 
 
 def test_fixture_server_and_client(cohrt_client: Any, cohrt_server: Any) -> None:

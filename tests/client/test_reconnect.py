@@ -185,3 +185,18 @@ def test_close_while_server_unreachable(make_server: Any, make_client: Any) -> N
     assert time.monotonic() - start < 3
     assert not client_threads()
     assert not [t for t in threading.enumerate() if t.name.startswith("cohrt-sync-r")]
+
+
+def test_missed_pong_triggers_reconnect(server: Any, make_client: Any, recorder: Recorder,
+                                        channel_name: str) -> None:
+    client = make_client(server, plugins=[recorder], ping_interval=0.1, ping_timeout=0.3)
+    ch = client.subscribe(channel_name, user_id="u")
+    time.sleep(0.5)  # several pings answered: still the first connection
+    assert ch.reconnects == 0
+    # Pretend a ping went unanswered long ago: the keepalive must cut the socket.
+    ch._ping_sent = time.monotonic() - 10
+    recon = recorder.wait_for(lambda: recorder.of("reconnected"))
+    assert recorder.of("disconnected")[0][2] == "ping timeout"
+    assert recon[0][2] >= 1
+    ch.publish({"after": True})
+    recorder.wait_for(lambda: recorder.messages())
