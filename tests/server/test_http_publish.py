@@ -182,3 +182,10 @@ def test_idempotency_key_dedupes_concurrent_retries(api_a: Api) -> None:
     assert {code for code, _ in results} == {200}, results
     assert len({str(body) for _, body in results}) == 1, results
     assert len(api_a.history_ok(ch)) == 1
+
+
+def test_payload_limit_counts_utf8_bytes_not_characters(api_a: Api) -> None:
+    """40 000 "é" are 40 000 characters but 80 000 bytes: over the 64 KiB limit."""
+    ch = uniq()
+    assert_envelope(api_a.publish(ch, {"blob": "é" * 40_000}), 413, "INVALID_ARGUMENT")
+    assert api_a.history_ok(ch) == []

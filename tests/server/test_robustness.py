@@ -52,8 +52,43 @@ NASTY_FRAMES = [
     '{"action":"publish","data":{"n":' + "9" * 5000 + "}}",
 ]
 
+NASTY_IDS = [
+    "data-NaN",
+    "data-Infinity",
+    "data-1e400",
+    "data-lone-surrogate",
+    "event-lone-surrogate",
+    "key-lone-surrogate",
+    "action-lone-surrogate",
+    "nesting-100k",
+    "data-nesting-5k",
+    "event-int",
+    "event-null",
+    "event-list",
+    "event-object",
+    "event-100k-chars",
+    "event-empty",
+    "persist-string",
+    "persist-null",
+    "persist-0",
+    "action-int",
+    "action-null",
+    "action-list",
+    "action-object",
+    "three-objects-concatenated",
+    "control-bytes",
+    "space",
+    "empty",
+    "bom-object",
+    "spoofed-channel-and-user",
+    "proto-key",
+    "nul-chars-in-data",
+    "5000-digit-number",
+]
+assert len(NASTY_IDS) == len(NASTY_FRAMES)
 
-@pytest.mark.parametrize("raw", NASTY_FRAMES, ids=[f"frame{i}" for i in range(len(NASTY_FRAMES))])
+
+@pytest.mark.parametrize("raw", NASTY_FRAMES, ids=NASTY_IDS)
 def test_nasty_frame_leaves_socket_and_peers_alive(base_url: str, raw: str) -> None:
     api = Api(base_url, KEY_FUZZ)
     ch = uniq("nasty")

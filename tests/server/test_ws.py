@@ -271,3 +271,13 @@ def test_frames_are_json_text(api_a: Api, base_url: str) -> None:
         raw = s.ws.recv()
         assert isinstance(raw, str)
         assert json.loads(raw)["action"] == "connected"
+
+
+def test_payload_limit_counts_utf8_bytes_not_characters(api_a: Api, base_url: str) -> None:
+    ch = uniq()
+    with Sock(base_url, api_a.token("alice"), ch) as a:
+        a.send({"action": "publish", "data": {"blob": "é" * 40_000}})
+        frame = a.reply()
+        assert set(frame) == {"error"}, frame
+        _alive(a, "after-utf8")
+    assert [m["data"] for m in api_a.history_ok(ch)] == [{"alive": "after-utf8"}]
