@@ -6,6 +6,7 @@ import asyncio
 import collections
 import json
 import logging
+import math
 import re
 import sqlite3
 import tempfile
@@ -40,6 +41,8 @@ REGION_ALIASES = {
 REGIONS = frozenset({"wnam", "enam", "weur", "eeur", "apac", "oc"})
 DEFAULT_REGION = "apac"
 
+#: Larger integers can't be bound to an SQLite parameter.
+SQLITE_MAX_INT = 2**63 - 1
 MAX_CHANNEL = 256
 MAX_EVENT = 128
 MAX_USER_ID = 256
@@ -256,9 +259,35 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parse_json(text: str) -> Any:
-    """Strict JSON (no NaN/Infinity, which other JSON parsers refuse)."""
-    return json.loads(text, parse_constant=_reject_constant)
+    """Strict JSON: what every other JSON parser (and SQLite, and UTF-8) accepts.
+
+    Refuses NaN/Infinity, numbers that overflow a double, nesting too deep to
+    decode, and lone UTF-16 surrogates, which can't be encoded as UTF-8.
+
+    :raises ValueError: for any of those, or for malformed JSON.
+    """
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text):
+        # Only paid by text that escapes a surrogate; pairs re-encode fine.
+        try:
+            dumps(value).encode("utf-8")
+        except (UnicodeEncodeError, RecursionError):
+            raise ValueError("JSON string holds a lone surrogate") from None
+    return value
 
 
 async def read_object(request: web.Request) -> Dict[str, Any]:
@@ -306,7 +335,10 @@ def check_persist(persist: Any) -> bool:
 
 def encode_data(core: Core, data: Any) -> str:
     """``data`` as compact JSON, refused if over the payload limit."""
-    text = dumps(data)
+    try:
+        text = dumps(data)
+    except (RecursionError, ValueError):
+        raise ApiError(400, '"data" is not encodable JSON') from None
     size = len(text.encode("utf-8"))
     if size > core.config.max_payload:
         raise ApiError(
@@ -325,6 +357,8 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: Optio
         raise ApiError(400, f'"{name}" must be an integer') from None
     if value < lo:
         raise ApiError(400, f'"{name}" must be at least {lo}')
+    if value > SQLITE_MAX_INT:
+        raise ApiError(400, f'"{name}" must be at most {SQLITE_MAX_INT}')
     return min(value, hi) if hi is not None else value
 
 
@@ -682,7 +716,7 @@ async def direct_sql(request: web.Request) -> web.Response:
         result = await db.call(db.execute_sql, query, params)
     except SqlRefused as e:
         raise ApiError(403, f"query refused: {e}", status="PERMISSION_DENIED") from None
-    except (sqlite3.Error, OverflowError) as e:
+    except (sqlite3.Error, OverflowError, UnicodeError) as e:
         raise ApiError(400, f"SQL error: {e}") from None
     return web.json_response(result, dumps=dumps)
 

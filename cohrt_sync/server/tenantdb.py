@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -236,4 +237,7 @@ def _jsonable(value: Any) -> Any:
     # D1 returns BLOBs as arrays of byte values.
     if isinstance(value, (bytes, bytearray, memoryview)):
         return list(bytes(value))
+    # JSON has no Infinity or NaN; JavaScript's JSON.stringify (and so D1) says null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
