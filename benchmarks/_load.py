@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import platform
 import subprocess
 import sys
 import threading
@@ -90,6 +92,14 @@ class BareBroadcastServer:
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+
+
+def machine_line() -> str:
+    """Where the figures were measured."""
+    return (
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.python_implementation()} {platform.python_version()}, {platform.system()}"
+    )
 
 
 def load_args(raw: str) -> Dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Measures deliveries/s through the local server, and through a bare aiohttp
 broadcast loop serving the same kind of sockets, in the same run; prints the
-ratio (goal: ≥ 0.6×). Messages are published with ``persist: false`` so this
+ratio (goal: ≥ 0.6x). Messages are published with ``persist: false`` so this
 measures fan-out, not SQLite (see server_persist.py for that).
 
     python benchmarks/server_fanout.py [--subscribers 100] [--messages 2000]
@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
-import sys
 import time
 from typing import Any, Dict
 
 import aiohttp
-from _load import BareBroadcastServer, load_args, mint, open_sockets, run_load
+from _load import BareBroadcastServer, load_args, machine_line, mint, open_sockets, run_load
 
 from cohrt_sync.server import LocalServer
 
@@ -51,7 +49,14 @@ async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
                 done.set()
 
         readers = [asyncio.ensure_future(drain(ws)) for ws in subs]
-        frame = json.dumps({"action": "publish", "event": "bench", "data": {"i": 0, "pad": "x" * 64}, "persist": False})
+        frame = json.dumps(
+            {
+                "action": "publish",
+                "event": "bench",
+                "data": {"i": 0, "pad": "x" * 64},
+                "persist": False,
+            }
+        )
         started = time.perf_counter()
         for _ in range(n):
             await pub.send_str(frame)
@@ -102,8 +107,10 @@ def main() -> None:
 
     ours_rate = ours["deliveries"] / ours["seconds"]
     bare_rate = bare["deliveries"] / bare["seconds"]
-    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {sys.platform}")
-    print(f"subscribers={args.subscribers} messages={args.messages} deliveries={ours['deliveries']}")
+    print(machine_line())
+    print(
+        f"subscribers={args.subscribers} messages={args.messages} deliveries={ours['deliveries']}"
+    )
     print(f"cohrt-sync server : {ours_rate:12,.0f} deliveries/s ({ours['seconds']:.2f} s)")
     print(f"bare aiohttp loop : {bare_rate:12,.0f} deliveries/s ({bare['seconds']:.2f} s)")
     print(f"ratio             : {ours_rate / bare_rate:.2f}x  (goal >= 0.6x)")

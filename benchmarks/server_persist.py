@@ -5,7 +5,7 @@ another, waiting for each ``published`` ack (which the server sends only
 after the row is committed). The same load runs against a server that commits
 concurrent publishes together (the default) and one that commits each message
 on its own (``batch_commits=False``), in the same run; prints msgs/s and the
-ratio (goal: ≥ 5×). Both use SQLite in WAL mode with ``synchronous=FULL``.
+ratio (goal: ≥ 5x). Both use SQLite in WAL mode with ``synchronous=FULL``.
 
     python benchmarks/server_persist.py [--publishers 50] [--messages 100]
 """
@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
-import sys
 import tempfile
 import time
 from typing import Any, Dict
 
 import aiohttp
 import requests
-from _load import load_args, mint, open_sockets, run_load
+from _load import load_args, machine_line, mint, open_sockets, run_load
 
 from cohrt_sync.server import LocalServer
 
@@ -39,7 +37,9 @@ async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
         async def publish(ws: aiohttp.ClientWebSocketResponse, n: int) -> int:
             ids = 0
             for i in range(n):
-                await ws.send_str(json.dumps({"action": "publish", "data": {"i": i, "pad": "x" * 100}}))
+                await ws.send_str(
+                    json.dumps({"action": "publish", "data": {"i": i, "pad": "x" * 100}})
+                )
                 while True:  # skip joins of sockets that opened later
                     frame = json.loads((await ws.receive()).data)
                     if frame.get("action") == "published":
@@ -59,13 +59,15 @@ async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
 
 def _run(batch: bool, publishers: int, messages: int) -> Dict[str, Any]:
     key = "k_bench"
-    with tempfile.TemporaryDirectory() as tmp, LocalServer(
-        keys=[key], provision=True, data_dir=tmp, batch_commits=batch
-    ) as srv:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalServer(keys=[key], provision=True, data_dir=tmp, batch_commits=batch) as srv,
+    ):
         # Each publisher on its own channel: the cost measured is the commit,
         # not fan-out to the other publishers.
         urls = [
-            f"{srv.ws_url}/edge/realtime?channel=persist-{i}&token={mint(srv.base_url, key, f'p{i}')}"
+            f"{srv.ws_url}/edge/realtime?channel=persist-{i}"
+            f"&token={mint(srv.base_url, key, f'p{i}')}"
             for i in range(publishers)
         ]
         result = run_load(__file__, {"urls": urls, "messages": messages})
@@ -92,7 +94,7 @@ def main() -> None:
     single = _run(False, args.publishers, args.messages)
     b_rate = batched["acked"] / batched["seconds"]
     s_rate = single["acked"] / single["seconds"]
-    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, {sys.platform}")
+    print(machine_line())
     print(f"publishers={args.publishers} messages each={args.messages} total={batched['acked']}")
     print(f"batched commits    : {b_rate:10,.0f} msgs/s ({batched['seconds']:.2f} s)")
     print(f"one commit per msg : {s_rate:10,.0f} msgs/s ({single['seconds']:.2f} s)")
