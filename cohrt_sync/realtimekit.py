@@ -468,8 +468,15 @@ class Page(Generic[T]):
 
     @property
     def has_next(self) -> bool:
-        """True when items remain after this page."""
-        return bool(self.items) and self.paging.end_offset < self.paging.total_count
+        """True when items remain after this page.
+
+        Without a ``paging`` object in the answer, a full page suggests more.
+        """
+        if not self.items:
+            return False
+        if self.paging == Paging():
+            return len(self.items) >= self.per_page
+        return self.paging.end_offset < self.paging.total_count
 
     def __iter__(self) -> Iterator[T]:
         return iter(self.items)

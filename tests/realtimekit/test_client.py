@@ -377,3 +377,12 @@ def test_upstream_status_decides_the_error_class() -> None:
     # The proxy's own refusals are never re-labelled as RealtimeKit's.
     denied = NotProvisionedError("get meeting m failed: " + body, status_code=403)
     assert _to_realtimekit_error(denied, "get meeting m") is denied
+
+
+def test_pages_without_paging_continue_while_full() -> None:
+    from cohrt_sync.realtimekit import Paging
+
+    assert Page(items=(1, 2), paging=Paging(), page_no=1, per_page=2).has_next
+    assert not Page(items=(1,), paging=Paging(), page_no=1, per_page=2).has_next
+    assert not Page(items=(), paging=Paging(5, 0, 0), page_no=9, per_page=2).has_next
+    assert not Page(items=(1, 2), paging=Paging(2, 1, 2), page_no=1, per_page=2).has_next
