@@ -87,6 +87,8 @@ class Client:
     :param ping_timeout: seconds without a pong before a socket counts as dead.
     :param queue_size: frames a channel buffers for its dispatcher (overflow
         policy: see :mod:`cohrt_sync.channel`).
+    :param dispatch_linger: seconds a busy dispatcher waits to batch frames
+        (0 wakes it for every frame).
     :param session: a ``requests.Session`` to use instead of a new one.
     """
 
@@ -102,6 +104,7 @@ class Client:
     ping_interval: float = 20.0
     ping_timeout: float = 10.0
     queue_size: int = 10_000
+    dispatch_linger: float = 0.001
     session: Any = None
 
     _http: HttpTransport = attrs.field(init=False)
