@@ -556,12 +556,35 @@ class RealtimeKit:
         poll: PollSchedule = DEFAULT_POLL,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not isinstance(poll, PollSchedule):
+            raise InvalidArgumentTypeError("poll must be a PollSchedule")
         self._http = http
-        self.poll = poll
+        self._poll = poll
         self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"<cohrt_sync.RealtimeKit {self._http.base_url}{PREFIX}>"
+
+    @property
+    def poll(self) -> PollSchedule:
+        """The default poll-after-create schedule (read-only: see :meth:`configured`)."""
+        return self._poll
+
+    def configured(
+        self,
+        *,
+        poll: Optional[PollSchedule] = None,
+        sleep: Optional[Callable[[float], None]] = None,
+    ) -> RealtimeKit:
+        """A wrapper over the same HTTP layer with another schedule or wait.
+
+        ``client.realtimekit`` hands out a fresh wrapper each time, so keep
+        the one this returns: ``rtk = client.realtimekit.configured(poll=...)``.
+
+        :param poll: the new default schedule (unchanged when None).
+        :param sleep: the new wait function (unchanged when None).
+        """
+        return RealtimeKit(self._http, poll=poll or self._poll, sleep=sleep or self._sleep)
 
     # -- plumbing -----------------------------------------------------------------------------
     def _send(
@@ -772,7 +795,7 @@ class RealtimeKit:
         :raises MeetingNotReadyError: every read answered ``ResourceNotFound``.
         """
         _check_id(meeting_id, "meeting_id")
-        schedule = poll or self.poll
+        schedule = poll or self._poll
         last: Optional[RealtimeKitNotFoundError] = None
         for attempt in range(schedule.attempts):
             if attempt:
@@ -990,7 +1013,7 @@ class RealtimeKit:
                 if not isinstance(value, str):
                     raise InvalidArgumentTypeError(f"{key} must be a str or None")
                 body[key] = value
-        schedule = poll or self.poll
+        schedule = poll or self._poll
         context = f"add participant to meeting {meeting_id}"
         for attempt in range(schedule.attempts):
             if attempt:

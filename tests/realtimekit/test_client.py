@@ -118,6 +118,14 @@ def test_poll_schedule_is_configurable(make_server: Any) -> None:
         with pytest.raises(MeetingNotReadyError):
             rtk.wait_ready(info.value.meeting_id, poll=PollSchedule(attempts=3, interval=0.5))
         assert sleeps.calls == [0.5, 0.5]
+        slow = rtk.configured(poll=PollSchedule(attempts=3, interval=1.0))
+        assert slow.poll.attempts == 3 and rtk.poll.attempts == 2
+        sleeps.calls.clear()
+        with pytest.raises(MeetingNotReadyError):
+            slow.wait_ready(info.value.meeting_id)
+        assert sleeps.calls == [1.0, 1.0]
+        with pytest.raises(AttributeError):
+            rtk.poll = DEFAULT_POLL  # type: ignore[misc]
     assert DEFAULT_POLL == PollSchedule(attempts=5, interval=0.2)
     with pytest.raises(BadRequestError):
         PollSchedule(attempts=0)
