@@ -574,12 +574,30 @@ class RtkStore:
         )
         return None if row is None else StoredMeeting(json.loads(row[0]), float(row[1]))
 
-    def save_meeting(self, app_id: str, doc: Dict[str, Any]) -> None:
-        """Overwrite a meeting's object (after an update or replace)."""
+    def update_meeting(
+        self, app_id: str, meeting_id: str, fields: Dict[str, Any], replace: bool, now: str
+    ) -> Optional[Dict[str, Any]]:
+        """Merge (PATCH) or replace (PUT) a meeting's fields; the result, or None if none.
+
+        Read and write happen in one call on the store's only thread, so two
+        concurrent updates cannot lose each other's fields.
+        """
+        stored = self.get_meeting(app_id, meeting_id)
+        if stored is None:
+            return None
+        old = stored.doc
+        if replace:
+            doc = new_meeting(meeting_id, fields, old["created_at"])
+            doc["updated_at"] = now
+        else:
+            doc = {**old, **fields}
+            if fields:
+                doc["updated_at"] = now
         self._db().execute(
             "UPDATE meetings SET title = ?, status = ?, doc = ? WHERE app_id = ? AND id = ?",
-            (doc["title"], doc["status"], dumps(doc), app_id, doc["id"]),
+            (doc["title"], doc["status"], dumps(doc), app_id, meeting_id),
         )
+        return doc
 
     def list_meetings(
         self, app_id: str, q: PageQuery, status: Optional[str]
@@ -641,12 +659,21 @@ class RtkStore:
         )
         return None if row is None else dict(json.loads(row[0]))
 
-    def save_participant(self, meeting_id: str, doc: Dict[str, Any]) -> None:
-        """Overwrite a participant's object."""
+    def update_participant(
+        self, meeting_id: str, participant_id: str, fields: Dict[str, Any], now: str
+    ) -> Optional[Dict[str, Any]]:
+        """Merge ``fields`` into a participant in one step; the result, or None if none."""
+        old = self.get_participant(meeting_id, participant_id)
+        if old is None:
+            return None
+        doc = {**old, **fields}
+        if fields:
+            doc["updated_at"] = now
         self._db().execute(
             "UPDATE participants SET name = ?, doc = ? WHERE meeting_id = ? AND id = ?",
-            (doc["name"], dumps(doc), meeting_id, doc["id"]),
+            (doc["name"], dumps(doc), meeting_id, participant_id),
         )
+        return doc
 
     def delete_participant(self, meeting_id: str, participant_id: str) -> bool:
         """Remove a participant; False if there was none."""
@@ -776,6 +803,10 @@ class RealtimeKitService:
     def mint(self, tenant: Tenant, app_id: str, meeting_id: str, part: Mapping[str, Any]) -> str:
         """A signed participant token, counted against the tier's cap."""
         self.core.limiter.take(tenant, RTK_PARTICIPANT)
+        return self.sign(tenant, app_id, meeting_id, part)
+
+    def sign(self, tenant: Tenant, app_id: str, meeting_id: str, part: Mapping[str, Any]) -> str:
+        """A signed participant token (already counted by the caller)."""
         return tokens.mint(
             tenant.secret,
             tenant=tenant.id,
@@ -853,18 +884,20 @@ class RealtimeKitService:
         if "id" in body and body["id"] != meeting_id:
             raise bad('"id" in the body does not match the meeting id of the path')
         fields = meeting_fields(body)
-        # Writes go to the primary, so they see a meeting before reads do.
-        app_id, stored = await self.stored_meeting(tenant, meeting_id)
-        old = stored.doc
-        now = iso(self.core.now())
-        if request.method == "PUT":
-            meeting = new_meeting(meeting_id, fields, old["created_at"])
-            meeting["updated_at"] = now
-        else:
-            meeting = {**old, **fields}
-            if fields:
-                meeting["updated_at"] = now
-        await self.store.call(self.store.save_meeting, app_id, meeting)
+        app_id = self.app_id(tenant)
+        meeting = None
+        # Writes go to the primary, so they see a meeting before reads do: no delay here.
+        if app_id is not None and _plausible_id(meeting_id):
+            meeting = await self.store.call(
+                self.store.update_meeting,
+                app_id,
+                meeting_id,
+                fields,
+                request.method == "PUT",
+                iso(self.core.now()),
+            )
+        if meeting is None:
+            raise not_found("meeting", meeting_id)
         return ok(meeting)
 
     # -- participants ------------------------------------------------------------------------------
@@ -924,11 +957,18 @@ class RealtimeKitService:
         at = await self.participant(request)
         fields = participant_fields(await self.body(request), create=False)
         meeting_id = at.meeting["id"]
-        updated = {**at.participant, **fields}
-        if fields:
-            updated["updated_at"] = iso(self.core.now())
-        token = self.mint(at.tenant, at.app_id, meeting_id, updated)
-        await self.store.call(self.store.save_participant, meeting_id, updated)
+        # Count the token before changing anything, so a refusal leaves no trace.
+        self.core.limiter.take(at.tenant, RTK_PARTICIPANT)
+        updated = await self.store.call(
+            self.store.update_participant,
+            meeting_id,
+            at.participant["id"],
+            fields,
+            iso(self.core.now()),
+        )
+        if updated is None:
+            raise not_found("participant", at.participant["id"])
+        token = self.sign(at.tenant, at.app_id, meeting_id, updated)
         return ok({**updated, "token": token})
 
     async def delete_participant(self, request: web.Request) -> web.Response:

@@ -529,3 +529,23 @@ def test_the_storage_thread_stops_with_the_server(make_server: Any) -> None:
     assert rtk_threads() == before + 1
     srv.stop()
     assert rtk_threads() == before
+
+
+def test_concurrent_patches_of_one_meeting_lose_nothing(rtk: Rtk) -> None:
+    m = rtk.meeting()
+    changes = [
+        {"title": "t"},
+        {"status": "INACTIVE"},
+        {"record_on_start": True},
+        {"live_stream_on_start": True},
+        {"persist_chat": True},
+        {"summarize_on_end": True},
+        {"transcribe_on_end": True},
+        {"session_keep_alive_time_in_secs": 600},
+    ]
+    with ThreadPoolExecutor(len(changes)) as pool:
+        list(pool.map(lambda c: rtk.ok("PATCH", f"/meetings/{m['id']}", json=c), changes))
+    final = rtk.ok("GET", f"/meetings/{m['id']}")["data"]
+    for change in changes:
+        for key, value in change.items():
+            assert final[key] == value, (key, final)
