@@ -576,10 +576,10 @@ class RealtimeKit:
         poll: Optional[PollSchedule] = None,
         sleep: Optional[Callable[[float], None]] = None,
     ) -> RealtimeKit:
-        """A wrapper over the same HTTP layer with another schedule or wait.
+        """A new wrapper over the same HTTP layer with another schedule or wait.
 
-        ``client.realtimekit`` hands out a fresh wrapper each time, so keep
-        the one this returns: ``rtk = client.realtimekit.configured(poll=...)``.
+        This one is left as it is, so keep the result:
+        ``rtk = client.realtimekit.configured(poll=...)``.
 
         :param poll: the new default schedule (unchanged when None).
         :param sleep: the new wait function (unchanged when None).

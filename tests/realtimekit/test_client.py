@@ -37,8 +37,10 @@ from .conftest import GUEST, HOST, KEY
 
 def make_rtk(base_url: str, key: str = KEY, **kw: Any) -> Tuple[cohrt_sync.Client, RealtimeKit]:
     client = cohrt_sync.Client(key=key, base_url=base_url, load_plugins=False)
-    # Until Client.realtimekit is wired, build the wrapper over the client's transport.
-    return client, RealtimeKit(client._http, **kw)
+    # Client.realtimekit when the client has it; else the wrapper over its transport.
+    rtk = getattr(client, "realtimekit", None) or RealtimeKit(client._http)
+    assert isinstance(rtk, RealtimeKit)
+    return client, rtk.configured(**kw)
 
 
 class Sleeps:
