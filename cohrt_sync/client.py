@@ -8,7 +8,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 import weakref
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -32,6 +31,7 @@ from .models import (
     check_user_id,
 )
 from .plugins import make_plugin_manager
+from .realtimekit import RealtimeKit
 from .retry import DEFAULT_RETRY, RECONNECT_BACKOFF, Retry
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
@@ -113,6 +113,7 @@ class Client:
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _closed: threading.Event = attrs.field(factory=threading.Event, init=False)
     _keepalive: Optional[threading.Thread] = attrs.field(default=None, init=False)
+    _realtimekit: Optional[RealtimeKit] = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.key:
@@ -262,11 +263,12 @@ class Client:
     ) -> PublishAck:
         """Publish over HTTP (``POST /edge/realtime``) without a socket.
 
-        Every publish carries an ``Idempotency-Key`` header (a random one
-        unless given). Retries: without ``idempotency_key`` only failures that
-        provably were not applied are retried (connection refused, connect
-        timeout, 429); with one, every retryable failure is retried, because
-        a server that dedupes the key (the local server does) applies it once.
+        Retries: without ``idempotency_key`` only failures that provably
+        were not applied are retried (connection refused, connect timeout,
+        429), so a publish is never sent twice. With one, it is sent as the
+        ``Idempotency-Key`` header and every retryable failure (timeouts,
+        dropped connections, 502/503/504) is retried too, because a server
+        that dedupes the key (the local server does) applies it once.
 
         :param channel: the channel name.
         :param data: the JSON payload.
@@ -291,7 +293,7 @@ class Client:
             "POST",
             "/edge/realtime",
             body=body,
-            headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex},
+            headers={"Idempotency-Key": idempotency_key} if idempotency_key else None,
             retry_mode=RETRY_ALWAYS if idempotency_key else RETRY_UNSENT,
             context=f"publish to {channel!r}",
         )
@@ -359,6 +361,14 @@ class Client:
         )
         rows = raw.get("results", []) if isinstance(raw, dict) else []
         return [row for row in rows if isinstance(row, dict)]
+
+    @property
+    def realtimekit(self) -> RealtimeKit:
+        """Video/voice meetings via ``/edge/realtimekit``, over this client's HTTP layer."""
+        # Built on first use: most clients never touch meetings.
+        if self._realtimekit is None:
+            self._realtimekit = RealtimeKit(self._http)
+        return self._realtimekit
 
     def provision(self, write_region: Optional[str] = None) -> Dict[str, Any]:
         """Provision the realtime resource (``POST /api/resources/realtime``).

@@ -1,0 +1,63 @@
+"""HTTP publish throughput: cohrt_sync Client.publish vs a bare requests.Session loop.
+
+Same in-process local server, same run. The baseline posts to
+``/edge/realtime?key=`` with a keep-alive ``requests.Session``; the client
+uses its edge bearer, argument checks, Idempotency-Key and error mapping.
+Goal: client >= 0.9x baseline.
+
+    python benchmarks/client_publish.py [N]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import requests
+
+import cohrt_sync
+from cohrt_sync.server import LocalServer
+
+KEY = "k_bench"
+DATA = {"text": "hello world, a typical chat message"}
+
+
+def bare(base_url: str, n: int) -> float:
+    with requests.Session() as session:
+        url = f"{base_url}/edge/realtime"
+        start = time.perf_counter()
+        for _ in range(n):
+            resp = session.post(url, params={"key": KEY}, timeout=10,
+                                json={"channel": "bench:bare", "event": "message", "data": DATA})
+            resp.raise_for_status()
+            resp.json()
+        return n / (time.perf_counter() - start)
+
+
+def client(base_url: str, n: int) -> float:
+    with cohrt_sync.Client(key=KEY, base_url=base_url, load_plugins=False) as c:
+        c.publish("bench:client", DATA)  # the bearer mint is a one-off
+        start = time.perf_counter()
+        for _ in range(n):
+            c.publish("bench:client", DATA)
+        return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    rounds = 3
+    bares, ours = [], []
+    with LocalServer(keys=[KEY], provision=True) as srv:
+        bare(srv.base_url, 200)
+        for _ in range(rounds):
+            bares.append(bare(srv.base_url, n))
+            ours.append(client(srv.base_url, n))
+    b, o = max(bares), max(ours)
+    print(f"publish, {n} HTTP publishes x {rounds} rounds (best): bare requests.Session ?key= "
+          f"{b:,.0f}/s; cohrt_sync Client.publish {o:,.0f}/s; ratio {o / b:.2f}x (goal >= 0.9x)")
+    print("  all rounds bare:", ", ".join(f"{r:,.0f}" for r in bares),
+          "| client:", ", ".join(f"{r:,.0f}" for r in ours))
+
+
+if __name__ == "__main__":
+    main()
