@@ -241,3 +241,9 @@ def test_token_is_reusable_until_expiry(api_a: Api, base_url: str) -> None:
 
 def test_unknown_route_is_404_envelope(base_url: str) -> None:
     assert_envelope(requests.get(f"{base_url}/edge/nope", timeout=5), 404)
+
+
+@pytest.mark.parametrize("user_id", ["  Ünï cödé  ", "user:42/x?y=z&w", "😀", "0", 0, -7])
+def test_user_id_is_echoed_exactly_as_a_string(api_a: Api, base_url: str, user_id: object) -> None:
+    with Sock(base_url, api_a.token(user_id), uniq()) as s:
+        assert s.presence == [{"id": str(user_id), "name": None}]

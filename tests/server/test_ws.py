@@ -281,3 +281,18 @@ def test_payload_limit_counts_utf8_bytes_not_characters(api_a: Api, base_url: st
         assert set(frame) == {"error"}, frame
         _alive(a, "after-utf8")
     assert [m["data"] for m in api_a.history_ok(ch)] == [{"alive": "after-utf8"}]
+
+
+def test_ping_gets_pong(api_a: Api, base_url: str) -> None:
+    """Clients keep sockets alive with WebSocket pings; the server answers each with a pong."""
+    import websocket
+
+    with Sock(base_url, api_a.token("alice"), uniq()) as a:
+        a.ws.ping(b"keepalive-1")
+        a.ws.settimeout(5)
+        while True:
+            opcode, frame = a.ws.recv_data_frame(True)
+            if opcode == websocket.ABNF.OPCODE_PONG:
+                assert frame.data == b"keepalive-1"
+                break
+        _alive(a, "after-ping")
