@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.parse
@@ -133,6 +134,7 @@ class Channel:
     _last_rx: float = attrs.field(default=0.0, init=False)
     _ping_sent: Optional[float] = attrs.field(default=None, init=False)
     _dead_reason: Optional[str] = attrs.field(default=None, init=False)
+    _handshake_ws: Any = attrs.field(default=None, init=False)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("connected" if self.connected else "reconnecting")
@@ -251,6 +253,13 @@ class Channel:
                 ws.send_close()
             except Exception:
                 pass
+        handshake = self._handshake_ws
+        if handshake is not None and handshake.sock is not None:
+            try:
+                # Not abort(): that is a no-op until the handshake has completed.
+                handshake.sock.shutdown(socket.SHUT_RDWR)
+            except Exception:
+                pass
         current = threading.current_thread()
         reader = self._reader
         if reader is not None and reader is not current:
@@ -336,6 +345,10 @@ class Channel:
         # Decoding each text frame to str validates UTF-8 already; the library's
         # own per-byte check would cost most of the receive time (see STYLE.md).
         ws: Any = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+        # close() aborts a handshake in progress instead of waiting it out.
+        self._handshake_ws = ws
+        if self._closing.is_set():
+            raise ChannelClosedError(f"channel {self.name!r} closed")
         timeout = client.connect_timeout
         context = f"subscribe to {self.name!r}"
         try:
@@ -386,6 +399,7 @@ class Channel:
         # trip to every recv. Pings and dead-peer detection run on the client's
         # keepalive thread instead (see keepalive_tick).
         ws.settimeout(None)
+        self._handshake_ws = None
         return ws, users, early
 
     # -- reader thread ----------------------------------------------------------
@@ -533,6 +547,8 @@ class Channel:
             try:
                 ws, presence, early = self._connect()
             except CohrtError as e:
+                if self._closing.is_set():
+                    return None
                 if isinstance(e, RateLimitedError):
                     retry_after = e.retry_after
                 log.warning("channel %s: reconnect attempt %d failed: %s", self.name, attempts, e)
