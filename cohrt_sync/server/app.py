@@ -12,7 +12,7 @@ import sqlite3
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple
 
 import attrs
 from aiohttp import web
@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 from . import tokens
 from ._json import dumps
 from .errors import ApiError, error_response
-from .hub import Conn, Hub, Pending, PersistError
+from .hub import Conn, Hub, Pending, PersistError, ShuttingDown
 from .limits import HISTORY, MINT, PUBLISH, REQUEST, Limiter
 from .state import StateStore, Tenant
 from .tenantdb import SqlRefused, TenantDB
@@ -93,6 +93,8 @@ class Core:
         #: (RealtimeKit removes the tenant's app there).
         self.on_realtime_deleted: List[Callable[[Tenant], Awaitable[None]]] = []
         self._flusher: Optional[asyncio.Task[None]] = None
+        #: Handlers waiting for their request body (see :meth:`shutdown`).
+        self.body_readers: Set[asyncio.Task[Any]] = set()
         for key in config.keys:
             tenant = self.state.add_key(key)
             if config.provision and not tenant.realtime:
@@ -130,9 +132,16 @@ class Core:
 
     async def shutdown(self) -> None:
         """Close sockets gracefully, finish queued publishes, close databases."""
-        for conn in self.hub.conns():
-            await _close_quietly(conn, 1001, "server shutting down")
+        # Publishes already queued are finished; later ones are refused.
         await self.hub.drain()
+        # Once shutdown begins aiohttp stops feeding request bodies, so a
+        # handler still waiting for its body would wait out the whole grace
+        # period; nothing of it has been acted on, so cut it now.
+        for task in list(self.body_readers):
+            task.cancel()
+        await asyncio.gather(
+            *(_close_quietly(c, 1001, "server shutting down") for c in self.hub.conns())
+        )
         if self._flusher is not None:
             self._flusher.cancel()
         loop = asyncio.get_running_loop()
@@ -213,9 +222,7 @@ class Core:
         return db
 
     # -- idempotent publishing --------------------------------------------------
-    def remembered(
-        self, tenant: Tenant, key: str
-    ) -> Tuple[bool, asyncio.Future[Dict[str, Any]]]:
+    def remembered(self, tenant: Tenant, key: str) -> Tuple[bool, asyncio.Future[Dict[str, Any]]]:
         """(seen before, its future) for an ``Idempotency-Key``."""
         table = self._idempotency.setdefault(tenant.id, collections.OrderedDict())
         now = self.now()
@@ -292,7 +299,14 @@ def parse_json(text: str) -> Any:
 
 async def read_object(request: web.Request) -> Dict[str, Any]:
     """The request body as a JSON object, or a 400."""
-    raw = await request.read()
+    readers = request.app[CORE].body_readers
+    task = asyncio.current_task()
+    if task is not None:
+        readers.add(task)
+    try:
+        raw = await request.read()
+    finally:
+        readers.discard(task)
     if not raw.strip():
         return {}
     try:
@@ -341,9 +355,7 @@ def encode_data(core: Core, data: Any) -> str:
         raise ApiError(400, '"data" is not encodable JSON') from None
     size = len(text.encode("utf-8"))
     if size > core.config.max_payload:
-        raise ApiError(
-            413, f"Message too large: {size} bytes (max {core.config.max_payload})"
-        )
+        raise ApiError(413, f"Message too large: {size} bytes (max {core.config.max_payload})")
     return text
 
 
@@ -525,9 +537,7 @@ async def mint_token(request: web.Request) -> web.Response:
         sub=uid,
         name=name,
     )
-    return web.json_response(
-        {"token": token, "expires_in": ttl}, headers=NO_STORE, dumps=dumps
-    )
+    return web.json_response({"token": token, "expires_in": ttl}, headers=NO_STORE, dumps=dumps)
 
 
 # -- edge: the realtime socket --------------------------------------------------------
@@ -598,10 +608,16 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
 def _refuse(core: Core, tenant: Tenant, conn: Conn, message: str) -> None:
     # Refusals wait their turn behind earlier publishes so that every frame a
     # client sends is answered in order.
-    core.hub.submit(
-        tenant.id,
-        Pending(conn.channel, "", "", False, 0, sender=conn, error=message),
-    )
+    _submit(core, tenant, Pending(conn.channel, "", "", False, 0, sender=conn, error=message))
+
+
+def _submit(core: Core, tenant: Tenant, pending: Pending) -> None:
+    try:
+        core.hub.submit(tenant.id, pending)
+    except ShuttingDown:
+        # The socket is being closed with 1001; the client resends after it
+        # reconnects, as for any publish left without an ack.
+        pass
 
 
 def _on_frame(core: Core, tenant: Tenant, conn: Conn, text: str) -> None:
@@ -631,9 +647,8 @@ def _on_frame(core: Core, tenant: Tenant, conn: Conn, text: str) -> None:
     except ApiError as e:
         _refuse(core, tenant, conn, e.message)
         return
-    core.hub.submit(
-        tenant.id,
-        Pending(conn.channel, event, data_json, persist, core.now_ms(), sender=conn),
+    _submit(
+        core, tenant, Pending(conn.channel, event, data_json, persist, core.now_ms(), sender=conn)
     )
 
 
@@ -669,9 +684,16 @@ async def http_publish(request: web.Request) -> web.Response:
         if idem_key:
             core.forget(tenant, idem_key)
         raise
-    core.hub.submit(
-        tenant.id, Pending(channel, event, data_json, persist, core.now_ms(), future=fut)
-    )
+    try:
+        core.hub.submit(
+            tenant.id, Pending(channel, event, data_json, persist, core.now_ms(), future=fut)
+        )
+    except ShuttingDown:
+        if idem_key:
+            core.forget(tenant, idem_key)
+        raise ApiError(
+            503, "the server is shutting down; nothing was published", retry_after=1
+        ) from None
     try:
         result = await asyncio.shield(fut)
     except PersistError as e:

@@ -135,6 +135,10 @@ class PersistError(Exception):
     """A persisted publish could not be written; nothing was broadcast."""
 
 
+class ShuttingDown(Exception):
+    """The server is stopping and takes no more publishes."""
+
+
 class Hub:
     """Channels and sockets of every tenant, and each tenant's sequencer.
 
@@ -244,7 +248,13 @@ class Hub:
 
     # -- publishing -------------------------------------------------------------
     def submit(self, tenant_id: str, p: Pending) -> None:
-        """Queue ``p`` behind everything the tenant published before it."""
+        """Queue ``p`` behind everything the tenant published before it.
+
+        :raises ShuttingDown: once :meth:`drain` has begun; nothing would
+            ever answer a publish queued after its sequencer finished.
+        """
+        if self._stopping:
+            raise ShuttingDown("the server is shutting down")
         queue = self._queues.get(tenant_id)
         if queue is None:
             queue = self._queues[tenant_id] = collections.deque()
