@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+import attrs
 
 from . import __version__
 
@@ -60,6 +63,111 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> Any:
+    from .client import Client
+
+    return Client(key=args.key, base_url=args.base_url)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, sort_keys=True))
+
+
+def _json_arg(text: str) -> Any:
+    """A command-line argument that must be JSON."""
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {e}") from None
+
+
+def _publish(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        ack = client.publish(args.channel, args.data, event=args.event, persist=not args.no_persist)
+        _print_json(attrs.asdict(ack))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    count, last = 0, args.after
+    try:
+        with _client(args) as client:
+            for message in client.iter_history(args.channel, after=args.after):
+                out.write(json.dumps(attrs.asdict(message), ensure_ascii=False) + "\n")
+                count += 1
+                last = message.id if message.id is not None else last
+                if count % 500 == 0 and not args.quiet:
+                    print(
+                        f"\r{count} messages (last id {last})", end="", file=sys.stderr, flush=True
+                    )
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if not args.quiet:
+        print(f"\r{count} messages exported from {args.channel} (last id {last})", file=sys.stderr)
+    return 0
+
+
+def _listen(args: argparse.Namespace) -> int:
+    from .hookspecs import hookimpl
+
+    class Printer:
+        @hookimpl
+        def on_message(self, channel: Any, message: Any) -> None:
+            _print_json({"type": "message", **attrs.asdict(message)})
+
+        @hookimpl
+        def on_join(self, channel: Any, user: Any) -> None:
+            _print_json({"type": "join", "channel": channel.name, "user": attrs.asdict(user)})
+
+        @hookimpl
+        def on_leave(self, channel: Any, user: Any) -> None:
+            _print_json({"type": "leave", "channel": channel.name, "user": attrs.asdict(user)})
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with _client(args) as client:
+        client.register(Printer())
+        ch = client.subscribe(args.channel, user_id=args.user_id, name=args.name)
+        presence = [attrs.asdict(u) for u in ch.presence.values()]
+        _print_json({"type": "subscribed", "channel": ch.name, "presence": presence})
+        try:
+            stop.wait(args.seconds)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        tok = client.mint_token(args.user_id, name=args.name, ttl=args.ttl)
+        _print_json({"token": tok.token, "expires_in": tok.expires_in})
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for row in client.sql(args.query, params=args.params):
+            _print_json(row)
+    return 0
+
+
+def _provision(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.delete:
+            _print_json(client.deprovision())
+        else:
+            _print_json(client.provision(write_region=args.write_region))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``cohrt-sync`` command."""
     parser = argparse.ArgumentParser(
@@ -69,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cohrt-sync {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+
+    demo = sub.add_parser(
+        "demo",
+        help="walk through the whole API on an in-process local server (no network, no setup)",
+    )
+    demo.set_defaults(func=_demo)
 
     serve = sub.add_parser("serve", help="run the local, wire-compatible Realtime server")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -107,14 +221,77 @@ def build_parser() -> argparse.ArgumentParser:
         help="omit message ids from live frames and acks, like the spec's example frames",
     )
     serve.set_defaults(func=_serve)
+
+    def client_command(name: str, help: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help)
+        cmd.add_argument(
+            "--base-url",
+            default=None,
+            help="API root (default $COHESIVITY_BASE_URL or https://cohesivity.ai)",
+        )
+        cmd.add_argument(
+            "--key",
+            default=None,
+            help="application key (default $COHESIVITY_KEY; prefer the variable: "
+            "arguments show in process lists)",
+        )
+        return cmd
+
+    cmd = client_command("publish", "publish one message over HTTP; prints the ack")
+    cmd.add_argument("channel")
+    cmd.add_argument("data", type=_json_arg, help="the message data, as JSON")
+    cmd.add_argument("--event", default="message")
+    cmd.add_argument("--no-persist", action="store_true", help="don't store it in history")
+    cmd.set_defaults(func=_publish)
+
+    cmd = client_command("history", "export a channel's history as JSON lines")
+    cmd.add_argument("channel")
+    cmd.add_argument("--after", type=int, default=0, help="start after this message id")
+    cmd.add_argument("-o", "--output", help="write to this file instead of stdout")
+    cmd.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    cmd.set_defaults(func=_history)
+
+    cmd = client_command("listen", "print a channel's messages and presence as JSON lines")
+    cmd.add_argument("channel")
+    cmd.add_argument("--user-id", default="cohrt-sync-cli", help="who to connect as")
+    cmd.add_argument("--name", default=None, help="display name in presence")
+    cmd.add_argument(
+        "--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)"
+    )
+    cmd.set_defaults(func=_listen)
+
+    cmd = client_command("token", "mint a WebSocket connection token")
+    cmd.add_argument("user_id")
+    cmd.add_argument("--name", default=None)
+    cmd.add_argument("--ttl", type=int, default=300, help="seconds, 60 to 3600")
+    cmd.set_defaults(func=_token)
+
+    cmd = client_command("sql", "run one SQL statement on the tenant database; rows as JSON lines")
+    cmd.add_argument("query")
+    cmd.add_argument("params", nargs="*", type=_json_arg, help="parameters, each as JSON")
+    cmd.set_defaults(func=_sql)
+
+    cmd = client_command("provision", "provision (or --delete) the realtime resource")
+    cmd.add_argument("--write-region", default=None, help="e.g. us, eu, apac (default apac)")
+    cmd.add_argument("--delete", action="store_true", help="delete realtime instead")
+    cmd.set_defaults(func=_provision)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``cohrt-sync`` console script."""
+    from .errors import CohrtError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except CohrtError as e:
+        # The library's errors are already user-facing and never hold the key.
+        print(f"cohrt-sync {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
     return result
 
 
