@@ -11,7 +11,7 @@ reported to :func:`on_error`, and never stops the channel.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Optional
 
 import pluggy
 
@@ -53,7 +53,7 @@ def on_join(channel: Channel, user: User) -> None:
 
 
 @hookspec
-def on_leave(channel: Channel, user: User, last_seen: Any) -> None:
+def on_leave(channel: Channel, user: User, last_seen: Optional[str]) -> None:
     """A user left ``channel``'s presence (their last socket closed).
 
     Also fired after a reconnect for users who left during the outage; then

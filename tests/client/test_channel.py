@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import _thread
 import logging
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, List
@@ -229,3 +231,22 @@ def test_repr_shows_no_secrets(server: Any, make_client: Any, channel_name: str)
     ch = client.subscribe(channel_name, user_id="u")
     assert KEY not in repr(client) and KEY not in repr(ch)
     assert channel_name in repr(ch)
+
+
+def test_unclosed_client_does_not_hang_interpreter_exit(server: Any, channel_name: str) -> None:
+    script = (
+        "import sys, cohrt_sync\n"
+        "c = cohrt_sync.Client(key=sys.argv[1], base_url=sys.argv[2], load_plugins=False)\n"
+        "ch = c.subscribe(sys.argv[3], user_id='u')\n"
+        "ch.publish({'x': 1})\n"
+        "print('bye', flush=True)\n"  # exits without close(): atexit must tidy up
+    )
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script, KEY, server.base_url, channel_name],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "bye"
+    assert time.monotonic() - start < 10
+    assert "Traceback" not in proc.stderr
