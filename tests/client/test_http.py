@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 import urllib.parse
 from typing import Any, List
@@ -267,3 +268,16 @@ def test_provision_via_application_key(make_server: Any, make_client: Any) -> No
     body = client.provision(write_region="us")
     assert isinstance(body, dict)
     assert client.history("chat:a") == []
+
+
+def test_bearer_refreshed_before_expiry(server: Any, make_client: Any) -> None:
+    session = CountingSession()
+    client = make_client(server, session=session)
+    client.history("chat:a")
+    transport = client._http
+    # The bearer is due for refresh well before the server's expiry (60 s here).
+    assert 0 < transport._bearer_refresh_at - time.monotonic() < 60
+    transport._bearer_refresh_at = time.monotonic() - 1  # as if that time had passed
+    client.history("chat:a")
+    assert sum(p.startswith("edge/session") for p in session.paths) == 2
+    assert not any(p.startswith("edge/realtime/history") and "key=" in p for p in session.paths)
