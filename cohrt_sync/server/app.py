@@ -273,6 +273,8 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# One decoder for every frame: json.loads with hooks would build a new one per call.
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -285,7 +287,7 @@ def parse_json(text: str) -> Any:
     :raises ValueError: for any of those, or for malformed JSON.
     """
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = _decoder.decode(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     if _SURROGATE_ESCAPE.search(text):

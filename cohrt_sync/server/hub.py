@@ -321,16 +321,13 @@ class Hub:
                 p.future.set_exception(PersistError(p.error))
             return
         show_id = p.id is not None and self.live_ids
+        channel_json = dumps(p.channel)
+        id_suffix = ',"id":%d' % p.id if show_id and p.id is not None else ""
         if p.sender is not None:
-            ack: Dict[str, Any] = {
-                "action": "published",
-                "event": "published",
-                "channel": p.channel,
-                "created_at_ms": p.created_at_ms,
-            }
-            if show_id:
-                ack["id"] = p.id
-            p.sender.send(dumps(ack))
+            p.sender.send(
+                '{"action":"published","event":"published","channel":%s,"created_at_ms":%d%s}'
+                % (channel_json, p.created_at_ms, id_suffix)
+            )
         if p.future is not None and not p.future.done():
             result: Dict[str, Any] = {
                 "channel": p.channel,
@@ -350,10 +347,10 @@ class Hub:
         frame = '{"action":%s,"event":%s,"channel":%s,"data":%s,"created_at_ms":%d%s}' % (
             event,
             event,
-            dumps(p.channel),
+            channel_json,
             p.data_json,
             p.created_at_ms,
-            ',"id":%d' % p.id if show_id and p.id is not None else "",
+            id_suffix,
         )
         for conn in state.conns:
             conn.send(frame)
