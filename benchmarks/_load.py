@@ -43,9 +43,12 @@ class BareBroadcastServer:
 
     Sockets opened with ``?role=sub`` listen; every text frame from a
     ``?role=pub`` socket is sent to each listener with ``await send_str``.
+    With ``ack=True`` every socket instead answers each frame it sends with
+    an ack and an echo, like a publish with no database behind it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ack: bool = False) -> None:
+        self.ack = ack
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -61,7 +64,14 @@ class BareBroadcastServer:
         async def handler(request: web.Request) -> web.WebSocketResponse:
             ws = web.WebSocketResponse(max_msg_size=0)
             await ws.prepare(request)
-            if request.query.get("role") == "sub":
+            if self.ack:
+                await ws.send_str('{"action":"connected"}')
+                await ws.send_str('{"action":"subscribed"}')
+                async for msg in ws:
+                    data = json.dumps(json.loads(msg.data)["data"])
+                    await ws.send_str('{"action":"published","event":"published","id":1}')
+                    await ws.send_str('{"action":"message","event":"message","data":%s}' % data)
+            elif request.query.get("role") == "sub":
                 subs.append(ws)
                 async for _ in ws:
                     pass

@@ -21,7 +21,7 @@ from typing import Any, Dict
 
 import aiohttp
 import requests
-from _load import load_args, machine_line, mint, open_sockets, run_load
+from _load import BareBroadcastServer, load_args, machine_line, mint, open_sockets, run_load
 
 from cohrt_sync.server import LocalServer
 
@@ -94,6 +94,15 @@ def main() -> None:
         return
     batched = _run(True, args.publishers, args.messages)
     single = _run(False, args.publishers, args.messages)
+    # The ceiling of any batching gain: the same load against a server that
+    # acks and echoes with no database at all.
+    bare = BareBroadcastServer(ack=True).start()
+    try:
+        url = f"ws://127.0.0.1:{bare.port}/ws"
+        ceiling = run_load(__file__, {"urls": [url] * args.publishers, "messages": args.messages})
+    finally:
+        bare.stop()
+    c_rate = ceiling["acked"] / ceiling["seconds"]
     b_rate = batched["acked"] / batched["seconds"]
     s_rate = single["acked"] / single["seconds"]
     print(machine_line())
@@ -101,6 +110,9 @@ def main() -> None:
     print(f"batched commits    : {b_rate:10,.0f} msgs/s ({batched['seconds']:.2f} s)")
     print(f"one commit per msg : {s_rate:10,.0f} msgs/s ({single['seconds']:.2f} s)")
     print(f"ratio              : {b_rate / s_rate:.2f}x  (goal >= 5x)")
+    print(f"no database at all : {c_rate:10,.0f} msgs/s (bare aiohttp ack + echo, the ceiling)")
+    print(f"batched / ceiling  : {b_rate / c_rate:.2f}x")
+    print(f"best ratio possible here (ceiling / one commit per msg): {c_rate / s_rate:.2f}x")
 
 
 if __name__ == "__main__":

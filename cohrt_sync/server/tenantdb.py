@@ -74,6 +74,8 @@ class TenantDB:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
         self._conn: Optional[sqlite3.Connection] = None
         self._refusal: Optional[str] = None
+        #: True while direct SQL runs: only then does the authorizer refuse.
+        self._confined = False
 
     # -- plumbing -------------------------------------------------------------
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -90,6 +92,7 @@ class TenantDB:
             # batched commits are what keep that affordable.
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=5000")
+            conn.set_authorizer(self._authorize)
             self._conn = conn
         return self._conn
 
@@ -180,7 +183,7 @@ class TenantDB:
         self._refusal = None
         deadline = time.monotonic() + SQL_TIME_LIMIT_S
         started = time.perf_counter()
-        db.set_authorizer(self._authorize)
+        self._confined = True
         db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
             cur = db.execute(query, list(params))
@@ -199,7 +202,7 @@ class TenantDB:
                 raise SqlRefused(f"query exceeded the {SQL_TIME_LIMIT_S:g} s time limit") from e
             raise
         finally:
-            db.set_authorizer(None)
+            self._confined = False
             db.set_progress_handler(None, 0)
             if db.in_transaction:
                 # A statement like BEGIN would otherwise leave the server's own
@@ -215,6 +218,10 @@ class TenantDB:
         dbname: Optional[str],
         source: Optional[str],
     ) -> int:
+        # Installed once and switched by a flag: before Python 3.11,
+        # set_authorizer(None) does not remove an authorizer, it denies all.
+        if not self._confined:
+            return sqlite3.SQLITE_OK
         if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
             self._refusal = "ATTACH and DETACH are not allowed"
             return sqlite3.SQLITE_DENY

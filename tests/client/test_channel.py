@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import logging
+import signal
 import subprocess
 import sys
 import threading
@@ -191,12 +192,18 @@ def test_context_manager_and_wait(server: Any, channel_name: str) -> None:
 
 
 def test_run_forever_closes_on_ctrl_c(server: Any, channel_name: str) -> None:
-    client = cohrt_sync.Client(key=KEY, base_url=server.base_url, load_plugins=False)
-    client.subscribe(channel_name, user_id="u")
-    timer = threading.Timer(0.2, _thread.interrupt_main)
-    timer.start()
-    client.run_forever()
-    timer.join()
+    # A shell starting CI in the background may ignore SIGINT, and then
+    # interrupt_main() does nothing: give the test the handler a terminal has.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        client = cohrt_sync.Client(key=KEY, base_url=server.base_url, load_plugins=False)
+        client.subscribe(channel_name, user_id="u")
+        timer = threading.Timer(0.2, _thread.interrupt_main)
+        timer.start()
+        client.run_forever()
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert client.closed and not client_threads()
 
 
