@@ -27,6 +27,17 @@ from .errors import (
 )
 from .hookspecs import hookimpl, hookspec
 from .models import Message, PublishAck, Token, User
+from .realtimekit import (
+    Meeting,
+    MeetingNotReadyError,
+    Page,
+    Participant,
+    PollSchedule,
+    Preset,
+    RealtimeKit,
+    RealtimeKitError,
+    RealtimeKitNotFoundError,
+)
 from .retry import Retry
 
 __all__ = [
@@ -39,11 +50,20 @@ __all__ = [
     "CohrtError",
     "CohrtTimeoutError",
     "InvalidArgumentTypeError",
+    "Meeting",
+    "MeetingNotReadyError",
     "Message",
     "NotFoundError",
     "NotProvisionedError",
+    "Page",
+    "Participant",
+    "PollSchedule",
+    "Preset",
     "PublishAck",
     "RateLimitedError",
+    "RealtimeKit",
+    "RealtimeKitError",
+    "RealtimeKitNotFoundError",
     "Retry",
     "ServerError",
     "Token",

@@ -47,6 +47,8 @@ class CohrtError(Exception):
         self.message = message
         self.status_code = status_code
         self.status = status
+        #: The response body (decoded JSON, else bytes) when the error came from one.
+        self.body: Any = None
 
     def __str__(self) -> str:
         if self.status_code is not None:
@@ -169,18 +171,25 @@ def error_from_response(
     full = f"{context} failed: {message}"
     retry_after = _parse_retry_after((headers or {}).get("Retry-After"))
     kwargs: dict[str, Any] = {"status_code": status_code, "status": status}
+    exc: CohrtError
     if status_code == 401:
-        return AuthError(full, **kwargs)
-    if status_code == 403:
+        exc = AuthError(full, **kwargs)
+    elif status_code == 403:
         if status == "PERMISSION_DENIED" and "provision" not in message.lower():
-            return AuthError(full, **kwargs)
-        return NotProvisionedError(full, **kwargs)
-    if status_code == 404:
-        return NotFoundError(full, **kwargs)
-    if status_code == 429:
-        return RateLimitedError(full, retry_after=retry_after, **kwargs)
-    if 400 <= status_code < 500:
-        return BadRequestError(full, **kwargs)
-    if status_code >= 500:
-        return ServerError(full, retry_after=retry_after, **kwargs)
-    return CohrtError(full, **kwargs)
+            exc = AuthError(full, **kwargs)
+        else:
+            exc = NotProvisionedError(full, **kwargs)
+    elif status_code == 404:
+        exc = NotFoundError(full, **kwargs)
+    elif status_code == 429:
+        exc = RateLimitedError(full, retry_after=retry_after, **kwargs)
+    elif 400 <= status_code < 500:
+        exc = BadRequestError(full, **kwargs)
+    elif status_code >= 500:
+        exc = ServerError(full, retry_after=retry_after, **kwargs)
+    else:
+        exc = CohrtError(full, **kwargs)
+    # The whole decoded body, for callers that read more than the message
+    # (RealtimeKit's Cloudflare envelope carries a list of errors).
+    exc.body = parsed if parsed is not None else body
+    return exc
