@@ -30,7 +30,6 @@ import math
 import re
 import sqlite3
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
@@ -50,6 +49,7 @@ from aiohttp import web
 
 from . import tokens
 from ._json import dumps
+from ._sqlite import SqliteWorker
 from .app import parse_json
 from .limits import RTK_PARTICIPANT
 from .state import Tenant
@@ -510,48 +510,17 @@ class StoredMeeting:
     ready_at: float
 
 
-class RtkStore:
+class RtkStore(SqliteWorker):
     """The RealtimeKit SQLite file, driven from one named worker thread.
 
     :param path: the database file (created on first use).
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cohrt-sync-rtk")
-        self._conn: Optional[sqlite3.Connection] = None
-        self._closed = False
+        super().__init__(path, "cohrt-sync-rtk", synchronous="NORMAL")
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the store's thread and await its result."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
-        return self._conn
-
-    def close(self) -> None:
-        """Close the connection on its own thread, then stop the thread; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        try:
-            self._executor.submit(_close).result(timeout=10)
-        finally:
-            self._executor.shutdown(wait=True)
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.executescript(_SCHEMA)
 
     # -- meetings (all run on the store's thread) -----------------------------------------
     def insert_meeting(self, app_id: str, doc: Dict[str, Any], ready_at: float) -> None:

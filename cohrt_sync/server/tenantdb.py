@@ -1,22 +1,20 @@
 """One tenant's SQLite database: realtime_messages, history and direct SQL.
 
-Every call runs on the tenant's own single worker thread, so the event loop
-never blocks on SQLite and one connection serialises all access (which is what
-makes reads strongly consistent and batching simple).
+It runs on the tenant's own worker thread (:class:`SqliteWorker`): one
+connection serialises all access, which is what makes reads strongly
+consistent and batching simple.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-T = TypeVar("T")
+from ._sqlite import SqliteWorker
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS realtime_messages (
@@ -62,7 +60,7 @@ class SqlRefused(Exception):
     """Direct SQL tried something outside the tenant's own database."""
 
 
-class TenantDB:
+class TenantDB(SqliteWorker):
     """The SQLite file of one tenant, driven from one named worker thread.
 
     :param path: the database file.
@@ -70,44 +68,15 @@ class TenantDB:
     """
 
     def __init__(self, path: Path, thread_name: str) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
-        self._conn: Optional[sqlite3.Connection] = None
+        # FULL: an acknowledged message survives power loss, not only a crash;
+        # batched commits are what keep that affordable.
+        super().__init__(path, thread_name, synchronous="FULL")
         self._refusal: Optional[str] = None
         #: True while direct SQL runs: only then does the authorizer refuse.
         self._confined = False
 
-    # -- plumbing -------------------------------------------------------------
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the database thread and await its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: an acknowledged message survives power loss, not only a crash;
-            # batched commits are what keep that affordable.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.set_authorizer(self._authorize)
-            self._conn = conn
-        return self._conn
-
-    def close(self) -> None:
-        """Close the connection (on its thread) and stop the thread."""
-
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        try:
-            self._executor.submit(_close).result(timeout=10)
-        finally:
-            self._executor.shutdown(wait=True)
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.set_authorizer(self._authorize)
 
     # -- schema ---------------------------------------------------------------
     def ensure_schema(self) -> None:
