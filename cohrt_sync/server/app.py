@@ -101,8 +101,8 @@ class Core:
                 tenant.realtime = tenant.database = True
                 tenant.write_region = tenant.write_region or DEFAULT_REGION
                 tenant.paused = False
-        if config.provision:
-            self.state.save_all_now()
+        # Before serving, so a synchronous write blocks nobody.
+        self.state.save_all_now()
 
     def now(self) -> float:
         """The server's clock: wall time plus what tests advanced it by."""

@@ -306,7 +306,7 @@ class LocalServer:
                 tenant.write_region = tenant.write_region or "apac"
                 db = await core.require_db(tenant)
                 await db.call(db.ensure_schema)
-                await core.state.save(tenant)
+            await core.state.save(tenant)
 
         if self.running:
             self._call(add)

@@ -92,7 +92,11 @@ class StateStore:
         return self._by_key.get(key_digest(key))
 
     def add_key(self, key: str) -> Tenant:
-        """Declare ``key`` (idempotent) and return its tenant; written at once."""
+        """Declare ``key`` (idempotent) and return its tenant, in memory only.
+
+        Persist it with :meth:`save` (on the event loop) or
+        :meth:`save_all_now` (before serving).
+        """
         digest = key_digest(key)
         existing = self._by_key.get(digest)
         if existing is not None:
@@ -102,7 +106,6 @@ class StateStore:
         tenant = Tenant(id="t_" + digest[:20], key_hash=digest, secret=secrets.token_bytes(32))
         self.tenants[tenant.id] = tenant
         self._by_key[digest] = tenant
-        self._write(tenant)
         return tenant
 
     def _write(self, t: Tenant) -> None:
