@@ -57,7 +57,9 @@ class Transcript:
     @hookimpl
     def on_leave(self, channel: Channel, user: User) -> None:
         """Show presence leaves with their last-seen time."""
-        self._line(channel, f"leave      {user.name or user.id} left (last seen {user.last_seen})")
+        # A leave synthesised by presence resync after a reconnect has no last_seen.
+        seen = f"last seen {user.last_seen}" if user.last_seen else "not there when we reconnected"
+        self._line(channel, f"leave      {user.name or user.id} left ({seen})")
         self.events.put(("leave", (channel.name, user)))
 
     @hookimpl
