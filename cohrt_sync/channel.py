@@ -241,7 +241,11 @@ class Channel:
                 self._close_started = True
                 first = True
         if not first:
-            self._closed_event.wait(timeout)
+            # Another thread is closing. From this channel's own thread (a hook
+            # calling close() again, e.g. in on_closed) waiting would deadlock:
+            # the first close() is joining this very thread.
+            if threading.current_thread() not in (self._reader, self._dispatcher):
+                self._closed_event.wait(timeout)
             return
         deadline = time.monotonic() + timeout
         self._closing.set()
