@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -39,6 +40,15 @@ RETRY_UNSENT = "unsent"
 
 REDACTED = "***"
 
+#: Credentials recognised by shape, so short-lived tokens (one per reconnect)
+#: need no registration: ``?token=``/``&key=`` query values (the WebSocket URL
+#: that websocket-client's trace logs, the ``?key=`` bootstrap path) and
+#: ``Bearer`` credentials.
+_CREDENTIAL_PATTERNS = (
+    re.compile(r"(?i)([?&](?:token|key)=)[^&\s#'\"]+"),
+    re.compile(r"(?i)(\bBearer\s+)[A-Za-z0-9\-._~+/]+=*"),
+)
+
 
 class _SecretRedactor(logging.Filter):
     """Rewrites log records that would contain a registered secret.
@@ -63,11 +73,12 @@ class _SecretRedactor(logging.Filter):
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        if "=" in text or "earer" in text:
+            for pattern in _CREDENTIAL_PATTERNS:
+                text = pattern.sub(r"\1" + REDACTED, text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
         try:
             message = record.getMessage()
         except Exception:
@@ -97,7 +108,8 @@ for _name in _FILTERED_LOGGERS:
 
 
 def redact(text: str) -> str:
-    """Replace every registered secret (application keys) in ``text`` with ``***``.
+    """Replace registered secrets (application keys) and anything shaped like a
+    credential (``token=``/``key=`` query values, ``Bearer`` tokens) with ``***``.
 
     :param text: any text about to be shown.
     """

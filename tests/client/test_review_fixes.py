@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -60,3 +61,28 @@ def test_hook_closing_client_while_main_closes(server: Any, make_client: Any,
     client.close()   # joins the dispatcher, whose hook calls client.close() meanwhile
     assert time.monotonic() - start < 2
     wait_until(lambda: not client_threads(), timeout=5)
+
+
+def test_tokens_never_in_websocket_trace_or_logs(server: Any, make_client: Any,
+                                                 channel_name: str,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    # websocket-client's trace logs the handshake request line, whose query
+    # string carries the connection token; edge bearers are secrets as well.
+    import websocket
+
+    caplog.set_level(logging.DEBUG)
+    client = make_client(server)
+    websocket.enableTrace(True, handler=logging.NullHandler())
+    try:
+        ch = client.subscribe(channel_name, user_id="u")
+        ch.publish({"x": 1})
+    finally:
+        websocket.enableTrace(False)
+        logging.getLogger("websocket").setLevel(logging.NOTSET)
+    bearer = client._http._bearer
+    assert bearer
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("/edge/realtime?" in m for m in messages)  # the trace did log the URL
+    for m in messages:
+        assert not re.search(r"token=(?!\*\*\*)", m), m
+        assert bearer not in m, m
