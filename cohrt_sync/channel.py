@@ -299,9 +299,17 @@ class Channel:
     def _open(self) -> None:
         """Connect, start the threads, return once subscribed (called by the client)."""
         self._opened_at_ms = int(time.time() * 1000)
-        if self.catch_up:
-            self._last_id = self._anchor()
         ws, presence, early = self._connect()
+        if self.catch_up:
+            # Anchored only once subscribed: every row after the anchor was then
+            # committed while this socket listened, so it is delivered live (or
+            # recovered by a catch-up). Anchoring first left a gap whose rows
+            # id-less reconciliation could never match.
+            try:
+                self._last_id = self._anchor()
+            except BaseException:
+                ws.shutdown()
+                raise
         self._presence = {u.id: u for u in presence}
         self._ws = ws
         self._enqueue(("connected",))
@@ -318,7 +326,7 @@ class Channel:
         self._reader.start()
 
     def _anchor(self) -> Optional[int]:
-        """The highest persisted id on the channel now: catch-up starts after it.
+        """The highest persisted id on the channel once subscribed: catch-up starts after it.
 
         Live frames may carry no id (the cloud's don't), so the first reconnect
         could not otherwise tell where this subscription began.

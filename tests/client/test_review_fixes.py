@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 import cohrt_sync
+import cohrt_sync.channel
+from cohrt_sync._http import make_session
 
-from .conftest import client_threads, wait_until
+from .conftest import Recorder, client_threads, wait_until
 
 
 def test_client_close_from_on_closed_does_not_stall(server: Any, make_client: Any,
@@ -86,3 +88,38 @@ def test_tokens_never_in_websocket_trace_or_logs(server: Any, make_client: Any,
     for m in messages:
         assert not re.search(r"token=(?!\*\*\*)", m), m
         assert bearer not in m, m
+
+
+def test_message_between_anchor_and_subscribe_is_not_replayed(
+        any_server: Any, make_client: Any, recorder: Recorder, channel_name: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A message committed after the catch-up anchor but broadcast before the
+    # socket subscribed was never live for this channel. Without ids it used to
+    # stall the reconciliation of id-less deliveries (which then forgot some and
+    # replayed them as duplicates) and come out of order after a reconnect.
+    monkeypatch.setattr(cohrt_sync.channel, "_PENDING_COMPACT_AT", 4)
+    publisher = make_client(any_server)
+    session = make_session()
+    injected = threading.Event()
+
+    def publish_in_gap(resp: Any, **_: Any) -> Any:
+        if "/edge/realtime/token" in resp.url and not injected.is_set():
+            injected.set()
+            publisher.publish(channel_name, {"seq": -1})
+        return resp
+
+    session.hooks["response"].append(publish_in_gap)
+    client = make_client(any_server, plugins=[recorder], session=session)
+    ch = client.subscribe(channel_name, user_id="reader")
+    assert injected.is_set()
+    for i in range(10):
+        publisher.publish(channel_name, {"seq": i})
+    recorder.wait_for(lambda: len(recorder.messages(channel_name)) >= 10)
+    any_server.drop_channel(channel_name)
+    wait_until(lambda: not ch.connected or ch.reconnects)
+    for i in range(10, 15):
+        publisher.publish(channel_name, {"seq": i})
+    recorder.wait_for(lambda: recorder.of("reconnected"))
+    recorder.wait_for(lambda: len(recorder.messages(channel_name)) >= 15)
+    time.sleep(0.2)  # a duplicate would show up right behind
+    assert [m.data["seq"] for m in recorder.messages(channel_name)] == list(range(15))
