@@ -311,19 +311,25 @@ class Channel:
                 ws.shutdown()
                 raise
         self._presence = {u.id: u for u in presence}
-        self._ws = ws
-        self._enqueue(("connected",))
-        for frame in early:
-            self._enqueue(("frame", frame))
         tag = f"{self.name}#{id(self) & 0xFFFF:04x}"
-        self._dispatcher = threading.Thread(
-            target=self._dispatch_main, name=f"cohrt-sync-dispatch-{tag}", daemon=True
-        )
-        self._reader = threading.Thread(
-            target=self._reader_main, name=f"cohrt-sync-reader-{tag}", daemon=True
-        )
-        self._dispatcher.start()
-        self._reader.start()
+        # Under the send lock, which close() takes first: either close() already
+        # ran (the socket is cut here) or it will see and join both threads.
+        with self._send_lock:
+            if self._closing.is_set():
+                ws.shutdown()
+                raise ChannelClosedError(f"channel {self.name!r} closed")
+            self._ws = ws
+            self._enqueue(("connected",))
+            for frame in early:
+                self._enqueue(("frame", frame))
+            self._dispatcher = threading.Thread(
+                target=self._dispatch_main, name=f"cohrt-sync-dispatch-{tag}", daemon=True
+            )
+            self._reader = threading.Thread(
+                target=self._reader_main, name=f"cohrt-sync-reader-{tag}", daemon=True
+            )
+            self._dispatcher.start()
+            self._reader.start()
 
     def _anchor(self) -> Optional[int]:
         """The highest persisted id on the channel once subscribed: catch-up starts after it.
@@ -375,7 +381,13 @@ class Channel:
             raise CohrtTimeoutError(f"{context} timed out") from scrub_exception(e)
         except (websocket.WebSocketException, OSError) as e:
             ws.shutdown()
+            if self._closing.is_set():
+                raise ChannelClosedError(f"channel {self.name!r} closed") from e
             raise CohrtConnectionError(f"{context} failed: {redact(str(e))}") from e
+        if self._closing.is_set():
+            # close() came while connect() had no socket yet to shut down.
+            ws.shutdown()
+            raise ChannelClosedError(f"channel {self.name!r} closed")
         deadline = time.monotonic() + timeout
         early: List[Dict[str, Any]] = []
         try:

@@ -17,7 +17,12 @@ import pluggy
 from ._http import RETRY_ALWAYS, RETRY_UNSENT, HttpTransport, encode_json, make_session
 from .channel import Channel
 from .dm import send_dm_request as _send_dm_request
-from .errors import BadRequestError, ChannelClosedError, CohrtError
+from .errors import (
+    BadRequestError,
+    ChannelClosedError,
+    CohrtError,
+    InvalidArgumentTypeError,
+)
 from .models import (
     Message,
     PublishAck,
@@ -110,6 +115,8 @@ class Client:
     _http: HttpTransport = attrs.field(init=False)
     _pm: pluggy.PluginManager = attrs.field(init=False)
     _channels: Dict[int, Channel] = attrs.field(factory=dict, init=False)
+    # Channels inside subscribe(), not open yet: close() must be able to cut them.
+    _opening: Dict[int, Channel] = attrs.field(factory=dict, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _closed: threading.Event = attrs.field(factory=threading.Event, init=False)
     _keepalive: Optional[threading.Thread] = attrs.field(default=None, init=False)
@@ -430,10 +437,22 @@ class Client:
         check_channel(channel)
         uid = check_user_id(user_id)
         check_ttl(ttl)
-        if self.closed:
-            raise ChannelClosedError("client is closed")
+        if name is not None and not isinstance(name, str):
+            raise InvalidArgumentTypeError(f"name must be a str or None, not {type(name).__name__}")
         ch = Channel(self, channel, uid, name, ttl, catch_up)
-        ch._open()
+        with self._lock:
+            if self._closed.is_set():
+                raise ChannelClosedError("client is closed")
+            self._opening[id(ch)] = ch
+        try:
+            ch._open()
+        except CohrtError as e:
+            if ch.closed:
+                raise ChannelClosedError("client was closed during subscribe") from e
+            raise
+        finally:
+            with self._lock:
+                self._opening.pop(id(ch), None)
         with self._lock:
             if self._closed.is_set():
                 late = True
@@ -460,8 +479,10 @@ class Client:
         :param timeout: overall deadline in seconds.
         """
         deadline = time.monotonic() + timeout
-        self._closed.set()
-        for ch in self.channels:
+        with self._lock:
+            self._closed.set()
+            channels = [*self._channels.values(), *self._opening.values()]
+        for ch in channels:
             ch.close(timeout=max(0.5, deadline - time.monotonic()))
         with self._lock:
             keepalive = self._keepalive

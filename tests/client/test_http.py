@@ -193,6 +193,7 @@ def test_error_envelope_and_non_json_bodies() -> None:
         (lambda c: c.publish("chat:a", {}, event=""), ValueError),
         (lambda c: c.subscribe("chat:a", user_id=None), TypeError),
         (lambda c: c.subscribe("chat:a", user_id="u", ttl=10), ValueError),
+        (lambda c: c.subscribe("chat:a", user_id="u", name=5), TypeError),
         (lambda c: c.sql(""), ValueError),
     ],
 )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import time
-from typing import Any
+from typing import Any, List
 
 import pytest
 
@@ -123,3 +124,105 @@ def test_message_between_anchor_and_subscribe_is_not_replayed(
     recorder.wait_for(lambda: len(recorder.messages(channel_name)) >= 15)
     time.sleep(0.2)  # a duplicate would show up right behind
     assert [m.data["seq"] for m in recorder.messages(channel_name)] == list(range(15))
+
+
+class StallingProxy:
+    """A TCP proxy to a real server that never answers WebSocket upgrades."""
+
+    def __init__(self, upstream: Any) -> None:
+        self.upstream = (upstream.host, upstream.port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stalled = threading.Event()
+        self.conns: List[socket.socket] = []
+        self.threads: List[threading.Thread] = []
+        self._spawn(self._accept)
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        t = threading.Thread(target=target, args=args, name="test-proxy", daemon=True)
+        self.threads.append(t)
+        t.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            self._spawn(self._serve, conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            first = conn.recv(65536)
+            if first.startswith(b"GET /edge/realtime?"):
+                self.stalled.set()
+                conn.recv(1)  # hold it open until the client or close() cuts it
+                return
+            up = socket.create_connection(self.upstream)
+            self.conns.append(up)
+            up.sendall(first)
+            self._spawn(self._pipe, up, conn)
+            self._pipe(conn, up)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        except OSError:
+            pass
+        self.listener.close()
+        for c in list(self.conns):
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+        for t in self.threads:
+            t.join(5)
+
+
+def test_client_close_cuts_a_subscribe_blocked_in_its_handshake(server: Any,
+                                                                 make_client: Any,
+                                                                 channel_name: str) -> None:
+    proxy = StallingProxy(server)
+    try:
+        client = make_client(server, base_url=proxy.url, connect_timeout=30)
+        outcome: List[BaseException] = []
+
+        def run() -> None:
+            try:
+                client.subscribe(channel_name, user_id="u")
+            except BaseException as e:  # recorded for the assertion
+                outcome.append(e)
+
+        subscriber = threading.Thread(target=run, name="test-subscriber", daemon=True)
+        subscriber.start()
+        assert proxy.stalled.wait(10)
+        start = time.monotonic()
+        client.close()
+        subscriber.join(3)
+        assert not subscriber.is_alive(), "subscribe() still blocked after close()"
+        assert time.monotonic() - start < 3
+        assert len(outcome) == 1 and isinstance(outcome[0], cohrt_sync.ChannelClosedError)
+        assert not client_threads()
+    finally:
+        proxy.close()
