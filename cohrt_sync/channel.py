@@ -771,6 +771,9 @@ class Channel:
         try:
             for item in self.client.iter_history(self.name, after=after or 0):
                 assert item.id is not None
+                if self._closing.is_set():
+                    # close() drops what is not dispatched yet; so does a catch-up.
+                    return delivered
                 if item.id in self._seen_ids:
                     continue
                 fp = fingerprint(item.event, item.data, item.created_at_ms)

@@ -14,6 +14,7 @@ import pytest
 import cohrt_sync
 import cohrt_sync.channel
 from cohrt_sync._http import make_session
+from cohrt_sync.retry import Retry
 
 from .conftest import Recorder, client_threads, wait_until
 
@@ -226,3 +227,38 @@ def test_client_close_cuts_a_subscribe_blocked_in_its_handshake(server: Any,
         assert not client_threads()
     finally:
         proxy.close()
+
+
+def test_close_interrupts_a_long_catch_up(server: Any, make_client: Any, channel_name: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="cohrt_sync.channel")
+    in_catch_up = threading.Event()
+    delivered: List[int] = []
+
+    class Slow:
+        @cohrt_sync.hookimpl
+        def on_message(self, channel: Any, message: Any) -> None:
+            delivered.append(message.data["seq"])
+            if message.data["seq"] >= 0:  # recovered from history: slow consumer
+                in_catch_up.set()
+                time.sleep(0.1)
+
+    slow_reconnect = Retry(total=None, backoff_factor=0.5, backoff_max=0.5, jitter=0.0)
+    client = make_client(server, plugins=[Slow()], reconnect_backoff=slow_reconnect)
+    ch = client.subscribe(channel_name, user_id="u")
+    publisher = make_client(server)
+    publisher.publish(channel_name, {"seq": -1})
+    wait_until(lambda: delivered == [-1])
+    server.drop_channel(channel_name)
+    wait_until(lambda: not ch.connected)
+    for i in range(60):
+        publisher.publish(channel_name, {"seq": i})
+    assert in_catch_up.wait(10)
+    start = time.monotonic()
+    ch.close()
+    assert time.monotonic() - start < 1.5
+    count = len(delivered)
+    assert count < 30
+    time.sleep(0.3)
+    assert len(delivered) == count  # no on_message once close() returned
+    assert not any("still running" in r.getMessage() for r in caplog.records)
