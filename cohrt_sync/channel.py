@@ -39,6 +39,7 @@ from .errors import (
     CohrtConnectionError,
     CohrtError,
     CohrtTimeoutError,
+    InvalidArgumentTypeError,
     RateLimitedError,
     ServerError,
     error_from_response,
@@ -195,6 +196,12 @@ class Channel:
         """
         check_event(event)
         encoded = check_data(data)
+        if not isinstance(persist, bool):
+            raise InvalidArgumentTypeError("persist must be a bool")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise BadRequestError("timeout must be a positive number of seconds")
         persist_part = "" if persist else ',"persist":false'
         text = (
             f'{{"action":"publish","event":{json.dumps(event, ensure_ascii=False)},'

@@ -357,6 +357,9 @@ class Client:
         """
         if not isinstance(query, str) or not query.strip():
             raise BadRequestError("query must be a non-empty str")
+        if params is not None and not isinstance(params, (list, tuple)):
+            # A str or dict would be split into characters or keys, silently.
+            raise InvalidArgumentTypeError("params must be a list or tuple of values")
         values = list(params or [])
         check_data(values)
         raw = self._http.request(

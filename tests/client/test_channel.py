@@ -257,3 +257,16 @@ def test_unclosed_client_does_not_hang_interpreter_exit(server: Any, channel_nam
     assert proc.stdout.strip() == "bye"
     assert time.monotonic() - start < 10
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("kwargs", [{"timeout": -1}, {"timeout": 0}, {"persist": "no"}])
+def test_socket_publish_arguments_checked_before_sending(
+    server: Any, make_client: Any, channel_name: str, kwargs: Any
+) -> None:
+    client = make_client(server)
+    ch = client.subscribe(channel_name, user_id="u")
+    with pytest.raises(cohrt_sync.BadRequestError):
+        ch.publish({"x": 1}, **kwargs)
+    # Nothing reached the server, and the channel still works.
+    assert client.history(channel_name) == []
+    assert ch.publish({"x": 2}).id is not None

@@ -195,6 +195,8 @@ def test_error_envelope_and_non_json_bodies() -> None:
         (lambda c: c.subscribe("chat:a", user_id="u", ttl=10), ValueError),
         (lambda c: c.subscribe("chat:a", user_id="u", name=5), TypeError),
         (lambda c: c.sql(""), ValueError),
+        (lambda c: c.sql("SELECT ?", params="abc"), TypeError),
+        (lambda c: c.sql("SELECT 1", params={"a": 1}), TypeError),
     ],
 )
 def test_arguments_checked_before_any_request(call: Any, exc: type) -> None:
