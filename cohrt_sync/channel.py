@@ -58,6 +58,10 @@ _STOP = ("stop",)
 _DEDUPE_WINDOW = 10_000
 #: Id-less fingerprints kept before they are reconciled against history.
 _PENDING_COMPACT_AT = 2_000
+#: While history keeps showing nothing new (a channel of non-persisted
+#: frames), the interval doubles up to this: each reconciliation is an HTTP
+#: history read, which costs time on the dispatcher and counts against quotas.
+_PENDING_COMPACT_MAX = 16_000
 
 
 class _Overflow(Exception):
@@ -124,6 +128,7 @@ class Channel:
     _seen_ids: Dict[int, None] = attrs.field(factory=dict, init=False)
     # Id-less messages delivered live since the cursor; fingerprinted lazily.
     _pending: Deque[Message] = attrs.field(factory=collections.deque, init=False)
+    _compact_at: int = attrs.field(default=_PENDING_COMPACT_AT, init=False)
     _caught_up: collections.Counter[str] = attrs.field(
         factory=collections.Counter, init=False
     )
@@ -713,7 +718,7 @@ class Channel:
         if self.catch_up:
             self._pending.append(msg)
         self._emit(msg)
-        if len(self._pending) >= _PENDING_COMPACT_AT:
+        if len(self._pending) >= self._compact_at:
             self._compact_pending()
 
     def _pending_index(self) -> collections.Counter[str]:
@@ -729,7 +734,10 @@ class Channel:
         row not seen live yet (its frame is still queued). Pending messages
         older than the last match were never persisted (``persist: false``).
         """
-        counts = self._pending_index()
+        # Fingerprints cost a JSON encoding each: make them only once history
+        # has a row to match (a channel of non-persisted frames never does).
+        fps: List[str] = []
+        counts: Optional[collections.Counter[str]] = None
         matched: collections.Counter[str] = collections.Counter()
         last_match_ms: Optional[int] = None
         try:
@@ -737,6 +745,10 @@ class Channel:
                 assert item.id is not None
                 if item.id in self._seen_ids:
                     continue
+                if counts is None:
+                    self._compact_at = _PENDING_COMPACT_AT
+                    fps = [fingerprint(m.event, m.data, m.created_at_ms) for m in self._pending]
+                    counts = collections.Counter(fps)
                 fp = fingerprint(item.event, item.data, item.created_at_ms)
                 if counts[fp] <= 0:
                     break
@@ -746,15 +758,20 @@ class Channel:
                 last_match_ms = item.created_at_ms
         except CohrtError as e:
             log.warning("channel %s: could not reconcile live messages: %s", self.name, e)
+        if counts is None:
+            # Nothing persisted after the cursor: wait longer before asking again.
+            self._compact_at = min(self._compact_at * 2, _PENDING_COMPACT_MAX)
         survivors: Deque[Message] = collections.deque()
-        for m in self._pending:
-            fp = fingerprint(m.event, m.data, m.created_at_ms)
-            if matched[fp] > 0:
-                matched[fp] -= 1
-                continue
-            if last_match_ms is not None and (m.created_at_ms or 0) < last_match_ms:
-                continue
-            survivors.append(m)
+        if not matched:
+            survivors = self._pending
+        else:
+            for m, fp in zip(self._pending, fps):
+                if matched[fp] > 0:
+                    matched[fp] -= 1
+                    continue
+                if last_match_ms is not None and (m.created_at_ms or 0) < last_match_ms:
+                    continue
+                survivors.append(m)
         while len(survivors) > _PENDING_COMPACT_AT // 2:
             # Bounded memory wins over reconciling very old non-persisted frames.
             survivors.popleft()

@@ -16,7 +16,7 @@ import cohrt_sync.channel
 from cohrt_sync._http import make_session
 from cohrt_sync.retry import Retry
 
-from .conftest import Recorder, client_threads, wait_until
+from .conftest import KEY, Recorder, client_threads, wait_until
 
 
 def test_client_close_from_on_closed_does_not_stall(server: Any, make_client: Any,
@@ -262,3 +262,46 @@ def test_close_interrupts_a_long_catch_up(server: Any, make_client: Any, channel
     time.sleep(0.3)
     assert len(delivered) == count  # no on_message once close() returned
     assert not any("still running" in r.getMessage() for r in caplog.records)
+
+
+def test_non_persisted_stream_backs_off_history_reconciliation(
+    server_noids: Any, make_client: Any, recorder: Any, channel_name: str
+) -> None:
+    """Id-less, non-persisted frames (a live dashboard) don't read history every 1000 frames.
+
+    Each reconciliation is an HTTP history read that stalls the dispatcher and
+    counts against the tier's history quota; while history shows nothing new,
+    the interval doubles.
+    """
+    import json as _json
+
+    import requests as _requests
+    import websocket as _websocket
+
+    from .test_http import CountingSession
+
+    session = CountingSession()
+    client = make_client(server_noids, plugins=[recorder], session=session)
+    client.subscribe(channel_name, user_id="dash")
+    token = _requests.post(
+        f"{server_noids.base_url}/edge/realtime/token",
+        params={"key": KEY},
+        json={"user_id": "feed"},
+        timeout=10,
+    ).json()["token"]
+    ws = _websocket.create_connection(
+        f"{server_noids.ws_url}/edge/realtime?token={token}&channel={channel_name}",
+        timeout=10,
+    )
+    n = 7_000
+    frame = _json.dumps({"action": "publish", "event": "tick", "data": {"v": 1}, "persist": False})
+    try:
+        for _ in range(n):
+            ws.send(frame)
+        recorder.wait_for(lambda: len(recorder.messages(channel_name)) >= n, timeout=30)
+    finally:
+        ws.close()
+    assert len(recorder.messages(channel_name)) == n
+    reads = [p for p in session.paths if p.startswith("edge/realtime/history")]
+    # Every 1000 frames would be 6 reads; doubling intervals make it 2.
+    assert len(reads) <= 3, reads
