@@ -2,7 +2,7 @@
 
 Same in-process local server, same run. The baseline posts to
 ``/edge/realtime?key=`` with a keep-alive ``requests.Session``; the client
-uses its edge bearer, argument checks, Idempotency-Key and error mapping.
+uses its edge bearer, argument checks and error mapping.
 Goal: client >= 0.9x baseline.
 
     python benchmarks/client_publish.py [N]
