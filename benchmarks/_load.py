@@ -104,6 +104,11 @@ class BareBroadcastServer:
         self._thread.join(10)
 
 
+def runs_text(values: List[float]) -> str:
+    """Every round's figure, for the line that reports their median."""
+    return ", ".join(f"{v:,.0f}" for v in values)
+
+
 def machine_line() -> str:
     """Where the figures were measured."""
     return (

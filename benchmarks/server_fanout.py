@@ -13,11 +13,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import aiohttp
-from _load import BareBroadcastServer, load_args, machine_line, mint, open_sockets, run_load
+from _load import (
+    BareBroadcastServer,
+    load_args,
+    machine_line,
+    mint,
+    open_sockets,
+    run_load,
+    runs_text,
+)
 
 from cohrt_sync.server import LocalServer
 
@@ -68,52 +77,67 @@ async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
     return {"deliveries": n * len(subs), "seconds": elapsed}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--subscribers", type=int, default=100)
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--load", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.load:
-        print(json.dumps(asyncio.run(_load(load_args(args.load)))))
-        return
-
+def _ours(subscribers: int, messages: int) -> float:
     key = "k_bench"
     with LocalServer(keys=[key], provision=True) as srv:
         ws_base = srv.ws_url + "/edge/realtime"
         sub_urls = [
             f"{ws_base}?channel=bench&token={mint(srv.base_url, key, f'u{i}')}"
-            for i in range(args.subscribers)
+            for i in range(subscribers)
         ]
         pub_url = f"{ws_base}?channel=bench&token={mint(srv.base_url, key, 'publisher')}"
-        ours = run_load(
+        r = run_load(
             __file__,
-            {"messages": args.messages, "sub_urls": sub_urls, "pub_url": pub_url, "greeting": 2},
+            {"messages": messages, "sub_urls": sub_urls, "pub_url": pub_url, "greeting": 2},
         )
+    return float(r["deliveries"] / r["seconds"])
+
+
+def _bare(subscribers: int, messages: int) -> float:
     bare_srv = BareBroadcastServer().start()
     try:
         url = f"ws://127.0.0.1:{bare_srv.port}/ws"
-        bare = run_load(
+        r = run_load(
             __file__,
             {
-                "messages": args.messages,
-                "sub_urls": [url + "?role=sub"] * args.subscribers,
+                "messages": messages,
+                "sub_urls": [url + "?role=sub"] * subscribers,
                 "pub_url": url + "?role=pub",
                 "greeting": 0,
             },
         )
     finally:
         bare_srv.stop()
+    return float(r["deliveries"] / r["seconds"])
 
-    ours_rate = ours["deliveries"] / ours["seconds"]
-    bare_rate = bare["deliveries"] / bare["seconds"]
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians")
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        print(json.dumps(asyncio.run(_load(load_args(args.load)))))
+        return
+
+    ours: List[float] = []
+    bare: List[float] = []
+    for r in range(args.rounds):
+        # Alternate which goes first so drift on a shared machine hits both.
+        pair = [(ours, _ours), (bare, _bare)]
+        for results, run in pair if r % 2 == 0 else pair[::-1]:
+            results.append(run(args.subscribers, args.messages))
+    o, b = statistics.median(ours), statistics.median(bare)
     print(machine_line())
     print(
-        f"subscribers={args.subscribers} messages={args.messages} deliveries={ours['deliveries']}"
+        f"subscribers={args.subscribers} messages={args.messages} "
+        f"deliveries per run={args.subscribers * args.messages} rounds={args.rounds}"
     )
-    print(f"cohrt-sync server : {ours_rate:12,.0f} deliveries/s ({ours['seconds']:.2f} s)")
-    print(f"bare aiohttp loop : {bare_rate:12,.0f} deliveries/s ({bare['seconds']:.2f} s)")
-    print(f"ratio             : {ours_rate / bare_rate:.2f}x  (goal >= 0.6x)")
+    print(f"cohrt-sync server : {o:12,.0f} deliveries/s median  ({runs_text(ours)})")
+    print(f"bare aiohttp loop : {b:12,.0f} deliveries/s median  ({runs_text(bare)})")
+    print(f"ratio of medians  : {o / b:.2f}x  (goal >= 0.6x)")
 
 
 if __name__ == "__main__":
