@@ -167,11 +167,18 @@ class Core:
         return db
 
     # -- auth -----------------------------------------------------------------
-    def tenant_by_key(self, request: web.Request) -> Tenant:
-        """The tenant of the application key in ``Authorization: Bearer`` or ``?key=``."""
+    def tenant_by_key(
+        self,
+        request: web.Request,
+        missing: str = "missing application key: send Authorization: Bearer <key>",
+    ) -> Tenant:
+        """The tenant of the application key in ``Authorization: Bearer`` or ``?key=``.
+
+        :param missing: the 401's message when no key was sent.
+        """
         key = _bearer(request) or request.query.get("key")
         if not key:
-            raise ApiError(401, "missing application key: send Authorization: Bearer <key>")
+            raise ApiError(401, missing)
         tenant = self.state.by_key(key)
         if tenant is None:
             raise ApiError(401, "invalid application key")
@@ -180,17 +187,13 @@ class Core:
     def edge_tenant(self, request: web.Request) -> Tenant:
         """Authenticate an edge call (edge session bearer, raw key bearer, or ``?key=``)."""
         bearer = _bearer(request)
-        tenant: Optional[Tenant]
         if bearer and bearer.count(".") == 2:
             tenant = self._edge_session(bearer)
-        elif bearer or request.query.get("key"):
-            tenant = self.state.by_key(bearer or request.query["key"])
-            if tenant is None:
-                raise ApiError(401, "invalid application key")
         else:
-            raise ApiError(
-                401,
-                "missing credentials: send Authorization: Bearer <edge session token> or ?key=",
+            tenant = self.tenant_by_key(
+                request,
+                missing="missing credentials: send Authorization: Bearer <edge session token>"
+                " or ?key=",
             )
         self.limiter.check_paused(tenant)
         self.limiter.take(tenant, REQUEST)
