@@ -765,10 +765,10 @@ class Channel:
         if counts is None:
             # Nothing persisted after the cursor: wait longer before asking again.
             self._compact_at = min(self._compact_at * 2, _PENDING_COMPACT_MAX)
-        survivors: Deque[Message] = collections.deque()
         if not matched:
             survivors = self._pending
         else:
+            survivors = collections.deque()
             for m, fp in zip(self._pending, fps):
                 if matched[fp] > 0:
                     matched[fp] -= 1
