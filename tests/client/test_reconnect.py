@@ -91,33 +91,14 @@ def test_outage_messages_come_from_history_before_live(any_server: Any, make_cli
     assert ids == sorted(ids)
 
 
+@pytest.mark.parametrize("live_ids", [True, False], ids=["ids", "no-ids"])
 def test_server_restart_on_same_data_dir(make_server: Any, make_client: Any, recorder: Recorder,
-                                         channel_name: str) -> None:
-    srv = make_server()
+                                         channel_name: str, live_ids: bool) -> None:
+    srv = make_server(live_ids=live_ids)
     client = make_client(srv, plugins=[recorder])
     client.subscribe(channel_name, user_id="reader")
     publisher = make_client(srv)
-
-    def restart() -> None:
-        srv.stop()
-        srv.start()
-
-    _publish_around(publisher, channel_name, restart)
-    _assert_exactly_once(recorder, channel_name)
-
-
-def test_server_restart_without_ids(make_server: Any, make_client: Any, recorder: Recorder,
-                                   channel_name: str) -> None:
-    srv = make_server(live_ids=False)
-    client = make_client(srv, plugins=[recorder])
-    client.subscribe(channel_name, user_id="reader")
-    publisher = make_client(srv)
-
-    def restart() -> None:
-        srv.stop()
-        srv.start()
-
-    _publish_around(publisher, channel_name, restart)
+    _publish_around(publisher, channel_name, srv.restart)
     _assert_exactly_once(recorder, channel_name)
 
 
