@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -27,6 +28,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.tier not in TIERS:
         print(f"unknown tier {args.tier!r}; choose from {', '.join(TIERS)}", file=sys.stderr)
         return 2
+    # Only what this process prints: an embedding application configures its own logging.
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     server = LocalServer(
         keys=args.key or (),
         provision=args.provision,
@@ -214,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=300,
         help="how long a new RealtimeKit meeting answers 404 (eventual consistency)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="what to log on stderr (default warning; info adds the access log)",
     )
     serve.add_argument(
         "--no-live-ids",
