@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
-import urllib.parse
-from typing import Any, Dict, Iterable, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import attrs
 import requests
 import requests.adapters
 import urllib3.exceptions
 
+from ._redact import RedactingFilter, Redactor, add_filter
+from ._redact import scrub_exception as _scrub_exception
 from .errors import (
     CohrtConnectionError,
     CohrtError,
@@ -38,61 +38,20 @@ SESSION_UNSUPPORTED = frozenset({404, 405, 501})
 RETRY_ALWAYS = "always"
 RETRY_UNSENT = "unsent"
 
-REDACTED = "***"
-
-#: Credentials recognised by shape, so short-lived tokens (one per reconnect)
-#: need no registration: ``?token=``/``&key=`` query values (the WebSocket URL
-#: that websocket-client's trace logs, the ``?key=`` bootstrap path) and
-#: ``Bearer`` credentials.
-_CREDENTIAL_PATTERNS = (
-    re.compile(r"(?i)([?&](?:token|key)=)[^&\s#'\"]+"),
-    re.compile(r"(?i)(\bBearer\s+)[A-Za-z0-9\-._~+/]+=*"),
-)
-
-
-class _SecretRedactor(logging.Filter):
-    """Rewrites log records that would contain a registered secret.
-
-    urllib3 logs every request line (path and query string) at DEBUG, and the
-    ``?key=`` bootstrap path puts the application key in the query, so the
-    filter sits on the loggers that format URLs.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: Set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, secret: str) -> None:
-        if not secret:
-            return
-        with self._lock:
-            self._secrets = self._secrets | {secret, urllib.parse.quote(secret, safe="")}
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        if "=" in text or "earer" in text:
-            for pattern in _CREDENTIAL_PATTERNS:
-                text = pattern.sub(r"\1" + REDACTED, text)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:
-            return True
-        redacted = self.redact(message)
-        if redacted != message:
-            record.msg = redacted
-            record.args = None
-        return True
-
-
-_REDACTOR = _SecretRedactor()
+#: The client's secrets (its application keys); credentials are also
+#: recognised by shape (``?key=``/``?token=`` under any encoding of the name,
+#: ``Authorization``/``Bearer`` values, JWTs), so short-lived tokens (one per
+#: reconnect) need no registration.
+_REDACTOR = Redactor()
+_FILTER = RedactingFilter(_REDACTOR.redact)
+#: Loggers that format URLs or requests: urllib3 logs every request line (path
+#: and query string) at DEBUG, websocket-client's trace the socket URL with
+#: its token. A filter applies only to records of its own logger, so each is named.
 _FILTERED_LOGGERS = (
+    "urllib3",
     "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.response",
     "urllib3.util.retry",
     "urllib3.poolmanager",
     "requests",
@@ -104,12 +63,13 @@ _FILTERED_LOGGERS = (
     "cohrt_sync.plugins",
 )
 for _name in _FILTERED_LOGGERS:
-    logging.getLogger(_name).addFilter(_REDACTOR)
+    add_filter(logging.getLogger(_name), _FILTER)
 
 
 def redact(text: str) -> str:
     """Replace registered secrets (application keys) and anything shaped like a
-    credential (``token=``/``key=`` query values, ``Bearer`` tokens) with ``***``.
+    credential (``token=``/``key=`` query values, ``Authorization`` and ``Bearer``
+    values, JWTs) with ``***``.
 
     :param text: any text about to be shown.
     """
@@ -128,47 +88,14 @@ def scrub_exception(exc: BaseException) -> BaseException:
     """Redact secrets from ``exc`` and every exception chained to it, in place.
 
     requests and urllib3 put the full URL (query string included) into their
-    exception messages; the cause chain is printed with any traceback, so it
-    is cleaned before being attached as ``__cause__``.
+    exception messages and attributes (``MaxRetryError.url``, the request's
+    URL and headers); the cause chain is printed with any traceback, so it is
+    cleaned before being attached as ``__cause__``.
 
     :param exc: the exception to clean.
     :returns: the same exception.
     """
-    seen: Set[int] = set()
-    todo: list[Optional[BaseException]] = [exc]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        try:
-            current.args = tuple(
-                redact(a) if isinstance(a, str) else _redact_obj(a) for a in current.args
-            )
-        except Exception:  # pragma: no cover - exotic exception types
-            pass
-        for attr in ("url", "reason"):
-            value = getattr(current, attr, None)
-            if isinstance(value, str):
-                try:
-                    setattr(current, attr, redact(value))
-                except Exception:  # pragma: no cover
-                    pass
-            elif isinstance(value, BaseException):
-                todo.append(value)
-        todo.extend([current.__cause__, current.__context__])
-        for arg in current.args:
-            if isinstance(arg, BaseException):
-                todo.append(arg)
-    return exc
-
-
-def _redact_obj(value: Any) -> Any:
-    if isinstance(value, BaseException):
-        return value
-    text = str(value)
-    redacted = redact(text)
-    return redacted if redacted != text else value
+    return _scrub_exception(exc, _REDACTOR.redact)
 
 
 def _is_unsent(exc: requests.RequestException) -> bool:

@@ -398,7 +398,8 @@ class Channel:
         except (websocket.WebSocketException, OSError) as e:
             ws.shutdown()
             if self._closing.is_set():
-                raise ChannelClosedError(f"channel {self.name!r} closed") from e
+                raise ChannelClosedError(f"channel {self.name!r} closed") from scrub_exception(e)
+            scrub_exception(e)
             raise CohrtConnectionError(f"{context} failed: {redact(str(e))}") from e
         if self._closing.is_set():
             # close() came while connect() had no socket yet to shut down.
