@@ -19,11 +19,13 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
+from .._redact import Redactor
 from . import tokens
 from ._json import dumps
 from .errors import ApiError, error_response
 from .hub import Conn, Hub, Pending, PersistError, ShuttingDown
 from .limits import HISTORY, MINT, PUBLISH, REQUEST, Limiter
+from .logfilter import learn_keys, redact
 from .state import StateStore, Tenant
 from .tenantdb import SqlRefused, TenantDB
 
@@ -84,6 +86,8 @@ class Core:
         self.config = config
         self.data_dir = data_dir
         self.clock_offset = 0.0
+        #: The keys this server knows, kept out of its logs (see logfilter).
+        self.redactor = Redactor(config.keys)
         self.state = StateStore(data_dir / "server.sqlite3")
         self.limiter = Limiter(config.tier, self.now)
         self.hub = Hub(self.db_for, live_ids=config.live_ids, batch_commits=config.batch_commits)
@@ -182,6 +186,8 @@ class Core:
         tenant = self.state.by_key(key)
         if tenant is None:
             raise ApiError(401, "invalid application key")
+        # A key of an earlier run is stored only as a digest: learn it on first use.
+        self.redactor.add(key)
         return tenant
 
     def edge_tenant(self, request: web.Request) -> Tenant:
@@ -789,23 +795,21 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(500, "internal server error")
 
 
-_SECRET_PARAMS = re.compile(r"(?i)((?:^|[?&])(?:key|token)=)[^&]*")
-
-
-def redact(path_qs: str) -> str:
-    """``path_qs`` with the values of ``key`` and ``token`` replaced."""
-    return _SECRET_PARAMS.sub(r"\1[redacted]", path_qs)
-
-
 class RedactingAccessLogger(AbstractAccessLogger):
-    """Access log lines with keys and tokens taken out of the query string."""
+    """Access log lines with keys and tokens taken out of the path and query
+    (parameter names compared percent-decoded, as the server reads them)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        path_qs = request.path_qs
+        app = getattr(request, "app", None)  # absent on requests aiohttp refused
+        if app is not None and CORE in app:
+            core = app[CORE]
+            learn_keys(path_qs, lambda k: core.state.by_key(k) is not None, core.redactor)
         self.logger.info(
             '%s "%s %s" %d %.1fms',
             request.remote,
             request.method,
-            redact(request.path_qs),
+            redact(path_qs),
             response.status,
             time * 1000,
         )

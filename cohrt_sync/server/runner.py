@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, List, Optional, Type, TypeVar, Union
 
 from aiohttp import web
 
+from . import logfilter
 from .app import Config, Core, RedactingAccessLogger, build_app, make_data_dir
 
 log = logging.getLogger("cohrt_sync.server")
@@ -180,6 +181,8 @@ class LocalServer:
             shutdown_timeout=5.0,
         )
         await runner.setup()
+        # For as long as this server can log request content, and no longer.
+        logfilter.install(core.redactor)
         try:
             site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
             await site.start()
@@ -191,7 +194,10 @@ class LocalServer:
             ready.set()
             await self._stop_event.wait()
         finally:
-            await runner.cleanup()
+            try:
+                await runner.cleanup()
+            finally:
+                logfilter.remove(core.redactor)
             self._runner = None
             self._core = None
 
@@ -300,6 +306,7 @@ class LocalServer:
         self.config.keys.append(key)
 
         async def add(core: Core) -> None:
+            core.redactor.add(key)
             tenant = core.state.add_key(key)
             if provision:
                 tenant.realtime = tenant.database = True
