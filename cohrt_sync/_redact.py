@@ -39,8 +39,10 @@ _PARAM = re.compile(r"(?:^|(?<=[?&;]))([^=&?;#\s'\"<>]{1,64})=([^&#\s'\"<>]*)")
 # request excerpt.
 _AUTH_HEADER = re.compile(r"(?i)(\bauthorization['\"]?\s*[:=]\s*['\"]?)([^'\"\r\n]+)")
 _BEARER = re.compile(r"(?i)(\bbearer\s+)([^\s'\"<]+)")
-# Three base64url segments whose first one is a JSON object ("{" is "ey").
-_JWT = re.compile(r"\bey[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# A run of dot-separated base64url segments; the JWTs in it (a segment that
+# starts as a JSON object, "{" being "ey", and the two after it) are found in
+# Python, so that no input makes the regex backtrack quadratically.
+_DOTTED = re.compile(r"(?<![A-Za-z0-9_.-])[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*){2,}")
 # Placeholders in help texts ("Bearer <key>") are not credentials.
 _PLACEHOLDER = re.compile(r"^\s*(?:\w+\s+)?<[^>]*>")
 
@@ -51,6 +53,21 @@ def _param(match: re.Match[str]) -> str:
     if decoded in SECRET_PARAMS and value:
         return f"{name}={REDACTED}"
     return match.group(0)
+
+
+def _jwts(match: re.Match[str]) -> str:
+    parts = match.group(0).split(".")
+    out: List[str] = []
+    i = 0
+    while i < len(parts):
+        # header (a JSON object), payload, signature (empty when unsigned)
+        if parts[i].startswith("ey") and len(parts[i]) >= 8 and i + 2 < len(parts) and parts[i + 1]:
+            out.append(REDACTED)
+            i += 3
+            continue
+        out.append(parts[i])
+        i += 1
+    return ".".join(out)
 
 
 def _auth_header(match: re.Match[str]) -> str:
@@ -71,8 +88,8 @@ def redact_shapes(text: str) -> str:
         text = _AUTH_HEADER.sub(_auth_header, text)
     if "bearer" in lowered:
         text = _BEARER.sub(r"\1" + REDACTED, text)
-    if "ey" in text:
-        text = _JWT.sub(REDACTED, text)
+    if "ey" in text and "." in text:
+        text = _DOTTED.sub(_jwts, text)
     return text
 
 

@@ -435,6 +435,7 @@ def test_client_logs_and_exceptions_hold_no_key(root_at_debug: _Everything) -> N
     secrets = [KEY, token]
     # Not vacuous: urllib3 logged request lines at DEBUG, some with ?key=.
     assert any("/edge/no-session" in t for t in root_at_debug.formatted), "no urllib3 lines"
+    assert any("key=***" in t for t in root_at_debug.formatted), "no ?key= line redacted"
     for exc in raised:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         assert not leaks(text, secrets), text
