@@ -93,6 +93,23 @@ def redact_shapes(text: str) -> str:
     return text
 
 
+_WORD = re.compile(r"[^\s'\"]+")
+_UNPRINTABLE = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+
+def _decoded_without(word: str, secrets: FrozenSet[str]) -> str:
+    # Decoding never makes a word longer: a short one can't hold a secret.
+    if "%" not in word or len(word) < min(map(len, secrets)):
+        return word
+    decoded = urllib.parse.unquote(word, errors="replace")
+    if not any(secret in decoded for secret in secrets):
+        return word
+    for secret in secrets:
+        decoded = decoded.replace(secret, REDACTED)
+    # Decoding must not let "%0A" start a forged log line.
+    return _UNPRINTABLE.sub(lambda m: urllib.parse.quote(m.group(0)), decoded)
+
+
 class Redactor:
     """Registered secrets plus the shapes of credentials; safe to share between threads.
 
@@ -125,12 +142,8 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         if "%" in text and secrets:
-            # Any mix of encoded and plain characters: compare decoded text.
-            decoded = urllib.parse.unquote(text, errors="replace")
-            if any(secret in decoded for secret in secrets):
-                for secret in secrets:
-                    decoded = decoded.replace(secret, REDACTED)
-                text = decoded
+            # Any mix of encoded and plain characters: compare each word decoded.
+            text = _WORD.sub(lambda m: _decoded_without(m.group(0), secrets), text)
         return text
 
     def redact(self, text: str) -> str:

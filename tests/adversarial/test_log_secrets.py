@@ -483,6 +483,8 @@ def test_registered_secrets_are_redacted_however_encoded() -> None:
     for text in (f"x {KEY} y", f"/edge/{every}", f"/edge/{every.upper()}", f"?c={half}&x=1"):
         clean = r.redact(text)
         assert not leaks(clean, [KEY]) and "***" in clean, (text, clean)
+    # Decoding to find the key must not decode a forged line break with it.
+    assert r.redact(f"GET /{every}%0D%0AINFO forged") == "GET /***%0D%0AINFO forged"
 
 
 def _in_process_attack(server: LocalServer, key: str) -> None:
