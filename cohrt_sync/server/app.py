@@ -27,7 +27,7 @@ from .hub import Conn, Hub, Pending, PersistError, ShuttingDown
 from .limits import HISTORY, MINT, PUBLISH, REQUEST, Limiter
 from .sqlpolicy import SqlRefused
 from .state import StateStore, Tenant
-from .tenantdb import TenantDB
+from .tenantdb import IDEMPOTENCY_MAX, IDEMPOTENCY_TTL_S, TenantDB
 
 log = logging.getLogger("cohrt_sync.server")
 
@@ -51,9 +51,6 @@ MAX_USER_ID = 256
 MAX_NAME = 256
 DEFAULT_TTL = 300
 NO_STORE = {"Cache-Control": "private, no-store, max-age=0"}
-#: How long an Idempotency-Key is remembered, and how many per tenant.
-IDEMPOTENCY_TTL_S = 24 * 3600
-IDEMPOTENCY_MAX = 10_000
 #: Verified edge session bearers remembered (each lives a minute).
 SESSION_CACHE_MAX = 10_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -291,6 +288,18 @@ class Core:
     def forget(self, tenant: Tenant, key: str) -> None:
         """Drop a key whose publish failed, so a retry may try again."""
         self._idempotency.get(tenant.id, {}).pop(key, None)  # type: ignore[call-overload]
+
+    async def stored_ack(self, tenant: Tenant, key: str) -> Optional[Dict[str, Any]]:
+        """The ack of a persisted publish with ``key`` stored before a restart, if any."""
+        db = await self.db_for(tenant.id)
+        if db is None:
+            return None
+        not_before = self.now_ms() - IDEMPOTENCY_TTL_S * 1000
+        try:
+            return await db.call(db.find_idempotent, key, not_before)
+        except sqlite3.Error:
+            # No table (realtime deleted, or not yet provisioned): nothing stored.
+            return None
 
 
 CORE: web.AppKey[Core] = web.AppKey("core", Core)
@@ -720,6 +729,12 @@ async def http_publish(request: web.Request) -> web.Response:
         raise ApiError(400, "Idempotency-Key must be 1 to 256 characters")
     if idem_key:
         seen, fut = core.remembered(tenant, idem_key)
+        if not seen:
+            # Not in memory: perhaps published before a restart.
+            stored = await core.stored_ack(tenant, idem_key)
+            if stored is not None:
+                fut.set_result(stored)
+                seen = True
         if seen:
             try:
                 result = await asyncio.shield(fut)
@@ -736,7 +751,16 @@ async def http_publish(request: web.Request) -> web.Response:
         raise
     try:
         core.hub.submit(
-            tenant.id, Pending(channel, event, data_json, persist, core.now_ms(), future=fut)
+            tenant.id,
+            Pending(
+                channel,
+                event,
+                data_json,
+                persist,
+                core.now_ms(),
+                future=fut,
+                idempotency_key=idem_key if persist else None,
+            ),
         )
     except ShuttingDown:
         if idem_key:

@@ -1,4 +1,4 @@
-"""One tenant's SQLite database: realtime_messages, history and direct SQL.
+"""One tenant's SQLite database: realtime_messages, history, idempotency and direct SQL.
 
 It runs on the tenant's own worker thread (:class:`SqliteWorker`), which
 serialises all access. The server's own statements use one connection; a
@@ -18,7 +18,7 @@ from ._sqlite import SqliteWorker
 from .directsql import DatabaseFull, SqlLimits
 from .sqlpolicy import IDEMPOTENCY_TABLE, PROTECTED_TABLES, SqlPolicy
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS main.realtime_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     channel TEXT NOT NULL,
@@ -27,13 +27,34 @@ CREATE TABLE IF NOT EXISTS main.realtime_messages (
     created_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS main.realtime_messages_channel_id ON realtime_messages (channel, id);
+CREATE TABLE IF NOT EXISTS main.{IDEMPOTENCY_TABLE} (
+    key TEXT PRIMARY KEY,
+    id INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    event TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS main.{IDEMPOTENCY_TABLE}_created ON {IDEMPOTENCY_TABLE} (created_at_ms);
 """
 
-#: channel, event, data (JSON text), created_at_ms
-Row = Tuple[str, str, str, int]
+#: channel, event, data (JSON text), created_at_ms, Idempotency-Key or None
+Row = Tuple[str, str, str, int, Optional[str]]
+
+#: How long an Idempotency-Key is remembered, and how many per tenant (the
+#: oldest go first); the in-memory map and the table keep the same bounds.
+IDEMPOTENCY_TTL_S = 24 * 3600
+IDEMPOTENCY_MAX = 10_000
 
 _INSERT = (
     "INSERT INTO main.realtime_messages (channel, event, data, created_at_ms) VALUES (?, ?, ?, ?)"
+)
+_INSERT_KEY = (
+    f"INSERT OR REPLACE INTO main.{IDEMPOTENCY_TABLE} (key, id, channel, event, created_at_ms)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_PRUNE_KEYS = (
+    f"DELETE FROM main.{IDEMPOTENCY_TABLE} WHERE created_at_ms < ?"
+    f" OR rowid <= (SELECT max(rowid) FROM main.{IDEMPOTENCY_TABLE}) - {IDEMPOTENCY_MAX}"
 )
 _TRIGGERS = (
     "SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND lower(tbl_name) IN ({})".format(
@@ -96,18 +117,22 @@ class TenantDB(SqliteWorker):
 
     # -- schema ---------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Create ``realtime_messages`` and its index if missing."""
+        """Create ``realtime_messages``, its index and the idempotency table if missing."""
         self._db().executescript(SCHEMA)
 
     def drop_realtime(self) -> None:
-        """Drop ``realtime_messages`` (the realtime resource was deleted)."""
+        """Drop ``realtime_messages`` and its idempotency records (realtime was deleted)."""
         db = self._db()
         db.execute("DROP INDEX IF EXISTS main.realtime_messages_channel_id")
         db.execute("DROP TABLE IF EXISTS main.realtime_messages")
+        db.execute(f"DROP TABLE IF EXISTS main.{IDEMPOTENCY_TABLE}")
 
     # -- writes ---------------------------------------------------------------
     def insert_batch(self, rows: Sequence[Row]) -> List[int]:
-        """Insert ``rows`` in one transaction; their ids, in order.
+        """Insert ``rows`` (and their idempotency records) in one transaction; their ids.
+
+        Idempotency records older than :data:`IDEMPOTENCY_TTL_S` before the
+        newest row, or past the newest :data:`IDEMPOTENCY_MAX`, are dropped.
 
         :raises PersistRefused: the database is full, or a row was not written.
         :raises sqlite3.Error: any other failure (then nothing of the batch is
@@ -118,13 +143,20 @@ class TenantDB(SqliteWorker):
         db.execute("BEGIN IMMEDIATE")
         try:
             self._check_no_triggers(db)
-            for channel, event, data, created in rows:
+            keyed = False
+            for channel, event, data, created, key in rows:
                 cur = db.execute(_INSERT, (channel, event, data, created))
                 # "Ack means committed": a row some schema trick swallowed must
                 # not be acknowledged.
                 if cur.rowcount != 1 or not cur.lastrowid:
                     raise PersistRefused("the row was not written to realtime_messages")
                 ids.append(int(cur.lastrowid))
+                if key is not None:
+                    db.execute(_INSERT_KEY, (key, cur.lastrowid, channel, event, created))
+                    keyed = True
+            if keyed:
+                newest = max(row[3] for row in rows)
+                db.execute(_PRUNE_KEYS, (newest - IDEMPOTENCY_TTL_S * 1000,))
             db.execute("COMMIT")
         except BaseException as e:
             if db.in_transaction:
@@ -150,6 +182,25 @@ class TenantDB(SqliteWorker):
         self._checked_schema = version
 
     # -- reads ----------------------------------------------------------------
+    def find_idempotent(self, key: str, not_before_ms: int) -> Optional[Dict[str, Any]]:
+        """The ack of a persisted publish made with ``key`` since ``not_before_ms``, if any."""
+        cur = self._db().execute(
+            f"SELECT id, channel, event, created_at_ms FROM main.{IDEMPOTENCY_TABLE}"
+            " WHERE key = ? AND created_at_ms >= ?",
+            (key, not_before_ms),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        id_, channel, event, created = row
+        return {
+            "channel": channel,
+            "action": event,
+            "event": event,
+            "created_at_ms": created,
+            "id": id_,
+        }
+
     def history(self, channel: str, after: int, limit: int) -> List[Dict[str, Any]]:
         """Persisted messages of ``channel`` with ``id > after``, ascending."""
         cur = self._db().execute(

@@ -402,6 +402,35 @@ def test_transaction_control_is_refused_even_after_the_server_used_it(
     assert publish(url, KEY, channel(), {"after": query}).status_code == 200
 
 
+# -- the idempotency table is the server's ----------------------------------------------
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"SELECT * FROM {IDEMPOTENCY_TABLE}",
+        f"SELECT count(*) FROM main.{IDEMPOTENCY_TABLE}",
+        f"INSERT INTO {IDEMPOTENCY_TABLE} VALUES ('k', 1, 'c', 'e', 0)",
+        f"UPDATE {IDEMPOTENCY_TABLE} SET id = 1",
+        f"DELETE FROM {IDEMPOTENCY_TABLE}",
+        f"DROP TABLE {IDEMPOTENCY_TABLE}",
+        f"ALTER TABLE {IDEMPOTENCY_TABLE} RENAME TO mine",
+        f"ALTER TABLE {IDEMPOTENCY_TABLE} ADD COLUMN x",
+        f"CREATE INDEX steal ON {IDEMPOTENCY_TABLE} (channel)",
+        f"DROP INDEX {IDEMPOTENCY_TABLE}_created",
+        f"CREATE TRIGGER steal AFTER INSERT ON {IDEMPOTENCY_TABLE} BEGIN SELECT 1; END",
+        f"PRAGMA index_list({IDEMPOTENCY_TABLE})",
+    ],
+)
+def test_the_idempotency_table_is_out_of_reach(server: LocalServer, query: str) -> None:
+    assert_refused(sql(server.base_url, KEY, query), "idempotency")
+
+
+def test_the_idempotency_table_can_not_be_read_through_a_view(server: LocalServer) -> None:
+    url = server.base_url
+    name = "peek_" + uuid.uuid4().hex[:8]
+    sql(url, KEY, f"CREATE VIEW {name} AS SELECT * FROM {IDEMPOTENCY_TABLE}")
+    assert_refused(sql(url, KEY, f"SELECT * FROM {name}"), "idempotency")
+
+
 def test_other_tenants_are_untouched_by_the_attacks(server: LocalServer) -> None:
     url = server.base_url
     ch = channel()
