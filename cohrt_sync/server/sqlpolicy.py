@@ -36,6 +36,11 @@ CREATE VIRTUAL TABLE ... USING m      only fts5 D1 offers FTS5; fts3, fts4, fts4
                                       fts5vocab fts3tokenize (custom tokenizers), rtree,
                                                 dbstat, sqlite_stmt, sqlite_dbpage, json_*
                                                 and the rest are refused
+writes to fts5 shadow tables          allowed   FTS5's own writes to them reach the
+(``x_data``, ``x_idx``, ...)          before    authorizer in the same form; from Python
+                                      3.12      3.12, SQLITE_DBCONFIG_DEFENSIVE refuses
+                                                them (SQLite's FTS5 treats a corrupt
+                                                shadow table as SQLITE_CORRUPT_VTAB)
 reading eponymous virtual tables      allowed   json_each/json_tree, dbstat and
                                                 sqlite_stmt show this connection's own
                                                 database and statements only

@@ -172,6 +172,17 @@ def test_fts5_is_offered_like_d1(server: LocalServer) -> None:
     assert terms == ["bye", "hello", "world"]
 
 
+@pytest.mark.skipif(
+    not hasattr(sqlite3.Connection, "setconfig"), reason="SQLITE_DBCONFIG_DEFENSIVE needs 3.12+"
+)
+def test_fts5_shadow_tables_are_read_only_where_python_allows(server: LocalServer) -> None:
+    url = server.base_url
+    table = "shadow_" + uuid.uuid4().hex[:8]
+    assert sql(url, KEY, f"CREATE VIRTUAL TABLE {table} USING fts5(body)").status_code == 200
+    r = sql(url, KEY, f"INSERT INTO {table}_data VALUES (99, x'00')")
+    assert r.status_code == 400 and "may not be modified" in r.text, r.text
+
+
 @pytest.mark.parametrize(
     "query,fragment",
     [
