@@ -44,6 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_payload=args.max_payload,
         live_ids=not args.no_live_ids,
         rtk_delay_ms=args.rtk_delay_ms,
+        **{name: getattr(args, name) for name, *_ in _DB_LIMIT_FLAGS},
     )
     stop = threading.Event()
 
@@ -68,6 +69,28 @@ def _serve(args: argparse.Namespace) -> int:
         print("stopping…", file=sys.stderr, flush=True)
         server.close()
     return 0
+
+
+def _positive(kind: Any) -> Any:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+
+    return parse
+
+
+#: ``serve`` flags of the tenant database limits: (LocalServer kwarg, type, default, help).
+_DB_LIMIT_FLAGS = (
+    ("max_db_size", int, 500_000_000, "bytes each tenant database may hold (500 MB, D1 free)"),
+    ("sql_time_limit", float, 5.0, "seconds a direct-SQL statement may take, answer included"),
+    ("sql_max_value", int, 2_000_000, "bytes of the largest string, BLOB or row (D1: 2 MB)"),
+    ("sql_max_length", int, 100_000, "bytes of SQL text in one statement (D1: 100 KB)"),
+    ("sql_max_params", int, 100, "bound parameters in one statement (D1: 100)"),
+    ("sql_max_rows", int, 100_000, "rows in one direct-SQL answer"),
+    ("sql_max_result_bytes", int, 16 * 1024 * 1024, "bytes of JSON in one answer (16 MiB)"),
+)
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -233,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="omit message ids from live frames and acks, like the spec's example frames",
     )
+    limits = serve.add_argument_group("tenant database and direct-SQL limits")
+    for name, kind, default, text in _DB_LIMIT_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        limits.add_argument(flag, type=_positive(kind), default=default, metavar="N", help=text)
     serve.set_defaults(func=_serve)
 
     def client_command(name: str, help: str) -> argparse.ArgumentParser:

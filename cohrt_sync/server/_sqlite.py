@@ -50,18 +50,19 @@ class SqliteWorker:
     def _setup(self, conn: sqlite3.Connection) -> None:
         """Prepare a new connection (schema, authorizer); for subclasses."""
 
+    def _close_connections(self) -> None:
+        """Close every connection (on the worker thread); subclasses add theirs."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def close(self) -> None:
         """Close the connection on its thread, then stop the thread; idempotent."""
         if self._closed:
             return
         self._closed = True
 
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
         try:
-            self._executor.submit(_close).result(timeout=10)
+            self._executor.submit(self._close_connections).result(timeout=10)
         finally:
             self._executor.shutdown(wait=True)

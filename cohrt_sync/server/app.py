@@ -22,12 +22,14 @@ from aiohttp.typedefs import Handler
 from .._redact import Redactor
 from . import tokens
 from ._json import dumps
+from .directsql import DatabaseFull, SqlLimits, SqlTooLarge, check_statement
 from .errors import ApiError, error_response
 from .hub import Conn, Hub, Pending, PersistError, ShuttingDown
 from .limits import HISTORY, MINT, PUBLISH, REQUEST, Limiter
 from .logfilter import learn_keys, redact
+from .sqlpolicy import SqlRefused
 from .state import StateStore, Tenant
-from .tenantdb import SqlRefused, TenantDB
+from .tenantdb import IDEMPOTENCY_MAX, IDEMPOTENCY_TTL_S, TenantDB
 
 log = logging.getLogger("cohrt_sync.server")
 
@@ -53,9 +55,6 @@ DEFAULT_TTL = 300
 NO_STORE = {"Cache-Control": "private, no-store, max-age=0"}
 #: Verified edge session bearers remembered (each lives a minute).
 SESSION_CACHE_MAX = 10_000
-#: How long an Idempotency-Key is remembered, and how many per tenant.
-IDEMPOTENCY_TTL_S = 24 * 3600
-IDEMPOTENCY_MAX = 10_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -73,6 +72,26 @@ class Config:
     batch_commits: bool = True
     heartbeat: float = 25.0
     rtk_delay_ms: int = 300
+    # Tenant database quota and direct-SQL bounds (see directsql.SqlLimits).
+    max_db_size: int = 500_000_000
+    sql_time_limit: float = 5.0
+    sql_max_value: int = 2_000_000
+    sql_max_length: int = 100_000
+    sql_max_params: int = 100
+    sql_max_rows: int = 100_000
+    sql_max_result_bytes: int = 16 * 1024 * 1024
+
+    def sql_limits(self) -> SqlLimits:
+        """The tenant database limits these settings name (validated)."""
+        return SqlLimits(
+            max_db_size=self.max_db_size,
+            time_limit=self.sql_time_limit,
+            max_value=self.sql_max_value,
+            max_sql_length=self.sql_max_length,
+            max_params=self.sql_max_params,
+            max_rows=self.sql_max_rows,
+            max_result_bytes=self.sql_max_result_bytes,
+        )
 
 
 class Core:
@@ -92,6 +111,7 @@ class Core:
         self.limiter = Limiter(config.tier, self.now)
         self.hub = Hub(self.db_for, live_ids=config.live_ids, batch_commits=config.batch_commits)
         self.dbs: Dict[str, TenantDB] = {}
+        self.sql_limits = config.sql_limits()
         self._idempotency: Dict[
             str, collections.OrderedDict[str, Tuple[float, asyncio.Future[Dict[str, Any]]]]
         ] = {}
@@ -166,7 +186,13 @@ class Core:
         tenant = self.state.tenants.get(tenant_id)
         if tenant is None or not tenant.database:
             return None
-        db = TenantDB(self.data_dir / "tenants" / f"{tenant_id}.sqlite3", "cohrt-sync-db")
+        db = TenantDB(
+            self.data_dir / "tenants" / f"{tenant_id}.sqlite3",
+            "cohrt-sync-db",
+            self.sql_limits,
+            # Room for a maximal message plus its channel, event and record.
+            max_row=self.config.max_payload + 4096,
+        )
         self.dbs[tenant_id] = db
         return db
 
@@ -268,6 +294,18 @@ class Core:
     def forget(self, tenant: Tenant, key: str) -> None:
         """Drop a key whose publish failed, so a retry may try again."""
         self._idempotency.get(tenant.id, {}).pop(key, None)  # type: ignore[call-overload]
+
+    async def stored_ack(self, tenant: Tenant, key: str) -> Optional[Dict[str, Any]]:
+        """The ack of a persisted publish with ``key`` stored before a restart, if any."""
+        db = await self.db_for(tenant.id)
+        if db is None:
+            return None
+        not_before = self.now_ms() - IDEMPOTENCY_TTL_S * 1000
+        try:
+            return await db.call(db.find_idempotent, key, not_before)
+        except sqlite3.Error:
+            # No table (realtime deleted, or not yet provisioned): nothing stored.
+            return None
 
 
 CORE: web.AppKey[Core] = web.AppKey("core", Core)
@@ -697,6 +735,12 @@ async def http_publish(request: web.Request) -> web.Response:
         raise ApiError(400, "Idempotency-Key must be 1 to 256 characters")
     if idem_key:
         seen, fut = core.remembered(tenant, idem_key)
+        if not seen:
+            # Not in memory: perhaps published before a restart.
+            stored = await core.stored_ack(tenant, idem_key)
+            if stored is not None:
+                fut.set_result(stored)
+                seen = True
         if seen:
             try:
                 result = await asyncio.shield(fut)
@@ -713,7 +757,16 @@ async def http_publish(request: web.Request) -> web.Response:
         raise
     try:
         core.hub.submit(
-            tenant.id, Pending(channel, event, data_json, persist, core.now_ms(), future=fut)
+            tenant.id,
+            Pending(
+                channel,
+                event,
+                data_json,
+                persist,
+                core.now_ms(),
+                future=fut,
+                idempotency_key=idem_key if persist else None,
+            ),
         )
     except ShuttingDown:
         if idem_key:
@@ -762,12 +815,20 @@ async def direct_sql(request: web.Request) -> web.Response:
         raise ApiError(400, '"params" must be an array of strings, numbers, booleans or nulls')
     db = await core.require_db(tenant)
     try:
-        result = await db.call(db.execute_sql, query, params)
+        check_statement(query, params, db.limits)
+        # The answer's JSON is built on the tenant's thread, within the time limit.
+        answer = await db.call(db.execute_sql, query, params)
     except SqlRefused as e:
         raise ApiError(403, f"query refused: {e}", status="PERMISSION_DENIED") from None
+    except SqlTooLarge as e:
+        raise ApiError(413, str(e)) from None
+    except DatabaseFull as e:
+        raise ApiError(413, str(e), status="RESOURCE_EXHAUSTED") from None
     except (sqlite3.Error, OverflowError, UnicodeError) as e:
         raise ApiError(400, f"SQL error: {e}") from None
-    return web.json_response(result, dumps=dumps)
+    except ValueError as e:  # too many params
+        raise ApiError(400, str(e)) from None
+    return web.Response(body=answer, content_type="application/json", charset="utf-8")
 
 
 # -- middleware, logging, app ------------------------------------------------------------

@@ -129,6 +129,8 @@ class Pending:
     #: A refusal decided before queueing, answered in order with the others.
     error: Optional[str] = None
     id: Optional[int] = None
+    #: Stored with the row, in its transaction, so a retry after a restart replays.
+    idempotency_key: Optional[str] = None
 
 
 class PersistError(Exception):
@@ -295,7 +297,9 @@ class Hub:
             for p in items:
                 p.error = "Failed to persist message: the tenant has no database"
             return
-        rows = [(p.channel, p.event, p.data_json, p.created_at_ms) for p in items]
+        rows = [
+            (p.channel, p.event, p.data_json, p.created_at_ms, p.idempotency_key) for p in items
+        ]
         if self.batch_commits:
             try:
                 ids = await db.call(db.insert_batch, rows)

@@ -46,6 +46,16 @@ class LocalServer:
     :param batch_commits: commit concurrent persisted publishes together.
     :param heartbeat: seconds between server pings on each socket.
     :param rtk_delay_ms: how long a new RealtimeKit meeting answers 404.
+    :param max_db_size: bytes each tenant's database may hold (D1 free tier:
+        500 MB); past it direct SQL answers 413 and persisted publishes fail.
+    :param sql_time_limit: seconds a direct-SQL statement may take, its answer
+        included.
+    :param sql_max_value: bytes of the largest string, BLOB or row direct SQL
+        may build (D1: 2,000,000; enforced inside SQLite from Python 3.11).
+    :param sql_max_length: bytes of SQL text in one statement (D1: 100,000).
+    :param sql_max_params: bound parameters in one statement (D1: 100).
+    :param sql_max_rows: rows in one direct-SQL answer.
+    :param sql_max_result_bytes: bytes of JSON in one direct-SQL answer's rows.
     """
 
     def __init__(
@@ -63,6 +73,13 @@ class LocalServer:
         batch_commits: bool = True,
         heartbeat: float = 25.0,
         rtk_delay_ms: int = 300,
+        max_db_size: int = 500_000_000,
+        sql_time_limit: float = 5.0,
+        sql_max_value: int = 2_000_000,
+        sql_max_length: int = 100_000,
+        sql_max_params: int = 100,
+        sql_max_rows: int = 100_000,
+        sql_max_result_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         key_list = list(keys)
         if isinstance(keys, str):
@@ -83,7 +100,16 @@ class LocalServer:
             batch_commits=batch_commits,
             heartbeat=heartbeat,
             rtk_delay_ms=rtk_delay_ms,
+            max_db_size=max_db_size,
+            sql_time_limit=sql_time_limit,
+            sql_max_value=sql_max_value,
+            sql_max_length=sql_max_length,
+            sql_max_params=sql_max_params,
+            sql_max_rows=sql_max_rows,
+            sql_max_result_bytes=sql_max_result_bytes,
         )
+        # Refuse nonsense limits here, not on the first request.
+        self.config.sql_limits()
         self.host = host
         self.port = port
         self.clock_offset = 0.0

@@ -1,63 +1,70 @@
-"""One tenant's SQLite database: realtime_messages, history and direct SQL.
+"""One tenant's SQLite database: realtime_messages, history, idempotency and direct SQL.
 
-It runs on the tenant's own worker thread (:class:`SqliteWorker`): one
-connection serialises all access, which is what makes reads strongly
-consistent and batching simple.
+It runs on the tenant's own worker thread (:class:`SqliteWorker`), which
+serialises all access. The server's own statements use one connection; a
+tenant's direct SQL uses another (:mod:`.directsql`), so nothing a tenant does
+on its connection (temp objects, cached statements) reaches the server's.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from . import directsql
 from ._sqlite import SqliteWorker
+from .directsql import DatabaseFull, SqlLimits
+from .sqlpolicy import IDEMPOTENCY_TABLE, PROTECTED_TABLES, SqlPolicy
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS realtime_messages (
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS main.realtime_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     channel TEXT NOT NULL,
     event TEXT NOT NULL,
     data TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS realtime_messages_channel_id ON realtime_messages (channel, id);
+CREATE INDEX IF NOT EXISTS main.realtime_messages_channel_id ON realtime_messages (channel, id);
+CREATE TABLE IF NOT EXISTS main.{IDEMPOTENCY_TABLE} (
+    key TEXT PRIMARY KEY,
+    id INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    event TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS main.{IDEMPOTENCY_TABLE}_created ON {IDEMPOTENCY_TABLE} (created_at_ms);
 """
 
-#: Read-only pragmas direct SQL may use; the rest could change journal mode,
-#: point the database at other files or otherwise break the server's contract.
-SAFE_PRAGMAS = frozenset(
-    {
-        "table_info",
-        "table_xinfo",
-        "table_list",
-        "index_list",
-        "index_info",
-        "index_xinfo",
-        "foreign_key_list",
-        "user_version",
-        "data_version",
-        "page_count",
-        "page_size",
-        "freelist_count",
-        "compile_options",
-        "function_list",
-        "pragma_list",
-    }
+#: channel, event, data (JSON text), created_at_ms, Idempotency-Key or None
+Row = Tuple[str, str, str, int, Optional[str]]
+
+#: How long an Idempotency-Key is remembered, and how many per tenant (the
+#: oldest go first); the in-memory map and the table keep the same bounds.
+IDEMPOTENCY_TTL_S = 24 * 3600
+IDEMPOTENCY_MAX = 10_000
+
+_INSERT = (
+    "INSERT INTO main.realtime_messages (channel, event, data, created_at_ms) VALUES (?, ?, ?, ?)"
+)
+_INSERT_KEY = (
+    f"INSERT OR REPLACE INTO main.{IDEMPOTENCY_TABLE} (key, id, channel, event, created_at_ms)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_PRUNE_KEYS = (
+    f"DELETE FROM main.{IDEMPOTENCY_TABLE} WHERE created_at_ms < ?"
+    f" OR rowid <= (SELECT max(rowid) FROM main.{IDEMPOTENCY_TABLE}) - {IDEMPOTENCY_MAX}"
+)
+_TRIGGERS = (
+    "SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND lower(tbl_name) IN ({})".format(
+        ", ".join(f"'{t}'" for t in sorted(PROTECTED_TABLES | {IDEMPOTENCY_TABLE}))
+    )
 )
 
-#: Direct SQL is interrupted after this long so a runaway query can't hold the
-#: tenant's only database thread.
-SQL_TIME_LIMIT_S = 5.0
 
-Row = Tuple[str, str, str, int]  # channel, event, data (JSON text), created_at_ms
-
-
-class SqlRefused(Exception):
-    """Direct SQL tried something outside the tenant's own database."""
+class PersistRefused(Exception):
+    """A persisted publish can't be written as asked; the message says why."""
 
 
 class TenantDB(SqliteWorker):
@@ -65,60 +72,139 @@ class TenantDB(SqliteWorker):
 
     :param path: the database file.
     :param thread_name: the worker thread's name.
+    :param limits: the quota and the direct-SQL limits.
+    :param max_row: bytes of the largest row the server itself writes.
     """
 
-    def __init__(self, path: Path, thread_name: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        thread_name: str,
+        limits: Optional[SqlLimits] = None,
+        max_row: int = 1 << 20,
+    ) -> None:
         # FULL: an acknowledged message survives power loss, not only a crash;
         # batched commits are what keep that affordable.
         super().__init__(path, thread_name, synchronous="FULL")
-        self._refusal: Optional[str] = None
-        #: True while direct SQL runs: only then does the authorizer refuse.
-        self._confined = False
+        self.limits = limits or SqlLimits()
+        self._max_row = max(max_row, self.limits.max_value)
+        self._pages = 0
+        self._policy = SqlPolicy()
+        self._sql_conn: Optional[sqlite3.Connection] = None
+        #: schema_version at the last check that no trigger sits on the tables
+        #: the server writes.
+        self._checked_schema: Optional[int] = None
 
     def _setup(self, conn: sqlite3.Connection) -> None:
-        conn.set_authorizer(self._authorize)
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        self._pages = max(1, self.limits.max_db_size // page_size)
+        directsql.tune(conn, self._pages, self._max_row)
+
+    def _sql(self) -> sqlite3.Connection:
+        """The direct-SQL connection, opened on first use (worker thread only)."""
+        if self._sql_conn is None:
+            self._db()  # creates the file in WAL mode and learns its page size
+            self._sql_conn = directsql.open_sql_connection(
+                self.path, self.limits, self._policy, self._pages
+            )
+        return self._sql_conn
+
+    def _close_connections(self) -> None:
+        if self._sql_conn is not None:
+            self._sql_conn.close()
+            self._sql_conn = None
+        super()._close_connections()
 
     # -- schema ---------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Create ``realtime_messages`` and its index if missing."""
+        """Create ``realtime_messages``, its index and the idempotency table if missing."""
         self._db().executescript(SCHEMA)
 
     def drop_realtime(self) -> None:
-        """Drop ``realtime_messages`` (the realtime resource was deleted)."""
+        """Drop ``realtime_messages`` and its idempotency records (realtime was deleted)."""
         db = self._db()
-        db.execute("DROP INDEX IF EXISTS realtime_messages_channel_id")
-        db.execute("DROP TABLE IF EXISTS realtime_messages")
+        db.execute("DROP INDEX IF EXISTS main.realtime_messages_channel_id")
+        db.execute("DROP TABLE IF EXISTS main.realtime_messages")
+        db.execute(f"DROP TABLE IF EXISTS main.{IDEMPOTENCY_TABLE}")
 
     # -- writes ---------------------------------------------------------------
     def insert_batch(self, rows: Sequence[Row]) -> List[int]:
-        """Insert ``rows`` in one transaction; their ids, in order.
+        """Insert ``rows`` (and their idempotency records) in one transaction; their ids.
 
-        Raises the sqlite3 error if the transaction fails (then nothing of the
-        batch is committed).
+        Idempotency records older than :data:`IDEMPOTENCY_TTL_S` before the
+        newest row, or past the newest :data:`IDEMPOTENCY_MAX`, are dropped.
+
+        :raises PersistRefused: the database is full, or a row was not written.
+        :raises sqlite3.Error: any other failure (then nothing of the batch is
+            committed).
         """
         db = self._db()
         ids: List[int] = []
         db.execute("BEGIN IMMEDIATE")
         try:
-            for row in rows:
-                cur = db.execute(
-                    "INSERT INTO realtime_messages (channel, event, data, created_at_ms)"
-                    " VALUES (?, ?, ?, ?)",
-                    row,
-                )
-                ids.append(int(cur.lastrowid or 0))
+            self._check_no_triggers(db)
+            keyed = False
+            for channel, event, data, created, key in rows:
+                cur = db.execute(_INSERT, (channel, event, data, created))
+                # "Ack means committed": a row some schema trick swallowed must
+                # not be acknowledged.
+                if cur.rowcount != 1 or not cur.lastrowid:
+                    raise PersistRefused("the row was not written to realtime_messages")
+                ids.append(int(cur.lastrowid))
+                if key is not None:
+                    db.execute(_INSERT_KEY, (key, cur.lastrowid, channel, event, created))
+                    keyed = True
+            if keyed:
+                newest = max(row[3] for row in rows)
+                db.execute(_PRUNE_KEYS, (newest - IDEMPOTENCY_TTL_S * 1000,))
             db.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error) and directsql.is_full(e):
+                raise PersistRefused(directsql.quota_message(self.limits)) from e
             raise
         return ids
 
+    def _check_no_triggers(self, db: sqlite3.Connection) -> None:
+        # Direct SQL can't create such a trigger, but one can arrive with a
+        # table renamed into place, or with a file from an older server; the
+        # schema cookie makes the check free until the schema changes.
+        version = int(db.execute("PRAGMA main.schema_version").fetchone()[0])
+        if version == self._checked_schema:
+            return
+        names = [r[0] for r in db.execute(_TRIGGERS)]
+        if names:
+            raise PersistRefused(
+                f"realtime_messages has trigger(s) {', '.join(names)}, which could change or"
+                " drop an acknowledged message; drop them with direct SQL"
+            )
+        self._checked_schema = version
+
     # -- reads ----------------------------------------------------------------
+    def find_idempotent(self, key: str, not_before_ms: int) -> Optional[Dict[str, Any]]:
+        """The ack of a persisted publish made with ``key`` since ``not_before_ms``, if any."""
+        cur = self._db().execute(
+            f"SELECT id, channel, event, created_at_ms FROM main.{IDEMPOTENCY_TABLE}"
+            " WHERE key = ? AND created_at_ms >= ?",
+            (key, not_before_ms),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        id_, channel, event, created = row
+        return {
+            "channel": channel,
+            "action": event,
+            "event": event,
+            "created_at_ms": created,
+            "id": id_,
+        }
+
     def history(self, channel: str, after: int, limit: int) -> List[Dict[str, Any]]:
         """Persisted messages of ``channel`` with ``id > after``, ascending."""
         cur = self._db().execute(
-            "SELECT id, channel, event, data, created_at_ms FROM realtime_messages"
+            "SELECT id, channel, event, data, created_at_ms FROM main.realtime_messages"
             " WHERE channel = ? AND id > ? ORDER BY id LIMIT ?",
             (channel, after, limit),
         )
@@ -142,78 +228,12 @@ class TenantDB(SqliteWorker):
         return out
 
     # -- direct SQL -----------------------------------------------------------
-    def execute_sql(self, query: str, params: Sequence[Any]) -> Dict[str, Any]:
-        """Run one statement of direct SQL, confined to this database.
+    def execute_sql(self, query: str, params: Sequence[Any]) -> bytes:
+        """Run one statement of direct SQL; its D1-shaped answer as JSON bytes.
 
-        :raises SqlRefused: for ATTACH, extension loading, unsafe pragmas.
-        :raises sqlite3.Error: for any SQL error.
+        See :func:`.directsql.run_statement` for what it raises.
         """
-        db = self._db()
-        self._refusal = None
-        deadline = time.monotonic() + SQL_TIME_LIMIT_S
-        started = time.perf_counter()
-        self._confined = True
-        db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-        try:
-            cur = db.execute(query, list(params))
-            columns = [d[0] for d in cur.description or ()]
-            results = [dict(zip(columns, (_jsonable(v) for v in row))) for row in cur]
-            meta = {
-                "changes": cur.rowcount if cur.rowcount >= 0 else 0,
-                "last_row_id": cur.lastrowid or 0,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "rows_read": len(results),
-            }
-        except sqlite3.Error as e:
-            if self._refusal is not None:
-                raise SqlRefused(self._refusal) from e
-            if time.monotonic() > deadline:
-                raise SqlRefused(f"query exceeded the {SQL_TIME_LIMIT_S:g} s time limit") from e
-            raise
-        finally:
-            self._confined = False
-            db.set_progress_handler(None, 0)
-            if db.in_transaction:
-                # A statement like BEGIN would otherwise leave the server's own
-                # batches inside the user's transaction.
-                db.execute("ROLLBACK")
-        return {"results": results, "success": True, "meta": meta}
-
-    def _authorize(
-        self,
-        action: int,
-        arg1: Optional[str],
-        arg2: Optional[str],
-        dbname: Optional[str],
-        source: Optional[str],
-    ) -> int:
-        # Installed once and switched by a flag: before Python 3.11,
-        # set_authorizer(None) does not remove an authorizer, it denies all.
-        if not self._confined:
-            return sqlite3.SQLITE_OK
-        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-            self._refusal = "ATTACH and DETACH are not allowed"
-            return sqlite3.SQLITE_DENY
-        if action == sqlite3.SQLITE_FUNCTION and arg2 and arg2.lower() == "load_extension":
-            self._refusal = "loading extensions is not allowed"
-            return sqlite3.SQLITE_DENY
-        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() not in SAFE_PRAGMAS:
-            self._refusal = f"PRAGMA {arg1} is not allowed"
-            return sqlite3.SQLITE_DENY
-        if action == sqlite3.SQLITE_TRANSACTION:
-            self._refusal = "transaction control is not allowed; each query runs on its own"
-            return sqlite3.SQLITE_DENY
-        if dbname not in (None, "main", "temp") and action != sqlite3.SQLITE_FUNCTION:
-            self._refusal = f"database {dbname!r} is outside this tenant"
-            return sqlite3.SQLITE_DENY
-        return sqlite3.SQLITE_OK
+        return directsql.run_statement(self._sql(), self._policy, self.limits, query, params)
 
 
-def _jsonable(value: Any) -> Any:
-    # D1 returns BLOBs as arrays of byte values.
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return list(bytes(value))
-    # JSON has no Infinity or NaN; JavaScript's JSON.stringify (and so D1) says null.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+__all__ = ["DatabaseFull", "PersistRefused", "Row", "SqlLimits", "TenantDB"]
