@@ -271,7 +271,14 @@ def _bearer(request: web.Request) -> Optional[str]:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+        value = value.strip()
+        try:
+            # aiohttp hands over bytes that are not UTF-8 as lone surrogates,
+            # which no key or token can hold (and hashing them would raise).
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(401, "invalid credentials: the bearer token is not UTF-8") from None
+        return value
     return None
 
 
