@@ -560,6 +560,8 @@ async def mint_token(request: web.Request) -> web.Response:
     ttl = body.get("ttl", DEFAULT_TTL)
     if ttl is None:
         ttl = DEFAULT_TTL
+    if isinstance(ttl, float) and ttl.is_integer():
+        ttl = int(ttl)  # JSON has one number type: 300.0 is 300, as for user_id
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 3600:
         raise ApiError(400, '"ttl" must be an integer number of seconds from 60 to 3600')
     core.limiter.take(tenant, MINT)
