@@ -768,7 +768,8 @@ async def direct_sql(request: web.Request) -> web.Response:
         result = await db.call(db.execute_sql, query, params)
     except SqlRefused as e:
         raise ApiError(403, f"query refused: {e}", status="PERMISSION_DENIED") from None
-    except (sqlite3.Error, OverflowError, UnicodeError) as e:
+    except (sqlite3.Error, OverflowError, ValueError) as e:
+        # ValueError: before 3.11, sqlite3 raises it for a NUL in the query text.
         raise ApiError(400, f"SQL error: {e}") from None
     return web.json_response(result, dumps=dumps)
 
