@@ -24,6 +24,8 @@ from ._json import dumps
 from .errors import ApiError, error_response
 from .hub import Conn, Hub, Pending, PersistError, ShuttingDown
 from .limits import HISTORY, MINT, PUBLISH, REQUEST, Limiter
+from .openapi import PATH as OPENAPI_PATH
+from .openapi import serve_document
 from .state import StateStore, Tenant
 from .tenantdb import SqlRefused, TenantDB
 
@@ -841,6 +843,7 @@ def build_app(core: Core) -> web.Application:
     r.add_post("/edge/realtime", http_publish)
     r.add_get("/edge/realtime/history", history, allow_head=False)
     r.add_post("/edge/database", direct_sql)
+    r.add_get(OPENAPI_PATH, serve_document, allow_head=False)
 
     async def on_startup(app: web.Application) -> None:
         await core.startup()
