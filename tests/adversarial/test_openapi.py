@@ -190,3 +190,38 @@ def test_operation_conforms_to_document(
         case.call_and_validate(base_url=server.base_url, headers=headers, checks=checks, timeout=10)
 
     run()
+
+
+def test_tier_refusals_match_the_document() -> None:
+    """429 with Retry-After, and a paused tenant's 403: answers the unlimited tier never gives."""
+    loaded = schemathesis.openapi.from_dict(DOCUMENT)
+    with LocalServer(keys=[KEY_EDGE], provision=True, tier="ephemeral", rtk_delay_ms=0) as srv:
+        auth = {"Authorization": f"Bearer {KEY_EDGE}"}
+
+        def post(path: str, body: Dict[str, Any]) -> requests.Response:
+            return requests.post(srv.base_url + path, json=body, headers=auth, timeout=5)
+
+        # 5 token mints a minute on the ephemeral tier.
+        mints = [post("/edge/realtime/token", {"user_id": "u"}) for _ in range(6)]
+        assert [r.status_code for r in mints] == [200] * 5 + [429], mints[-1].text
+        for r in mints:
+            loaded["/edge/realtime/token"]["POST"].validate_response(r)
+        assert int(mints[-1].headers["Retry-After"]) >= 1
+        # 10 participant tokens per ephemeral tenant's lifetime; the 11th pauses it.
+        meeting = post("/edge/realtimekit/meetings", {}).json()["data"]["id"]
+        path = "/edge/realtimekit/meetings/{meeting_id}/participants"
+        adds = [
+            post(path.format(meeting_id=meeting), {"preset_name": "group_call_host"})
+            for _ in range(11)
+        ]
+        assert [r.status_code for r in adds] == [201] * 10 + [403], adds[-1].text
+        for r in adds:
+            loaded[path]["POST"].validate_response(r)
+        paused = requests.get(
+            srv.base_url + "/edge/realtime/history",
+            params={"channel": "c"},
+            headers=auth,
+            timeout=5,
+        )
+        assert paused.status_code == 403
+        loaded["/edge/realtime/history"]["GET"].validate_response(paused)
