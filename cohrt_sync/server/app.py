@@ -27,6 +27,8 @@ from .errors import ApiError, error_response
 from .hub import Conn, Hub, Pending, PersistError, ShuttingDown
 from .limits import HISTORY, MINT, PUBLISH, REQUEST, Limiter
 from .logfilter import learn_keys, redact
+from .openapi import PATH as OPENAPI_PATH
+from .openapi import serve_document
 from .sqlpolicy import SqlRefused
 from .state import StateStore, Tenant
 from .tenantdb import IDEMPOTENCY_MAX, IDEMPOTENCY_TTL_S, TenantDB
@@ -315,7 +317,14 @@ def _bearer(request: web.Request) -> Optional[str]:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+        value = value.strip()
+        try:
+            # aiohttp hands over bytes that are not UTF-8 as lone surrogates,
+            # which no key or token can hold (and hashing them would raise).
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(401, "invalid credentials: the bearer token is not UTF-8") from None
+        return value
     return None
 
 
@@ -597,6 +606,8 @@ async def mint_token(request: web.Request) -> web.Response:
     ttl = body.get("ttl", DEFAULT_TTL)
     if ttl is None:
         ttl = DEFAULT_TTL
+    if isinstance(ttl, float) and ttl.is_integer():
+        ttl = int(ttl)  # JSON has one number type: 300.0 is 300, as for user_id
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 3600:
         raise ApiError(400, '"ttl" must be an integer number of seconds from 60 to 3600')
     core.limiter.take(tenant, MINT)
@@ -826,7 +837,7 @@ async def direct_sql(request: web.Request) -> web.Response:
         raise ApiError(413, str(e), status="RESOURCE_EXHAUSTED") from None
     except (sqlite3.Error, OverflowError, UnicodeError) as e:
         raise ApiError(400, f"SQL error: {e}") from None
-    except ValueError as e:  # too many params
+    except ValueError as e:  # too many params; before 3.11 also sqlite3's answer to a NUL
         raise ApiError(400, str(e)) from None
     return web.Response(body=answer, content_type="application/json", charset="utf-8")
 
@@ -896,6 +907,7 @@ def build_app(core: Core) -> web.Application:
     r.add_post("/edge/realtime", http_publish)
     r.add_get("/edge/realtime/history", history, allow_head=False)
     r.add_post("/edge/database", direct_sql)
+    r.add_get(OPENAPI_PATH, serve_document, allow_head=False)
 
     async def on_startup(app: web.Application) -> None:
         await core.startup()

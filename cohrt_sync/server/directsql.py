@@ -242,7 +242,7 @@ def _encode_rows(
             )
         if check_values:
             _check_values(row, limits)
-        text = dumps(dict(zip(columns, map(_jsonable, row)))).encode("utf-8")
+        text = dumps(dict(zip(columns, map(jsonable, row)))).encode("utf-8")
         size += len(text) + 1
         if size > limits.max_result_bytes:
             raise SqlTooLarge(
@@ -295,7 +295,8 @@ def _value_too_big(limits: SqlLimits) -> SqlTooLarge:
     )
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A column value as D1 would put it in JSON."""
     # D1 returns BLOBs as arrays of byte values.
     if isinstance(value, (bytes, bytearray, memoryview)):
         return list(bytes(value))

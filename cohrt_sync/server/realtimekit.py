@@ -1083,8 +1083,9 @@ def install(app: web.Application, core: Core) -> None:
     ]
     for method, path, handler in routes:
         app.router.add_route(method, PREFIX + path, _cloudflare_errors(handler))
-    # Last, so that it only sees what no route above serves (wrong method included).
-    app.router.add_route("*", PREFIX + "{tail:(/.*)?}", _cloudflare_errors(svc.no_route))
+    # Last, so that it only sees what no route above serves (wrong method included);
+    # [\s\S], not ".", so that a path with a newline in it is caught too.
+    app.router.add_route("*", PREFIX + "{tail:(/[\\s\\S]*)?}", _cloudflare_errors(svc.no_route))
     core.on_realtime_deleted.append(svc.on_realtime_deleted)
 
     async def on_cleanup(app: web.Application) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import directsql
+from ._json import dumps
 from ._sqlite import SqliteWorker
 from .directsql import DatabaseFull, SqlLimits
 from .sqlpolicy import IDEMPOTENCY_TABLE, PROTECTED_TABLES, SqlPolicy
@@ -212,17 +213,21 @@ class TenantDB(SqliteWorker):
         for id_, ch, event, data, created in cur:
             try:
                 decoded = json.loads(data)
-            except (TypeError, ValueError):
-                # Rows written by direct SQL need not hold JSON; hand them back as text.
-                decoded = data
+                # What publish wrote always passes; direct SQL can write text that
+                # parses but can't be sent (NaN, 1e999, lone surrogates, deep nesting).
+                dumps(decoded).encode("utf-8")
+            except (TypeError, ValueError, RecursionError):
+                # Not JSON: hand it back as text (BLOBs as byte values, as direct SQL does).
+                decoded = directsql.jsonable(data)
+            event = directsql.jsonable(event)
             out.append(
                 {
                     "id": id_,
-                    "channel": ch,
+                    "channel": directsql.jsonable(ch),
                     "event": event,
                     "action": event,
                     "data": decoded,
-                    "created_at_ms": created,
+                    "created_at_ms": directsql.jsonable(created),
                 }
             )
         return out
