@@ -225,3 +225,31 @@ def test_tier_refusals_match_the_document() -> None:
         )
         assert paused.status_code == 403
         loaded["/edge/realtime/history"]["GET"].validate_response(paused)
+
+
+def test_sql_limit_refusals_match_the_document() -> None:
+    """Direct SQL's size limits and storage quota: 413s the generated cases rarely reach."""
+    loaded = schemathesis.openapi.from_dict(DOCUMENT)["/edge/database"]["POST"]
+    with LocalServer(
+        keys=[KEY_SQL], provision=True, max_db_size=1 << 20, sql_max_result_bytes=4096
+    ) as srv:
+
+        def sql(query: str) -> requests.Response:
+            r = requests.post(
+                srv.base_url + "/edge/database",
+                json={"query": query},
+                headers={"Authorization": f"Bearer {KEY_SQL}"},
+                timeout=10,
+            )
+            loaded.validate_response(r)
+            return r
+
+        too_big = sql("SELECT zeroblob(10000) AS b")
+        assert (too_big.status_code, too_big.json()["error"]["status"]) == (413, "INVALID_ARGUMENT")
+        assert sql("CREATE TABLE t (b BLOB)").status_code == 200
+        full = sql(
+            "INSERT INTO t SELECT zeroblob(500000) FROM"
+            " (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4)"
+            " SELECT i FROM n)"
+        )
+        assert (full.status_code, full.json()["error"]["status"]) == (413, "RESOURCE_EXHAUSTED")
