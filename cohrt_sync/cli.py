@@ -37,6 +37,11 @@ def _serve(args: argparse.Namespace) -> int:
         max_payload=args.max_payload,
         live_ids=not args.no_live_ids,
         rtk_delay_ms=args.rtk_delay_ms,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keepalive_timeout=args.keepalive_timeout,
+        max_connections=args.max_connections,
+        max_tenant_sockets=args.max_tenant_sockets,
     )
     stop = threading.Event()
 
@@ -54,6 +59,13 @@ def _serve(args: argparse.Namespace) -> int:
         f"{', realtime provisioned' if args.provision else ''})",
         flush=True,
     )
+    if server.limits is not None:
+        lim = server.limits
+        print(
+            f"open-file limit {lim.nofile}: at most {lim.max_connections} connections,"
+            f" {lim.max_tenant_sockets} WebSockets per tenant",
+            flush=True,
+        )
     try:
         while not stop.wait(0.5):
             pass
@@ -220,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="omit message ids from live frames and acks, like the spec's example frames",
     )
+    limits = serve.add_argument_group("connection limits (0 = automatic)")
+    for flag, kind, default, metavar, what in (
+        ("--header-timeout", float, 10.0, "S", "seconds for a new connection's request head"),
+        ("--body-timeout", float, 30.0, "S", "seconds for a whole request body"),
+        ("--keepalive-timeout", float, 30.0, "S", "seconds for an idle connection's next request"),
+        ("--max-connections", int, 0, "N", "connections at once, more get 503 (from the fd limit)"),
+        ("--max-tenant-sockets", int, 0, "N", "WebSockets per tenant (half the connection cap)"),
+    ):
+        limits.add_argument(
+            flag, type=kind, default=default, metavar=metavar, help=f"{what} (default {default})"
+        )
     serve.set_defaults(func=_serve)
 
     def client_command(name: str, help: str) -> argparse.ArgumentParser:

@@ -14,6 +14,14 @@ from typing import Any, Callable, Iterable, List, Optional, Type, TypeVar, Union
 from aiohttp import web
 
 from .app import Config, Core, RedactingAccessLogger, build_app, make_data_dir
+from .connguard import (
+    BACKLOG,
+    ConnLimits,
+    GuardedRunner,
+    raise_nofile,
+    resolve_limits,
+    widen_listen_queue,
+)
 
 log = logging.getLogger("cohrt_sync.server")
 T = TypeVar("T")
@@ -45,6 +53,17 @@ class LocalServer:
     :param batch_commits: commit concurrent persisted publishes together.
     :param heartbeat: seconds between server pings on each socket.
     :param rtk_delay_ms: how long a new RealtimeKit meeting answers 404.
+    :param header_timeout: seconds a new connection has to send a complete
+        request head (a WebSocket handshake included); 408, or a plain close
+        if it sent nothing.
+    :param body_timeout: seconds to receive a whole request body; then 408.
+    :param keepalive_timeout: seconds an idle kept-alive connection has to
+        send its next complete request head.
+    :param max_connections: connections served at once; more get 503. 0:
+        as many as the open-file limit allows (raised at start towards its
+        hard limit, up to 8192), minus room for the server's own files.
+    :param max_tenant_sockets: WebSockets one tenant may hold (a tier's own
+        cap may be lower). 0: half of the connection cap.
     """
 
     def __init__(
@@ -62,6 +81,11 @@ class LocalServer:
         batch_commits: bool = True,
         heartbeat: float = 25.0,
         rtk_delay_ms: int = 300,
+        header_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        keepalive_timeout: float = 30.0,
+        max_connections: int = 0,
+        max_tenant_sockets: int = 0,
     ) -> None:
         key_list = list(keys)
         if isinstance(keys, str):
@@ -82,7 +106,14 @@ class LocalServer:
             batch_commits=batch_commits,
             heartbeat=heartbeat,
             rtk_delay_ms=rtk_delay_ms,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            keepalive_timeout=keepalive_timeout,
+            max_connections=max_connections,
+            max_tenant_sockets=max_tenant_sockets,
         )
+        #: The connection limits in force, once started.
+        self.limits: Optional[ConnLimits] = None
         self.host = host
         self.port = port
         self.clock_offset = 0.0
@@ -167,13 +198,25 @@ class LocalServer:
 
     async def _main(self, ready: threading.Event, failure: List[BaseException]) -> None:
         assert self.config.data_dir is not None
+        limits = resolve_limits(self.config, raise_nofile())
+        log.info(
+            "open-file limit %s; serving at most %d connections, %d WebSockets per tenant",
+            limits.nofile,
+            limits.max_connections,
+            limits.max_tenant_sockets,
+        )
+        self.limits = limits
         core = Core(self.config, self.config.data_dir)
         core.clock_offset = self.clock_offset
+        core.conn_limits = limits
         self._core = core
         app = build_app(core)
         _install_extensions(app, core)
-        runner = web.AppRunner(
+        runner = GuardedRunner(
             app,
+            limits=limits,
+            header_timeout=self.config.header_timeout,
+            keepalive_timeout=self.config.keepalive_timeout,
             access_log_class=RedactingAccessLogger,
             access_log=logging.getLogger("aiohttp.access"),
             handle_signals=False,
@@ -181,9 +224,13 @@ class LocalServer:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            site = web.TCPSite(
+                runner, self.host, self.port, reuse_address=True, backlog=BACKLOG
+            )
             await site.start()
             sockets = getattr(site._server, "sockets", None) or []
+            for sock in sockets:
+                widen_listen_queue(sock)
             if sockets:
                 self.port = int(sockets[0].getsockname()[1])
             self._runner = runner
