@@ -42,6 +42,8 @@ def _serve(args: argparse.Namespace) -> int:
         keepalive_timeout=args.keepalive_timeout,
         max_connections=args.max_connections,
         max_tenant_sockets=args.max_tenant_sockets,
+        socket_queue_bytes=args.socket_queue_bytes,
+        total_queue_bytes=args.total_queue_bytes,
     )
     stop = threading.Event()
 
@@ -239,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--keepalive-timeout", float, 30.0, "S", "seconds for an idle connection's next request"),
         ("--max-connections", int, 0, "N", "connections at once, more get 503 (from the fd limit)"),
         ("--max-tenant-sockets", int, 0, "N", "WebSockets per tenant (half the connection cap)"),
+        ("--socket-queue-bytes", int, 4 << 20, "B", "unsent bytes before a socket is dropped"),
+        ("--total-queue-bytes", int, 128 << 20, "B", "unsent bytes for all sockets together"),
     ):
         limits.add_argument(
             flag, type=kind, default=default, metavar=metavar, help=f"{what} (default {default})"

@@ -72,12 +72,14 @@ class Config:
     batch_commits: bool = True
     heartbeat: float = 25.0
     rtk_delay_ms: int = 300
-    # Connections and slow peers (connguard.py); 0 means automatic.
+    # Connections and slow peers (connguard.py, outbox.py); 0 means automatic.
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     keepalive_timeout: float = 30.0
     max_connections: int = 0
     max_tenant_sockets: int = 0
+    socket_queue_bytes: int = 4 << 20
+    total_queue_bytes: int = 128 << 20
 
 
 class Core:
@@ -93,7 +95,13 @@ class Core:
         self.clock_offset = 0.0
         self.state = StateStore(data_dir / "server.sqlite3")
         self.limiter = Limiter(config.tier, self.now)
-        self.hub = Hub(self.db_for, live_ids=config.live_ids, batch_commits=config.batch_commits)
+        self.hub = Hub(
+            self.db_for,
+            live_ids=config.live_ids,
+            batch_commits=config.batch_commits,
+            socket_queue_bytes=config.socket_queue_bytes,
+            total_queue_bytes=config.total_queue_bytes,
+        )
         #: Set by the runner from the fd limit (see connguard.resolve_limits).
         self.conn_limits: Optional[ConnLimits] = None
         self.dbs: Dict[str, TenantDB] = {}

@@ -64,6 +64,10 @@ class LocalServer:
         hard limit, up to 8192), minus room for the server's own files.
     :param max_tenant_sockets: WebSockets one tenant may hold (a tier's own
         cap may be lower). 0: half of the connection cap.
+    :param socket_queue_bytes: most bytes of unsent frames for one socket;
+        past it the socket is closed with 1013.
+    :param total_queue_bytes: most bytes of unsent frames for all sockets;
+        past it the sockets furthest behind are closed with 1013.
     """
 
     def __init__(
@@ -86,6 +90,8 @@ class LocalServer:
         keepalive_timeout: float = 30.0,
         max_connections: int = 0,
         max_tenant_sockets: int = 0,
+        socket_queue_bytes: int = 4 << 20,
+        total_queue_bytes: int = 128 << 20,
     ) -> None:
         key_list = list(keys)
         if isinstance(keys, str):
@@ -111,6 +117,8 @@ class LocalServer:
             keepalive_timeout=keepalive_timeout,
             max_connections=max_connections,
             max_tenant_sockets=max_tenant_sockets,
+            socket_queue_bytes=socket_queue_bytes,
+            total_queue_bytes=total_queue_bytes,
         )
         #: The connection limits in force, once started.
         self.limits: Optional[ConnLimits] = None
