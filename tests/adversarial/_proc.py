@@ -58,7 +58,9 @@ class ServerProcess:
         out = open(self.output, "wb")
         try:
             self.proc = subprocess.Popen(
-                serve_command("--port", "0", "--data-dir", str(Path(self._dir.name) / "data"), *self.args),
+                serve_command(
+                    "--port", "0", "--data-dir", str(Path(self._dir.name) / "data"), *self.args
+                ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
