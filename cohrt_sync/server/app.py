@@ -76,6 +76,7 @@ class Config:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     keepalive_timeout: float = 30.0
+    send_timeout: float = 60.0
     max_connections: int = 0
     max_tenant_sockets: int = 0
     socket_queue_bytes: int = 4 << 20

@@ -18,6 +18,9 @@ aiohttp offers for it:
   trickling in do not extend it.
 * **Request body** (``body_timeout``): :func:`read_body` reads the whole body
   within this long (total, not per read), or answers 408 and closes.
+* **Response** (``send_timeout``): a client that does not read its response
+  would otherwise hold the connection (and the response's memory) forever;
+  past this the connection is aborted.
 * **Upgraded WebSockets** are never cut by these deadlines (aiohttp's
   heartbeat finds dead peers).
 * **Connection cap** (``max_connections``): below the open-file limit, which
@@ -34,7 +37,7 @@ import os
 import socket
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 from aiohttp import web
@@ -114,7 +117,7 @@ def resolve_limits(config: Config, nofile: Optional[int]) -> ConnLimits:
 
     :raises ValueError: a setting out of range, or an fd limit too low to serve.
     """
-    for name in ("header_timeout", "body_timeout", "keepalive_timeout"):
+    for name in ("header_timeout", "body_timeout", "keepalive_timeout", "send_timeout"):
         if not getattr(config, name) > 0:
             raise ValueError(f"{name} must be a positive number of seconds")
     for name in ("max_connections", "max_tenant_sockets"):
@@ -224,11 +227,29 @@ class GuardedRequestHandler(RequestHandler):
         self._close_after_response = True
 
     async def finish_response(self, *args: Any, **kwargs: Any) -> Any:
-        """Send the response; then close at once if :meth:`close_after_response` was asked."""
-        result = await super().finish_response(*args, **kwargs)
+        """Send the response within ``send_timeout`` or abort; close if asked to.
+
+        An abort makes aiohttp's pending write fail with a connection error,
+        which it handles as a client that went away.
+        """
+        transport = self.transport
+        timer = None
+        if transport is not None:
+            timer = asyncio.get_running_loop().call_later(
+                self._guard.send_timeout, self._send_overdue, transport
+            )
+        try:
+            result = await super().finish_response(*args, **kwargs)
+        finally:
+            if timer is not None:
+                timer.cancel()
         if self._close_after_response:
             self.force_close()
         return result
+
+    def _send_overdue(self, transport: asyncio.Transport) -> None:
+        log.debug("cut a connection: response not taken in %gs", self._guard.send_timeout)
+        transport.abort()
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         """Stop the head clock and free this connection's slot."""
@@ -277,6 +298,7 @@ class GuardedServer(web.Server):
 
     :param limits: the connection cap and refusal slots.
     :param header_timeout: seconds for the first request head of a connection.
+    :param send_timeout: seconds for the client to take a whole response.
     :param handler, request_factory, handler_cancellation, loop, kwargs: as
         for :class:`aiohttp.web.Server`.
     """
@@ -287,6 +309,7 @@ class GuardedServer(web.Server):
         *,
         limits: ConnLimits,
         header_timeout: float,
+        send_timeout: float,
         request_factory: Any,
         handler_cancellation: bool = False,
         loop: asyncio.AbstractEventLoop,
@@ -306,6 +329,7 @@ class GuardedServer(web.Server):
         )
         self.limits = limits
         self.header_timeout = header_timeout
+        self.send_timeout = send_timeout
         self._handler_loop = loop
         self._handler_kwargs = kwargs
         # Weak, so a protocol whose transport never came up can't hold a slot.
@@ -360,16 +384,24 @@ class GuardedRunner(web.AppRunner):
     :param app: the application.
     :param limits: from :func:`resolve_limits`.
     :param header_timeout: seconds for the first request head of a connection.
+    :param send_timeout: seconds for the client to take a whole response.
     :param kwargs: as for :class:`aiohttp.web.AppRunner` (``keepalive_timeout``
         among them).
     """
 
     def __init__(
-        self, app: web.Application, *, limits: ConnLimits, header_timeout: float, **kwargs: Any
+        self,
+        app: web.Application,
+        *,
+        limits: ConnLimits,
+        header_timeout: float,
+        send_timeout: float,
+        **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self.limits = limits
         self.header_timeout = header_timeout
+        self.send_timeout = send_timeout
 
     async def _make_server(self) -> web.Server:
         # The app's own server (after its startup signal), rebuilt as ours
@@ -379,6 +411,7 @@ class GuardedRunner(web.AppRunner):
             base.request_handler,
             limits=self.limits,
             header_timeout=self.header_timeout,
+            send_timeout=self.send_timeout,
             request_factory=base.request_factory,
             handler_cancellation=base.handler_cancellation,
             loop=asyncio.get_running_loop(),
@@ -415,10 +448,3 @@ async def read_body(request: web.BaseRequest, timeout: float) -> bytes:
         if isinstance(protocol, GuardedRequestHandler):
             protocol.close_after_response()
         raise BodyTimeout(timeout) from None
-
-
-def peer_counts(server: Optional[web.Server]) -> Tuple[int, int]:
-    """(open, refusing) connections of ``server``, for tests and diagnostics."""
-    if isinstance(server, GuardedServer):
-        return server.open_connections, server.refusing
-    return (len(server.connections) if server is not None else 0), 0

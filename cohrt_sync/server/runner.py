@@ -59,6 +59,8 @@ class LocalServer:
     :param body_timeout: seconds to receive a whole request body; then 408.
     :param keepalive_timeout: seconds an idle kept-alive connection has to
         send its next complete request head.
+    :param send_timeout: seconds a client has to take a whole response;
+        then the connection is aborted.
     :param max_connections: connections served at once; more get 503. 0:
         as many as the open-file limit allows (raised at start towards its
         hard limit, up to 8192), minus room for the server's own files.
@@ -88,6 +90,7 @@ class LocalServer:
         header_timeout: float = 10.0,
         body_timeout: float = 30.0,
         keepalive_timeout: float = 30.0,
+        send_timeout: float = 60.0,
         max_connections: int = 0,
         max_tenant_sockets: int = 0,
         socket_queue_bytes: int = 4 << 20,
@@ -115,6 +118,7 @@ class LocalServer:
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             keepalive_timeout=keepalive_timeout,
+            send_timeout=send_timeout,
             max_connections=max_connections,
             max_tenant_sockets=max_tenant_sockets,
             socket_queue_bytes=socket_queue_bytes,
@@ -224,6 +228,7 @@ class LocalServer:
             app,
             limits=limits,
             header_timeout=self.config.header_timeout,
+            send_timeout=self.config.send_timeout,
             keepalive_timeout=self.config.keepalive_timeout,
             access_log_class=RedactingAccessLogger,
             access_log=logging.getLogger("aiohttp.access"),

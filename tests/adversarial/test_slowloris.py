@@ -28,6 +28,7 @@ KEY_B = "kb_slowloris_9e8d7c6b"
 HEADER_S = 0.5
 BODY_S = 0.5
 KEEPALIVE_S = 1.0
+SEND_S = 0.5
 #: Longest a cut may take past its deadline on a loaded 2-core machine.
 SLACK_S = 2.0
 #: Without the fix a connection outlives this; with it, it is long gone.
@@ -42,6 +43,7 @@ def server() -> Iterator[LocalServer]:
         header_timeout=HEADER_S,
         body_timeout=BODY_S,
         keepalive_timeout=KEEPALIVE_S,
+        send_timeout=SEND_S,
     )
     with srv:
         yield srv
@@ -228,6 +230,30 @@ def test_websocket_is_not_cut_by_the_header_or_keepalive_deadlines(server: Local
         assert json.loads(ws.recv())["data"] == {"still": "here"}
     finally:
         ws.close()
+
+
+def test_client_that_never_reads_its_response_is_cut_at_the_send_deadline(
+    server: LocalServer,
+) -> None:
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {KEY_A}"
+    for k in range(100):  # a ~6 MB history answer: more than the kernel buffers hold
+        r = api.post(
+            server.base_url + "/edge/realtime",
+            json={"channel": "big", "data": {"k": k, "blob": "b" * 60_000}},
+            timeout=5,
+        )
+        assert r.status_code == 200, r.text
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.connect((server.host, server.port))
+    sock.sendall(request_bytes("/edge/realtime/history?channel=big&limit=100"))
+    time.sleep(SEND_S + SLACK_S)  # never reading meanwhile
+    _, got = until_closed(sock)  # now read what the server left
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:100]
+    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    assert m and len(body) < int(m.group(1)), "the whole answer waited for the client"
 
 
 # -- connection cap -------------------------------------------------------------------------
