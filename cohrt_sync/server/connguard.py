@@ -1,8 +1,9 @@
 """Connection guard: deadlines for slow requests and a cap on open connections.
 
-aiohttp on its own waits for a request head forever on a fresh connection
-(before 3.12), never times out a request body, and accepts connections until
-``accept()`` fails for want of file descriptors. So one client that opens
+aiohttp on its own waits for the first request head of a connection without
+a limit (3.14 applies its keep-alive timeout, an hour by default), never times
+out a request body or a response the client does not read, and accepts
+connections until ``accept()`` fails for want of file descriptors. So one client that opens
 connections and sends nothing, or half a request, can make every other
 tenant's requests fail. This module adds what is missing, at the points
 aiohttp offers for it:
@@ -351,11 +352,6 @@ class GuardedServer(web.Server):
             " connection closed",
             "DEADLINE_EXCEEDED",
         )
-
-    @property
-    def open_connections(self) -> int:
-        """Connections being served now (refused ones not counted)."""
-        return len(self._live)
 
     def __call__(self) -> Any:
         """The protocol for a new connection: a request handler, or a refusal past the cap."""

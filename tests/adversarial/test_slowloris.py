@@ -333,6 +333,10 @@ def test_connections_over_the_cap_get_503_and_descriptors_come_back() -> None:
         busy: Optional[requests.Response] = sp.get("/api/resources", KEY_B)
         most_fds = max(most_fds, sp.open_fds())
         refused, cut, answers = _classify(socks, within=1 + SLACK_S + 2)
+        print(
+            f"fd exhaustion: cap {cap} under nofile 256; {attack} connections: {refused} got"
+            f" 503, {cut} were served then cut; child fds {baseline} before, at most {most_fds}"
+        )
 
         assert refused + cut == attack
         assert refused >= attack - cap - 8, (refused, cut, cap)
@@ -350,6 +354,7 @@ def test_connections_over_the_cap_get_503_and_descriptors_come_back() -> None:
         )
         assert ok
         wait_until(lambda: sp.open_fds() <= baseline + 2, timeout=5, interval=0.1)
+        print(f"fd exhaustion: child fds {sp.open_fds()} after the deadlines")
         assert sp.alive()
         log = sp.log_text()
         assert "Too many open files" not in log and "out of system resource" not in log, log
