@@ -44,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_payload=args.max_payload,
         live_ids=not args.no_live_ids,
         rtk_delay_ms=args.rtk_delay_ms,
-        **{name: getattr(args, name) for name, *_ in _DB_LIMIT_FLAGS},
+        **{name: getattr(args, name) for _, flags in _LIMIT_FLAGS for name, *_ in flags},
     )
     stop = threading.Event()
 
@@ -62,6 +62,13 @@ def _serve(args: argparse.Namespace) -> int:
         f"{', realtime provisioned' if args.provision else ''})",
         flush=True,
     )
+    if server.limits is not None:
+        lim = server.limits
+        print(
+            f"open-file limit {lim.nofile}: at most {lim.max_connections} connections,"
+            f" {lim.max_tenant_sockets} WebSockets per tenant",
+            flush=True,
+        )
     try:
         while not stop.wait(0.5):
             pass
@@ -71,11 +78,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(kind: Any) -> Any:
+def _positive(kind: Any, zero_ok: bool = False) -> Any:
     def parse(text: str) -> Any:
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        if value < 0 or (value == 0 and not zero_ok):
+            raise argparse.ArgumentTypeError(
+                f"must be {'0 or more' if zero_ok else 'positive'}, not {text}"
+            )
         return value
 
     return parse
@@ -90,6 +99,23 @@ _DB_LIMIT_FLAGS = (
     ("sql_max_params", int, 100, "bound parameters in one statement (D1: 100)"),
     ("sql_max_rows", int, 100_000, "rows in one direct-SQL answer"),
     ("sql_max_result_bytes", int, 16 * 1024 * 1024, "bytes of JSON in one answer (16 MiB)"),
+)
+
+#: ``serve`` flags of the connection limits, in the same shape; 0 means automatic.
+_CONN_LIMIT_FLAGS = (
+    ("header_timeout", float, 10.0, "seconds for a new connection's request head"),
+    ("body_timeout", float, 30.0, "seconds for a whole request body"),
+    ("keepalive_timeout", float, 30.0, "seconds for an idle connection's next request"),
+    ("send_timeout", float, 60.0, "seconds for a client to take a whole response"),
+    ("max_connections", int, 0, "connections at once, more get 503 (0: from the fd limit)"),
+    ("max_tenant_sockets", int, 0, "WebSockets per tenant (0: half the connection cap)"),
+    ("socket_queue_bytes", int, 4 << 20, "unsent bytes before a socket is dropped (4 MiB)"),
+    ("total_queue_bytes", int, 128 << 20, "unsent bytes for all sockets together (128 MiB)"),
+)
+
+_LIMIT_FLAGS = (
+    ("tenant database and direct-SQL limits", _DB_LIMIT_FLAGS),
+    ("connection limits", _CONN_LIMIT_FLAGS),
 )
 
 
@@ -256,10 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="omit message ids from live frames and acks, like the spec's example frames",
     )
-    limits = serve.add_argument_group("tenant database and direct-SQL limits")
-    for name, kind, default, text in _DB_LIMIT_FLAGS:
-        flag = "--" + name.replace("_", "-")
-        limits.add_argument(flag, type=_positive(kind), default=default, metavar="N", help=text)
+    for title, flags in _LIMIT_FLAGS:
+        group = serve.add_argument_group(title)
+        for name, kind, default, text in flags:
+            # 0 is "automatic" for the settings whose default is 0.
+            parse = _positive(kind, zero_ok=default == 0)
+            flag = "--" + name.replace("_", "-")
+            group.add_argument(flag, type=parse, default=default, metavar="N", help=text)
     serve.set_defaults(func=_serve)
 
     def client_command(name: str, help: str) -> argparse.ArgumentParser:

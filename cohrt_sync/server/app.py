@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler
 from .._redact import Redactor
 from . import tokens
 from ._json import dumps
+from .connguard import ConnLimits, read_body
 from .directsql import DatabaseFull, SqlLimits, SqlTooLarge, check_statement
 from .errors import ApiError, error_response
 from .hub import Conn, Hub, Pending, PersistError, ShuttingDown
@@ -94,6 +95,15 @@ class Config:
             max_rows=self.sql_max_rows,
             max_result_bytes=self.sql_max_result_bytes,
         )
+    # Connections and slow peers (connguard.py, outbox.py); 0 means automatic.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 30.0
+    send_timeout: float = 60.0
+    max_connections: int = 0
+    max_tenant_sockets: int = 0
+    socket_queue_bytes: int = 4 << 20
+    total_queue_bytes: int = 128 << 20
 
 
 class Core:
@@ -111,7 +121,15 @@ class Core:
         self.redactor = Redactor(config.keys)
         self.state = StateStore(data_dir / "server.sqlite3")
         self.limiter = Limiter(config.tier, self.now)
-        self.hub = Hub(self.db_for, live_ids=config.live_ids, batch_commits=config.batch_commits)
+        self.hub = Hub(
+            self.db_for,
+            live_ids=config.live_ids,
+            batch_commits=config.batch_commits,
+            socket_queue_bytes=config.socket_queue_bytes,
+            total_queue_bytes=config.total_queue_bytes,
+        )
+        #: Set by the runner from the fd limit (see connguard.resolve_limits).
+        self.conn_limits: Optional[ConnLimits] = None
         self.dbs: Dict[str, TenantDB] = {}
         self.sql_limits = config.sql_limits()
         self._idempotency: Dict[
@@ -380,7 +398,7 @@ async def read_object(request: web.Request) -> Dict[str, Any]:
     if task is not None:
         readers.add(task)
     try:
-        raw = await request.read()
+        raw = await read_body(request, request.app[CORE].config.body_timeout)
     finally:
         readers.discard(task)
     if not raw.strip():
@@ -637,12 +655,13 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
     core.require_realtime(tenant)
     core.limiter.take(tenant, REQUEST)
     cap = core.limiter.sockets_cap()
+    where = f"on the {core.limiter.tier.name} tier"
+    share = core.conn_limits.max_tenant_sockets if core.conn_limits else None
+    if share is not None and (cap is None or share < cap):
+        # One tenant must not hold every connection slot of the server.
+        cap, where = share, "per tenant (max_tenant_sockets)"
     if cap is not None and core.hub.sockets_per_tenant[tenant.id] >= cap:
-        raise ApiError(
-            429,
-            f"socket cap reached: {cap} concurrent sockets on the {core.limiter.tier.name} tier",
-            retry_after=5,
-        )
+        raise ApiError(429, f"socket cap reached: {cap} concurrent sockets {where}", retry_after=5)
     ws = web.WebSocketResponse(
         heartbeat=core.config.heartbeat,
         # Frames a little over the payload limit get a clear error frame; only

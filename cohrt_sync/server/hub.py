@@ -26,22 +26,19 @@ from typing import (
     Optional,
     Set,
     Tuple,
+    Union,
 )
 
 import attrs
 from aiohttp import web
 
 from ._json import dumps
+from .outbox import SLOW_CLOSE_CODE, Budget, OutFrame, close_or_abort
 
 if TYPE_CHECKING:
     from .tenantdb import TenantDB
 
 log = logging.getLogger("cohrt_sync.server")
-
-#: Frames queued for one socket before it counts as a consumer that fell too
-#: far behind; it is then dropped (it reconnects and catches up from history)
-#: rather than letting the server's memory grow without bound.
-MAX_QUEUED_FRAMES = 10_000
 
 #: Most rows written in one transaction.
 MAX_BATCH = 1_000
@@ -55,7 +52,12 @@ def iso_utc(ts: float) -> str:
 
 @attrs.define(eq=False)
 class Conn:
-    """One open WebSocket: who it is, where it listens, what it has to send."""
+    """One open WebSocket: who it is, where it listens, what it has to send.
+
+    Frames wait in :attr:`out` for the writer task; :attr:`budget` bounds
+    their bytes (see :mod:`.outbox`), and :meth:`drop_slow` ends a socket
+    that falls too far behind.
+    """
 
     ws: web.WebSocketResponse
     tenant_id: str
@@ -63,42 +65,74 @@ class Conn:
     user_id: str
     name: Optional[str]
     transport: Optional[asyncio.Transport]
-    out: asyncio.Queue[Optional[str]] = attrs.field(factory=asyncio.Queue)
+    budget: Optional[Budget] = None
+    out: Deque[OutFrame] = attrs.field(factory=collections.deque)
+    #: Bytes of the frames in :attr:`out`.
+    queued_bytes: int = 0
+    wakeup: asyncio.Event = attrs.field(factory=asyncio.Event)
     writer: Optional[asyncio.Task[None]] = None
+    closer: Optional[asyncio.Task[None]] = None
     closed: bool = False
 
-    def send(self, frame: str) -> None:
-        """Queue ``frame``; drop the socket if it has fallen too far behind."""
+    def send(self, frame: Union[str, OutFrame]) -> None:
+        """Queue ``frame`` (one :class:`OutFrame` may go to many sockets)."""
         if self.closed:
             return
-        if self.out.qsize() >= MAX_QUEUED_FRAMES:
-            log.warning(
-                "dropping a socket on channel %r: %d frames unsent (consumer too slow)",
-                self.channel,
-                MAX_QUEUED_FRAMES,
-            )
-            self.abort()
+        if isinstance(frame, str):
+            frame = OutFrame(frame)
+        self.out.append(frame)
+        if self.budget is not None:
+            self.budget.held(self, frame)
+        self.wakeup.set()
+
+    def release(self) -> None:
+        """Drop every queued frame now, so its memory comes back."""
+        out, budget = self.out, self.budget
+        while out:
+            frame = out.popleft()
+            if budget is not None:
+                budget.released(self, frame)
+
+    def drop_slow(self, reason: str) -> None:
+        """Too far behind: free the queue, close with 1013 and ``reason``, abort if unheard."""
+        if self.closed:
             return
-        self.out.put_nowait(frame)
+        self.closed = True
+        self.release()
+        # Not cancelled: the writer may be waiting for the transport to drain,
+        # and cancelling that wait would cancel the drain future aiohttp
+        # shares with the close below. It ends after its one in-flight frame.
+        self.wakeup.set()
+        self.closer = asyncio.ensure_future(
+            close_or_abort(self.ws, SLOW_CLOSE_CODE, reason, self.abort)
+        )
 
     def abort(self) -> None:
         """Cut the TCP connection without a close frame."""
         self.closed = True
+        self.release()
         if self.transport is not None:
             self.transport.abort()
 
     async def write_loop(self) -> None:
-        """Send queued frames in order until told to stop or the socket fails."""
-        ws, out = self.ws, self.out
+        """Send queued frames in order until the socket closes or fails."""
+        ws, out, wakeup = self.ws, self.out, self.wakeup
         while True:
-            frame = await out.get()
-            if frame is None:
-                return
+            if not out:
+                if self.closed:
+                    return
+                wakeup.clear()
+                await wakeup.wait()
+                continue
+            frame = out.popleft()
+            if self.budget is not None:
+                self.budget.released(self, frame)
             try:
-                await ws.send_str(frame)
+                await ws.send_str(frame.text)
             except (ConnectionError, RuntimeError):
                 # The peer went away mid-send; the reader side cleans up.
                 self.closed = True
+                self.release()
                 return
 
 
@@ -147,6 +181,8 @@ class Hub:
     :param db_for: returns the tenant's database (None if it has none).
     :param live_ids: put ``id`` in live frames and acks (the cloud may not).
     :param batch_commits: False writes one transaction per message (benchmarks).
+    :param socket_queue_bytes: most bytes queued for one socket (see :mod:`.outbox`).
+    :param total_queue_bytes: most bytes queued for all sockets together.
     """
 
     def __init__(
@@ -155,8 +191,11 @@ class Hub:
         *,
         live_ids: bool = True,
         batch_commits: bool = True,
+        socket_queue_bytes: int = 4 << 20,
+        total_queue_bytes: int = 128 << 20,
     ) -> None:
         self._db_for = db_for
+        self.budget = Budget(socket_queue_bytes, total_queue_bytes)
         self.live_ids = live_ids
         self.batch_commits = batch_commits
         self.channels: Dict[Tuple[str, str], ChannelState] = {}
@@ -170,6 +209,7 @@ class Hub:
     def open(self, conn: Conn, now: float) -> None:
         """Register ``conn``: greet it, then tell the others if its user is new."""
         key = (conn.tenant_id, conn.channel)
+        conn.budget = self.budget
         state = self.channels.get(key)
         if state is None:
             state = self.channels[key] = ChannelState()
@@ -191,13 +231,15 @@ class Hub:
             )
         )
         if is_new_user:
-            frame = dumps(
-                {
-                    "action": "join",
-                    "event": "join",
-                    "channel": conn.channel,
-                    "user": {"id": conn.user_id, "name": conn.name},
-                }
+            frame = OutFrame(
+                dumps(
+                    {
+                        "action": "join",
+                        "event": "join",
+                        "channel": conn.channel,
+                        "user": {"id": conn.user_id, "name": conn.name},
+                    }
+                )
             )
             for other in state.conns:
                 other.send(frame)
@@ -217,26 +259,29 @@ class Hub:
                 entry[0] -= 1
                 if entry[0] <= 0:
                     del state.users[conn.user_id]
-                    frame = dumps(
-                        {
-                            "action": "leave",
-                            "event": "leave",
-                            "channel": conn.channel,
-                            "user": {"id": conn.user_id, "name": entry[1]},
-                            "last_seen": iso_utc(now),
-                        }
+                    frame = OutFrame(
+                        dumps(
+                            {
+                                "action": "leave",
+                                "event": "leave",
+                                "channel": conn.channel,
+                                "user": {"id": conn.user_id, "name": entry[1]},
+                                "last_seen": iso_utc(now),
+                            }
+                        )
                     )
                     for other in state.conns:
                         other.send(frame)
             if not state.conns:
                 del self.channels[key]
         conn.closed = True
-        conn.out.put_nowait(None)
+        conn.wakeup.set()
         if conn.writer is not None:
             try:
                 await asyncio.wait_for(conn.writer, timeout=1)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 conn.writer.cancel()
+        conn.release()
 
     def conns(
         self, channel: Optional[str] = None, tenant_id: Optional[str] = None
@@ -348,13 +393,9 @@ class Hub:
         # Encoded once per message, not once per subscriber; `data` is spliced
         # in as the JSON text it was validated as.
         event = dumps(p.event)
-        frame = '{"action":%s,"event":%s,"channel":%s,"data":%s,"created_at_ms":%d%s}' % (
-            event,
-            event,
-            channel_json,
-            p.data_json,
-            p.created_at_ms,
-            id_suffix,
+        frame = OutFrame(
+            '{"action":%s,"event":%s,"channel":%s,"data":%s,"created_at_ms":%d%s}'
+            % (event, event, channel_json, p.data_json, p.created_at_ms, id_suffix)
         )
         for conn in state.conns:
             conn.send(frame)

@@ -51,6 +51,7 @@ from . import tokens
 from ._json import dumps
 from ._sqlite import SqliteWorker
 from .app import parse_json
+from .connguard import read_body
 from .limits import RTK_PARTICIPANT
 from .state import Tenant
 
@@ -733,7 +734,7 @@ class RealtimeKitService:
 
     async def body(self, request: web.Request) -> Dict[str, Any]:
         """The JSON object body; RealtimeKit's 400 when it is anything else."""
-        raw = await request.read()
+        raw = await read_body(request, self.core.config.body_timeout)
         if not raw.strip():
             return {}
         try:

@@ -15,6 +15,14 @@ from aiohttp import web
 
 from . import logfilter
 from .app import Config, Core, RedactingAccessLogger, build_app, make_data_dir
+from .connguard import (
+    BACKLOG,
+    ConnLimits,
+    GuardedRunner,
+    raise_nofile,
+    resolve_limits,
+    widen_listen_queue,
+)
 
 log = logging.getLogger("cohrt_sync.server")
 T = TypeVar("T")
@@ -56,6 +64,23 @@ class LocalServer:
     :param sql_max_params: bound parameters in one statement (D1: 100).
     :param sql_max_rows: rows in one direct-SQL answer.
     :param sql_max_result_bytes: bytes of JSON in one direct-SQL answer's rows.
+    :param header_timeout: seconds a new connection has to send a complete
+        request head (a WebSocket handshake included); 408, or a plain close
+        if it sent nothing.
+    :param body_timeout: seconds to receive a whole request body; then 408.
+    :param keepalive_timeout: seconds an idle kept-alive connection has to
+        send its next complete request head.
+    :param send_timeout: seconds a client has to take a whole response;
+        then the connection is aborted.
+    :param max_connections: connections served at once; more get 503. 0:
+        as many as the open-file limit allows (raised at start towards its
+        hard limit, up to 8192), minus room for the server's own files.
+    :param max_tenant_sockets: WebSockets one tenant may hold (a tier's own
+        cap may be lower). 0: half of the connection cap.
+    :param socket_queue_bytes: most bytes of unsent frames for one socket;
+        past it the socket is closed with 1013.
+    :param total_queue_bytes: most bytes of unsent frames for all sockets;
+        past it the sockets furthest behind are closed with 1013.
     """
 
     def __init__(
@@ -80,6 +105,14 @@ class LocalServer:
         sql_max_params: int = 100,
         sql_max_rows: int = 100_000,
         sql_max_result_bytes: int = 16 * 1024 * 1024,
+        header_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        keepalive_timeout: float = 30.0,
+        send_timeout: float = 60.0,
+        max_connections: int = 0,
+        max_tenant_sockets: int = 0,
+        socket_queue_bytes: int = 4 << 20,
+        total_queue_bytes: int = 128 << 20,
     ) -> None:
         key_list = list(keys)
         if isinstance(keys, str):
@@ -107,9 +140,19 @@ class LocalServer:
             sql_max_params=sql_max_params,
             sql_max_rows=sql_max_rows,
             sql_max_result_bytes=sql_max_result_bytes,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            keepalive_timeout=keepalive_timeout,
+            send_timeout=send_timeout,
+            max_connections=max_connections,
+            max_tenant_sockets=max_tenant_sockets,
+            socket_queue_bytes=socket_queue_bytes,
+            total_queue_bytes=total_queue_bytes,
         )
         # Refuse nonsense limits here, not on the first request.
         self.config.sql_limits()
+        #: The connection limits in force, once started.
+        self.limits: Optional[ConnLimits] = None
         self.host = host
         self.port = port
         self.clock_offset = 0.0
@@ -194,13 +237,26 @@ class LocalServer:
 
     async def _main(self, ready: threading.Event, failure: List[BaseException]) -> None:
         assert self.config.data_dir is not None
+        limits = resolve_limits(self.config, raise_nofile())
+        log.info(
+            "open-file limit %s; serving at most %d connections, %d WebSockets per tenant",
+            limits.nofile,
+            limits.max_connections,
+            limits.max_tenant_sockets,
+        )
+        self.limits = limits
         core = Core(self.config, self.config.data_dir)
         core.clock_offset = self.clock_offset
+        core.conn_limits = limits
         self._core = core
         app = build_app(core)
         _install_extensions(app, core)
-        runner = web.AppRunner(
+        runner = GuardedRunner(
             app,
+            limits=limits,
+            header_timeout=self.config.header_timeout,
+            send_timeout=self.config.send_timeout,
+            keepalive_timeout=self.config.keepalive_timeout,
             access_log_class=RedactingAccessLogger,
             access_log=logging.getLogger("aiohttp.access"),
             handle_signals=False,
@@ -210,9 +266,13 @@ class LocalServer:
         # For as long as this server can log request content, and no longer.
         logfilter.install(core.redactor)
         try:
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            site = web.TCPSite(
+                runner, self.host, self.port, reuse_address=True, backlog=BACKLOG
+            )
             await site.start()
             sockets = getattr(site._server, "sockets", None) or []
+            for sock in sockets:
+                widen_listen_queue(sock)
             if sockets:
                 self.port = int(sockets[0].getsockname()[1])
             self._runner = runner

@@ -1,0 +1,446 @@
+"""Connection guard: deadlines for slow requests and a cap on open connections.
+
+aiohttp on its own waits for the first request head of a connection without
+a limit (3.14 applies its keep-alive timeout, an hour by default), never times
+out a request body or a response the client does not read, and accepts
+connections until ``accept()`` fails for want of file descriptors. So one client that opens
+connections and sends nothing, or half a request, can make every other
+tenant's requests fail. This module adds what is missing, at the points
+aiohttp offers for it:
+
+* :class:`GuardedRunner` is an :class:`aiohttp.web.AppRunner` whose server,
+  a :class:`GuardedServer`, makes :class:`GuardedRequestHandler` protocols.
+* **Request head** (``header_timeout``): a new connection must deliver a
+  complete request head within this long of opening, however it trickles the
+  bytes. A head that started arriving is answered with a 408; a connection
+  that sent nothing is just closed.
+* **Keep-alive** (``keepalive_timeout``): aiohttp's own timer. After a
+  response, the next complete request head must arrive within this long; bytes
+  trickling in do not extend it.
+* **Request body** (``body_timeout``): :func:`read_body` reads the whole body
+  within this long (total, not per read), or answers 408 and closes.
+* **Response** (``send_timeout``): a client that does not read its response
+  would otherwise hold the connection (and the response's memory) forever;
+  past this the connection is aborted.
+* **Upgraded WebSockets** are never cut by these deadlines (aiohttp's
+  heartbeat finds dead peers).
+* **Connection cap** (``max_connections``): below the open-file limit, which
+  :func:`raise_nofile` raises towards the hard limit at start. A connection
+  over the cap gets a canned 503 envelope with ``Retry-After`` and
+  ``Connection: close``, so the server never runs out of descriptors itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import weakref
+from typing import TYPE_CHECKING, Any, Optional
+
+import attrs
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from ._json import dumps
+from .errors import ApiError
+
+if TYPE_CHECKING:
+    from .app import Config
+
+log = logging.getLogger("cohrt_sync.server")
+
+#: The soft open-file limit is raised towards the hard limit up to this.
+NOFILE_TARGET = 8192
+#: The ``backlog`` given to asyncio, which is also how many connections it
+#: accepts per loop iteration. A refused connection is closed three
+#: iterations after its accept (accept, protocol and transport,
+#: connection_made, close), so four times this many descriptors are kept
+#: free for accept bursts.
+BACKLOG = 32
+#: The kernel's queue of connections waiting to be accepted (see
+#: :func:`widen_listen_queue`); they hold no descriptor of ours.
+LISTEN_QUEUE = 1024
+#: How long a refused connection may stay open to read its 503.
+REFUSAL_LINGER_S = 1.0
+#: How long a connection cut for a slow request head may take to flush its
+#: 408 before it is aborted.
+CUT_GRACE_S = 1.0
+#: Seconds between two "connection cap reached" warnings.
+WARN_EVERY_S = 10.0
+
+
+@attrs.frozen
+class ConnLimits:
+    """Connection limits resolved at start from the settings and the fd limit."""
+
+    #: The soft ``RLIMIT_NOFILE`` in force (None where there is none).
+    nofile: Optional[int]
+    #: Most connections served at once; more get a 503.
+    max_connections: int
+    #: Most WebSockets one tenant may hold (its tier may allow fewer).
+    max_tenant_sockets: int
+    #: Refused connections allowed to linger while reading their 503.
+    refusal_slots: int
+
+
+def raise_nofile(target: int = NOFILE_TARGET) -> Optional[int]:
+    """Raise the soft open-file limit towards ``min(hard, target)``; never lower it.
+
+    :returns: the soft limit now in force, or None where the platform has none.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = target if hard == resource.RLIM_INFINITY else min(hard, target)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            log.info("raised the open-file limit from %d to %d", soft, want)
+            soft = want
+        except (ValueError, OSError) as e:  # pragma: no cover - a sandbox refusing
+            log.warning("could not raise the open-file limit from %d: %s", soft, e)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def resolve_limits(config: Config, nofile: Optional[int]) -> ConnLimits:
+    """The connection cap and the per-tenant socket share for ``config``.
+
+    The cap leaves room below ``nofile`` for the server's own files (a 16th of
+    the limit, at least 32: state and tenant databases with their WAL and shm
+    files, three each; the listening socket; the loop's own descriptors), for
+    accept bursts (see :data:`BACKLOG`), and for refused connections reading
+    their 503.
+
+    :raises ValueError: a setting out of range, or an fd limit too low to serve.
+    """
+    for name in ("header_timeout", "body_timeout", "keepalive_timeout", "send_timeout"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be a positive number of seconds")
+    for name in ("max_connections", "max_tenant_sockets"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be 0 (automatic) or positive")
+    if nofile is None:
+        allowed = config.max_connections or 10_000
+        refusal_slots = 64
+    else:
+        reserve = max(32, nofile // 16)
+        refusal_slots = max(8, nofile // 32)
+        allowed = nofile - reserve - 4 * BACKLOG - refusal_slots
+        if allowed < 16:
+            raise ValueError(
+                f"the open-file limit ({nofile}) is too low to serve; raise it (ulimit -n)"
+            )
+    cap = allowed
+    if config.max_connections:
+        if config.max_connections > allowed:
+            log.warning(
+                "max_connections %d is more than the open-file limit %s allows; using %d",
+                config.max_connections,
+                nofile,
+                allowed,
+            )
+        cap = min(config.max_connections, allowed)
+    tenant = config.max_tenant_sockets or max(1, cap // 2)
+    return ConnLimits(nofile, cap, tenant, refusal_slots)
+
+
+def widen_listen_queue(sock: Any) -> None:
+    """Let the kernel queue :data:`LISTEN_QUEUE` connections on listening ``sock``.
+
+    asyncio uses one number for the kernel's queue and for its accept batch;
+    a small batch keeps descriptors in check, and a long queue keeps a burst
+    of connects from waiting out SYN retransmits. ``listen`` again on a
+    duplicate of the descriptor changes the queue of the same socket.
+    """
+    try:
+        with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+            dup.listen(LISTEN_QUEUE)
+    except OSError as e:  # pragma: no cover - the default queue still works
+        log.debug("could not lengthen the listen queue: %s", e)
+
+
+def _canned(code: int, reason: str, message: str, status: str, extra: str = "") -> bytes:
+    body = dumps({"error": {"code": code, "message": message, "status": status}}).encode()
+    head = (
+        f"HTTP/1.1 {code} {reason}\r\nContent-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's HTTP protocol with a deadline on the first request head."""
+
+    def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._guard = manager
+        self._head_timer: Optional[asyncio.TimerHandle] = None
+        self._head_started = False
+        self._close_after_response = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the clock for the first request head."""
+        super().connection_made(transport)
+        loop = asyncio.get_running_loop()
+        self._head_timer = loop.call_later(self._guard.header_timeout, self._head_due)
+
+    def data_received(self, data: bytes) -> None:
+        """Note that a head started arriving (for the 408), then parse as usual."""
+        if data and self._head_timer is not None:
+            self._head_started = True
+        super().data_received(data)
+
+    def head_received(self) -> None:
+        """A complete request head arrived: its deadline is met.
+
+        Later heads on this connection are aiohttp's keep-alive timer's job.
+        """
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_due(self) -> None:
+        # A head completed in this very loop iteration has woken the request
+        # task but not yet reached head_received(); that task step is already
+        # queued, so checking one step later sees it.
+        asyncio.get_running_loop().call_soon(self._head_check)
+
+    def _head_check(self) -> None:
+        if self._head_timer is None or self.transport is None:
+            return
+        self._head_timer = None
+        transport = self.transport
+        if self._head_started:
+            transport.write(self._guard.head_timeout_response)
+        log.debug("cut a connection: no complete request head in %gs", self._guard.header_timeout)
+        self.force_close()
+        # close() waits for the 408 to be flushed; a peer that reads nothing
+        # must not keep the descriptor.
+        asyncio.get_running_loop().call_later(CUT_GRACE_S, transport.abort)
+
+    def close_after_response(self) -> None:
+        """Close right after the response instead of lingering over the unread body."""
+        self._close_after_response = True
+
+    async def finish_response(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the response within ``send_timeout`` or abort; close if asked to.
+
+        An abort makes aiohttp's pending write fail with a connection error,
+        which it handles as a client that went away.
+        """
+        transport = self.transport
+        timer = None
+        if transport is not None:
+            timer = asyncio.get_running_loop().call_later(
+                self._guard.send_timeout, self._send_overdue, transport
+            )
+        try:
+            result = await super().finish_response(*args, **kwargs)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if self._close_after_response:
+            self.force_close()
+        return result
+
+    def _send_overdue(self, transport: asyncio.Transport) -> None:
+        log.debug("cut a connection: response not taken in %gs", self._guard.send_timeout)
+        transport.abort()
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        """Stop the head clock and free this connection's slot."""
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._guard.forget(self)
+        super().connection_lost(exc)
+
+
+class _Refusal(asyncio.Protocol):
+    """A connection over the cap: a canned 503, then closed."""
+
+    def __init__(self, server: GuardedServer) -> None:
+        self._server = server
+        self._timer: Optional[asyncio.TimerHandle] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        server = self._server
+        server.refusing += 1
+        transport.write(server.refusal_response)
+        if server.refusing > server.limits.refusal_slots or not transport.can_write_eof():
+            transport.close()
+            return
+        # Half-close, and keep reading (and dropping) what the client sends
+        # until it closes too: closing with unread bytes would send a reset
+        # that can destroy the 503 before the client reads it.
+        transport.write_eof()
+        self._timer = asyncio.get_running_loop().call_later(REFUSAL_LINGER_S, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> Optional[bool]:
+        return False  # close the transport
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self._server.refusing -= 1
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class GuardedServer(web.Server):
+    """aiohttp's low-level server making :class:`GuardedRequestHandler` protocols.
+
+    :param limits: the connection cap and refusal slots.
+    :param header_timeout: seconds for the first request head of a connection.
+    :param send_timeout: seconds for the client to take a whole response.
+    :param handler, request_factory, handler_cancellation, loop, kwargs: as
+        for :class:`aiohttp.web.Server`.
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        limits: ConnLimits,
+        header_timeout: float,
+        send_timeout: float,
+        request_factory: Any,
+        handler_cancellation: bool = False,
+        loop: asyncio.AbstractEventLoop,
+        **kwargs: Any,
+    ) -> None:
+        def factory(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
+            if isinstance(protocol, GuardedRequestHandler):
+                protocol.head_received()
+            return request_factory(message, payload, protocol, writer, task)
+
+        super().__init__(
+            handler,
+            request_factory=factory,
+            handler_cancellation=handler_cancellation,
+            loop=loop,
+            **kwargs,
+        )
+        self.limits = limits
+        self.header_timeout = header_timeout
+        self.send_timeout = send_timeout
+        self._handler_loop = loop
+        self._handler_kwargs = kwargs
+        # Weak, so a protocol whose transport never came up can't hold a slot.
+        self._live: weakref.WeakSet[GuardedRequestHandler] = weakref.WeakSet()
+        self.refusing = 0
+        self._warned_at = 0.0
+        self.refusal_response = _canned(
+            503,
+            "Service Unavailable",
+            f"server busy: {limits.max_connections} connections open (max_connections);"
+            " retry shortly",
+            "UNAVAILABLE",
+            "Retry-After: 1\r\n",
+        )
+        self.head_timeout_response = _canned(
+            408,
+            "Request Timeout",
+            f"request head not complete within {header_timeout:g}s (header_timeout);"
+            " connection closed",
+            "DEADLINE_EXCEEDED",
+        )
+
+    def __call__(self) -> Any:
+        """The protocol for a new connection: a request handler, or a refusal past the cap."""
+        if len(self._live) >= self.limits.max_connections:
+            now = time.monotonic()
+            if now - self._warned_at >= WARN_EVERY_S:
+                self._warned_at = now
+                log.warning(
+                    "connection cap reached: %d connections open (max_connections);"
+                    " answering new ones 503",
+                    len(self._live),
+                )
+            return _Refusal(self)
+        handler = GuardedRequestHandler(self, loop=self._handler_loop, **self._handler_kwargs)
+        self._live.add(handler)
+        return handler
+
+    def forget(self, handler: GuardedRequestHandler) -> None:
+        """``handler``'s connection is gone: its slot is free."""
+        self._live.discard(handler)
+
+
+class GuardedRunner(web.AppRunner):
+    """An :class:`aiohttp.web.AppRunner` serving through a :class:`GuardedServer`.
+
+    :param app: the application.
+    :param limits: from :func:`resolve_limits`.
+    :param header_timeout: seconds for the first request head of a connection.
+    :param send_timeout: seconds for the client to take a whole response.
+    :param kwargs: as for :class:`aiohttp.web.AppRunner` (``keepalive_timeout``
+        among them).
+    """
+
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        limits: ConnLimits,
+        header_timeout: float,
+        send_timeout: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self.limits = limits
+        self.header_timeout = header_timeout
+        self.send_timeout = send_timeout
+
+    async def _make_server(self) -> web.Server:
+        # The app's own server (after its startup signal), rebuilt as ours
+        # with the same handler, request factory and protocol settings.
+        base = await super()._make_server()
+        return GuardedServer(
+            base.request_handler,
+            limits=self.limits,
+            header_timeout=self.header_timeout,
+            send_timeout=self.send_timeout,
+            request_factory=base.request_factory,
+            handler_cancellation=base.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            **base._kwargs,
+        )
+
+
+class BodyTimeout(ApiError):
+    """408 for a request body that did not arrive in time; the answer closes the connection."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            408,
+            f"request body not complete within {timeout:g}s (body_timeout); connection closed",
+        )
+
+    def response(self) -> web.Response:
+        """The envelope, with ``Connection: close``."""
+        resp = super().response()
+        resp.force_close()
+        return resp
+
+
+async def read_body(request: web.BaseRequest, timeout: float) -> bytes:
+    """The whole request body, read within ``timeout`` seconds in total.
+
+    :raises BodyTimeout: when the body is not all there in time; the
+        connection is closed after the answer, without lingering over the rest.
+    """
+    try:
+        return await asyncio.wait_for(request.read(), timeout)
+    except asyncio.TimeoutError:
+        protocol = request.protocol
+        if isinstance(protocol, GuardedRequestHandler):
+            protocol.close_after_response()
+        raise BodyTimeout(timeout) from None
