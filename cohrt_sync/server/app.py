@@ -877,7 +877,12 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         if e.status == 404:
             return error_response(404, f"no such endpoint: {request.method} {request.path}")
         if e.status == 405:
-            return error_response(405, f"method {request.method} not allowed on {request.path}")
+            response = error_response(405, f"method {request.method} not allowed on {request.path}")
+            # RFC 9110: a 405 says which methods the resource does allow.
+            allowed = getattr(e, "allowed_methods", None)
+            if allowed:
+                response.headers["Allow"] = ", ".join(sorted(allowed))
+            return response
         return error_response(e.status, e.reason)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
@@ -892,7 +897,10 @@ class RedactingAccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         path_qs = request.path_qs
-        app = getattr(request, "app", None)  # absent on requests aiohttp refused
+        try:
+            app: Optional[web.Application] = request.app  # type: ignore[attr-defined]
+        except (AttributeError, AssertionError):  # a request aiohttp refused has no app
+            app = None
         if app is not None and CORE in app:
             core = app[CORE]
             learn_keys(path_qs, lambda k: core.state.by_key(k) is not None, core.redactor)

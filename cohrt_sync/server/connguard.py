@@ -45,7 +45,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from ._json import dumps
-from .errors import ApiError
+from .errors import ApiError, error_response
 
 if TYPE_CHECKING:
     from .app import Config
@@ -251,6 +251,28 @@ class GuardedRequestHandler(RequestHandler):
     def _send_overdue(self, transport: asyncio.Transport) -> None:
         log.debug("cut a connection: response not taken in %gs", self._guard.send_timeout)
         transport.abort()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: Optional[BaseException] = None,
+        message: Optional[str] = None,
+    ) -> web.StreamResponse:
+        """Answer a request aiohttp could not parse with the JSON error envelope.
+
+        aiohttp's own answer is text/plain and quotes the raw request bytes
+        back, which may hold a key; this one names only the kind of error.
+        """
+        super().handle_error(request, status, exc, message)  # logs it (filtered)
+        if status >= 500:
+            text = "internal server error"
+        else:
+            kind = type(exc).__name__ if exc is not None else "BadRequest"
+            text = f"malformed HTTP request ({kind}): fix the request line or headers"
+        response = error_response(status, text)
+        response.force_close()
+        return response
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         """Stop the head clock and free this connection's slot."""
