@@ -233,6 +233,36 @@ def scrub_exception(exc: BaseException, redact: Redact) -> BaseException:
     :param redact: the function that cleans one string.
     :returns: the same exception.
     """
+
+    def scrub(current: BaseException) -> List[Any]:
+        found: List[Any] = []  # exceptions met in args and attributes
+        args = _scrub_value(current.args, redact, found, 0)
+        if args is not current.args:
+            try:
+                current.args = args
+            except Exception:  # pragma: no cover - exotic exception types
+                pass
+        for name, value in list(getattr(current, "__dict__", {}).items()):
+            clean = _scrub_value(value, redact, found, 0)
+            if clean is not value:
+                try:
+                    setattr(current, name, clean)
+                except Exception:  # pragma: no cover - read-only attribute
+                    pass
+        return found
+
+    each_exception(exc, scrub)
+    return exc
+
+
+def each_exception(
+    exc: BaseException, visit: Callable[[BaseException], Optional[Iterable[Any]]]
+) -> None:
+    """Call ``visit`` once on ``exc`` and on every exception chained to it.
+
+    Follows ``__cause__`` and ``__context__``, and whatever ``visit`` returns
+    (exceptions it found elsewhere); cycles are visited once.
+    """
     seen: Set[int] = set()
     todo: List[Any] = [exc]
     while todo:
@@ -240,21 +270,8 @@ def scrub_exception(exc: BaseException, redact: Redact) -> BaseException:
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        args = _scrub_value(current.args, redact, todo, 0)
-        if args is not current.args:
-            try:
-                current.args = args
-            except Exception:  # pragma: no cover - exotic exception types
-                pass
-        for name, value in list(getattr(current, "__dict__", {}).items()):
-            clean = _scrub_value(value, redact, todo, 0)
-            if clean is not value:
-                try:
-                    setattr(current, name, clean)
-                except Exception:  # pragma: no cover - read-only attribute
-                    pass
+        todo.extend(visit(current) or ())
         todo.extend([current.__cause__, current.__context__])
-    return exc
 
 
 #: LogRecord attributes that are not caller-supplied ``extra`` fields.

@@ -21,11 +21,18 @@ import logging
 import re
 import threading
 import urllib.parse
-from typing import Any, Callable, List, Set, Tuple
+from typing import Callable, List, Tuple
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .._redact import RedactingFilter, Redactor, add_filter, redact_shapes, remove_filter
+from .._redact import (
+    RedactingFilter,
+    Redactor,
+    add_filter,
+    each_exception,
+    redact_shapes,
+    remove_filter,
+)
 from .._redact import scrub_exception as _scrub_exception
 
 #: Loggers that can carry request content. aiohttp.client is the embedding
@@ -58,17 +65,13 @@ def _withhold(text: str) -> str:
 
 def withhold_request_bytes(exc: BaseException) -> None:
     """Replace the quoted request excerpts in aiohttp parser errors of ``exc``'s chain."""
-    seen: Set[int] = set()
-    todo: List[Any] = [exc]
-    while todo:
-        current = todo.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
+
+    def withhold(current: BaseException) -> None:
         if isinstance(current, HttpProcessingError):
             current.message = _withhold(current.message)
             current.args = tuple(_withhold(a) if isinstance(a, str) else a for a in current.args)
-        todo.extend([current.__cause__, current.__context__])
+
+    each_exception(exc, withhold)
 
 
 # Path segments and query values long enough to be a key.

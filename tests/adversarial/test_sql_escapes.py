@@ -10,7 +10,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import pytest
 import requests
@@ -19,13 +19,13 @@ from cohrt_sync.server import LocalServer
 from cohrt_sync.server.sqlpolicy import IDEMPOTENCY_TABLE, SAFE_PRAGMAS
 
 from ._proc import ServerProcess
+from ._sql import TIMEOUT, rows, sql
 
 KEY = "kesc_4f1d2c3b5a697887"
 KEY_OTHER = "kesc_other_90a1b2c3d4"
 #: A tenant whose realtime_messages table is replaced on purpose.
 KEY_SWAP = "kesc_swap_5e6f7a8b9c"
 
-TIMEOUT = 10
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +36,6 @@ def server() -> Iterator[LocalServer]:
         yield srv
     finally:
         srv.close()
-
-
-def sql(base_url: str, key: str, query: str, params: Sequence[Any] = ()) -> requests.Response:
-    return requests.post(
-        base_url + "/edge/database",
-        params={"key": key},
-        json={"query": query, "params": list(params)},
-        timeout=TIMEOUT,
-    )
-
-
-def rows(base_url: str, key: str, query: str, params: Sequence[Any] = ()) -> List[Dict[str, Any]]:
-    r = sql(base_url, key, query, params)
-    assert r.status_code == 200, r.text
-    result: List[Dict[str, Any]] = r.json()["results"]
-    return result
 
 
 def publish(

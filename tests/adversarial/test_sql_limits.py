@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, List
 
 import pytest
 import requests
@@ -25,10 +25,10 @@ from cohrt_sync.server import LocalServer
 from cohrt_sync.server.directsql import HAS_SETLIMIT, JOURNAL_SIZE_LIMIT
 
 from ._proc import ServerProcess
+from ._sql import TIMEOUT, rows, sql
 
 KEY = "klim_1a2b3c4d5e6f7a8b"
 KEY_B = "klim_b_9f8e7d6c5b4a"
-TIMEOUT = 15
 RECURSE = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
 
 
@@ -46,22 +46,6 @@ def server() -> Iterator[LocalServer]:
         yield srv
     finally:
         srv.close()
-
-
-def sql(base_url: str, key: str, query: str, params: Sequence[Any] = ()) -> requests.Response:
-    return requests.post(
-        base_url + "/edge/database",
-        params={"key": key},
-        json={"query": query, "params": list(params)},
-        timeout=TIMEOUT,
-    )
-
-
-def rows(base_url: str, key: str, query: str, params: Sequence[Any] = ()) -> List[Dict[str, Any]]:
-    r = sql(base_url, key, query, params)
-    assert r.status_code == 200, r.text
-    result: List[Dict[str, Any]] = r.json()["results"]
-    return result
 
 
 def error(r: requests.Response, code: int, status: str, *fragments: str) -> str:
