@@ -130,3 +130,20 @@ def test_bad_arguments_fail_before_any_request(server: LocalServer) -> None:
     assert r.returncode == 2 and "not valid JSON" in r.stderr
     r = cli(server, "token", "u", "--ttl", "5")
     assert r.returncode == 1 and "ttl" in r.stderr
+
+
+def test_serve_limit_defaults_are_the_servers() -> None:
+    """`serve`'s limit flags, LocalServer's keywords and Config agree on every default."""
+    import inspect
+
+    import attrs
+
+    from cohrt_sync.cli import _LIMIT_FLAGS
+    from cohrt_sync.server.app import Config
+
+    config = {f.name: f.default for f in attrs.fields(Config)}
+    keywords = inspect.signature(LocalServer).parameters
+    for _, flags in _LIMIT_FLAGS:
+        for name, kind, default, _help in flags:
+            assert config[name] == default == keywords[name].default, name
+            assert isinstance(default, kind), name

@@ -84,6 +84,16 @@ class Config:
     sql_max_rows: int = 100_000
     sql_max_result_bytes: int = 16 * 1024 * 1024
 
+    # Connections and slow peers (connguard.py, outbox.py); 0 means automatic.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 30.0
+    send_timeout: float = 60.0
+    max_connections: int = 0
+    max_tenant_sockets: int = 0
+    socket_queue_bytes: int = 4 << 20
+    total_queue_bytes: int = 128 << 20
+
     def sql_limits(self) -> SqlLimits:
         """The tenant database limits these settings name (validated)."""
         return SqlLimits(
@@ -95,15 +105,6 @@ class Config:
             max_rows=self.sql_max_rows,
             max_result_bytes=self.sql_max_result_bytes,
         )
-    # Connections and slow peers (connguard.py, outbox.py); 0 means automatic.
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    keepalive_timeout: float = 30.0
-    send_timeout: float = 60.0
-    max_connections: int = 0
-    max_tenant_sockets: int = 0
-    socket_queue_bytes: int = 4 << 20
-    total_queue_bytes: int = 128 << 20
 
 
 class Core:
