@@ -153,7 +153,9 @@ class TenantDB(SqliteWorker):
                     raise PersistRefused("the row was not written to realtime_messages")
                 ids.append(int(cur.lastrowid))
                 if key is not None:
-                    db.execute(_INSERT_KEY, (key, cur.lastrowid, channel, event, created))
+                    db.execute(
+                        _INSERT_KEY, (_key_bytes(key), cur.lastrowid, channel, event, created)
+                    )
                     keyed = True
             if keyed:
                 newest = max(row[3] for row in rows)
@@ -188,7 +190,7 @@ class TenantDB(SqliteWorker):
         cur = self._db().execute(
             f"SELECT id, channel, event, created_at_ms FROM main.{IDEMPOTENCY_TABLE}"
             " WHERE key = ? AND created_at_ms >= ?",
-            (key, not_before_ms),
+            (_key_bytes(key), not_before_ms),
         )
         row = cur.fetchone()
         if row is None:
@@ -242,3 +244,9 @@ class TenantDB(SqliteWorker):
 
 
 __all__ = ["DatabaseFull", "PersistRefused", "Row", "SqlLimits", "TenantDB"]
+
+
+def _key_bytes(key: str) -> bytes:
+    # aiohttp decodes header bytes that are not UTF-8 as lone surrogates,
+    # which sqlite3 can't bind as text: keep the key as the bytes that came.
+    return key.encode("utf-8", "surrogateescape")

@@ -88,3 +88,17 @@ def test_keys_of_ephemeral_publishes_live_in_memory_only(tmp_path: Path) -> None
         assert (
             "Idempotent-Replayed" not in _publish(srv, channel, 1, "eph-key", persist=False).headers
         )
+
+
+def test_a_key_that_is_not_utf8_is_kept_as_its_bytes(tmp_path: Path) -> None:
+    """Header bytes that are not UTF-8 (schemathesis sent b"\\x90") once gave 500."""
+    channel = "idem:" + uuid.uuid4().hex[:8]
+    idem = b"\x90raw-" + uuid.uuid4().hex.encode()
+    with LocalServer([KEY], provision=True, data_dir=tmp_path) as srv:
+        first = _publish(srv, channel, {"n": 1}, idem)  # type: ignore[arg-type]
+        assert first.status_code == 200, first.text
+        srv.restart()
+        again = _publish(srv, channel, {"n": 1}, idem)  # type: ignore[arg-type]
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()
+        assert len(_rows(srv, channel)) == 1
