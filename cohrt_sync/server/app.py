@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
-import math
 import re
 import sqlite3
 import tempfile
@@ -21,7 +19,7 @@ from aiohttp.typedefs import Handler
 
 from .._redact import Redactor
 from . import tokens
-from ._json import dumps
+from ._json import dumps, parse_json
 from .connguard import ConnLimits, read_body
 from .directsql import DatabaseFull, SqlLimits, SqlTooLarge, check_statement
 from .errors import ApiError, error_response
@@ -355,43 +353,6 @@ async def _close_quietly(conn: Conn, code: int, reason: str) -> None:
 
 
 # -- input checks ---------------------------------------------------------------
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
-# One decoder for every frame: json.loads with hooks would build a new one per call.
-_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def parse_json(text: str) -> Any:
-    """Strict JSON: what every other JSON parser (and SQLite, and UTF-8) accepts.
-
-    Refuses NaN/Infinity, numbers that overflow a double, nesting too deep to
-    decode, and lone UTF-16 surrogates, which can't be encoded as UTF-8.
-
-    :raises ValueError: for any of those, or for malformed JSON.
-    """
-    try:
-        value = _decoder.decode(text)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-    if _SURROGATE_ESCAPE.search(text):
-        # Only paid by text that escapes a surrogate; pairs re-encode fine.
-        try:
-            dumps(value).encode("utf-8")
-        except (UnicodeEncodeError, RecursionError):
-            raise ValueError("JSON string holds a lone surrogate") from None
-    return value
-
-
 async def read_object(request: web.Request) -> Dict[str, Any]:
     """The request body as a JSON object, or a 400."""
     readers = request.app[CORE].body_readers

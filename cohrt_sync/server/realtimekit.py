@@ -48,9 +48,8 @@ import attrs
 from aiohttp import web
 
 from . import tokens
-from ._json import dumps
+from ._json import dumps, parse_json
 from ._sqlite import SqliteWorker
-from .app import parse_json
 from .connguard import read_body
 from .limits import RTK_PARTICIPANT
 from .state import Tenant
