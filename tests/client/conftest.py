@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import urllib.parse
 from typing import Any, Callable, Iterator, List, Optional
 
 import pytest
+import requests
 
 import cohrt_sync
+from cohrt_sync._http import make_session
 from cohrt_sync.retry import Retry
 
 server_mod = pytest.importorskip("cohrt_sync.server", reason="needs the [server] extra")
@@ -43,6 +46,29 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+class CountingSession(requests.Session):
+    """A real session that records the paths it sent (instrumentation, not a mock)."""
+
+    def __init__(self, rewrite: Any = None) -> None:
+        super().__init__()
+        for prefix, adapter in make_session().adapters.items():
+            self.mount(prefix, adapter)
+        self.paths: List[str] = []
+        self.lock = threading.Lock()
+        self.rewrite = rewrite
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if self.rewrite is not None:
+            url = self.rewrite(url)
+        path = url.split("://", 1)[1].split("/", 1)[1]
+        params = kwargs.get("params")
+        if params:
+            path += "?" + urllib.parse.urlencode(params)
+        with self.lock:
+            self.paths.append(path)
+        return super().request(method, url, *args, **kwargs)
 
 
 class Recorder:

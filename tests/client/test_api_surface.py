@@ -1,4 +1,4 @@
-"""The remaining public names: exports, deprovision, hook access, cursors, DM helpers."""
+"""The remaining public names: exports, deprovision, hook access, cursors."""
 
 from __future__ import annotations
 
@@ -47,16 +47,3 @@ def test_hook_access_and_cursor(server: Any, make_client: Any, recorder: Recorde
     ch.close()
     assert client.channels == []
 
-
-def test_module_level_dm_helpers(server: Any, make_client: Any, recorder: Recorder) -> None:
-    client = make_client(server, plugins=[recorder])
-    inbox = client.subscribe(cohrt_sync.user_channel("bob"), user_id="bob")
-    ack = cohrt_sync.send_dm_request(client, "alice", "bob")
-    assert ack.event == "dm_request"
-    req = recorder.wait_for(lambda: recorder.of("dm_request"))[0][2]
-    bad = cohrt_sync.Message(channel="user:bob", event="dm_request", action="dm_request",
-                             data={"dm_channel": "chat:not-a-dm"})
-    with pytest.raises(cohrt_sync.BadRequestError):
-        cohrt_sync.accept_dm_request(inbox, bad)
-    dm = cohrt_sync.accept_dm_request(inbox, req, catch_up=False)
-    assert dm.name == "dm:alice_bob" and dm.user_id == "bob"

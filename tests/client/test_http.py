@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-import traceback
-import urllib.parse
 from typing import Any, List
 
 import pytest
-import requests
 
 import cohrt_sync
-from cohrt_sync._http import make_session
 from cohrt_sync.errors import error_from_response
 from cohrt_sync.retry import Retry
 
-from .conftest import KEY
-
-
-class CountingSession(requests.Session):
-    """A real session that records the paths it sent (instrumentation, not a mock)."""
-
-    def __init__(self, rewrite: Any = None) -> None:
-        super().__init__()
-        for prefix, adapter in make_session().adapters.items():
-            self.mount(prefix, adapter)
-        self.paths: List[str] = []
-        self.lock = threading.Lock()
-        self.rewrite = rewrite
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        if self.rewrite is not None:
-            url = self.rewrite(url)
-        path = url.split("://", 1)[1].split("/", 1)[1]
-        params = kwargs.get("params")
-        if params:
-            path += "?" + urllib.parse.urlencode(params)
-        with self.lock:
-            self.paths.append(path)
-        return super().request(method, url, *args, **kwargs)
+from .conftest import KEY, CountingSession
 
 
 def test_mint_token(server: Any, make_client: Any) -> None:
@@ -226,31 +198,6 @@ def test_env_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         assert client.base_url == "http://localhost:1"
 
 
-def test_key_never_in_repr_logs_or_exceptions(server: Any, make_client: Any, channel_name: str,
-                                              caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
-    # The ?key= bootstrap path puts the key into URLs that urllib3 logs.
-    session = CountingSession(rewrite=lambda u: u.replace("/edge/session", "/edge/no-session"))
-    client = make_client(server, session=session)
-    client.publish(channel_name, {"a": 1})
-    client.history(channel_name)
-    assert KEY not in repr(client)
-    assert any("/edge/realtime" in r.getMessage() for r in caplog.records)
-    # A connection error whose urllib3 message includes the URL and query string.
-    dead = make_client(server, base_url="http://127.0.0.1:9", retry=Retry(total=0))
-    with pytest.raises(cohrt_sync.CohrtConnectionError) as info:
-        dead.history(channel_name)
-    text = "".join(traceback.format_exception(info.type, info.value, info.tb))
-    assert "Max retries exceeded" in text
-    assert KEY not in text
-    assert KEY not in str(info.value)
-    for record in caplog.records:
-        assert KEY not in record.getMessage()
-    with pytest.raises(cohrt_sync.AuthError) as auth:
-        make_client(server, key=KEY + "x").history(channel_name)
-    assert KEY not in str(auth.value)
-
-
 def test_publish_not_retried_when_it_may_have_been_applied(server: Any, make_client: Any) -> None:
     # Connection refused provably never reached a server: retried until exhausted.
     session = CountingSession()
@@ -284,3 +231,4 @@ def test_bearer_refreshed_before_expiry(server: Any, make_client: Any) -> None:
     client.history("chat:a")
     assert sum(p.startswith("edge/session") for p in session.paths) == 2
     assert not any(p.startswith("edge/realtime/history") and "key=" in p for p in session.paths)
+

@@ -1,12 +1,11 @@
-"""Plugin loading, the hook reference, and the DM pattern end to end."""
+"""Plugin loading, the hook reference, and the example plugin installed as a distribution."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import inspect
 import pathlib
-import threading
-from typing import Any, List
+from typing import Any
 
 import pluggy
 import pytest
@@ -105,55 +104,3 @@ def test_echo_plugin_loads_through_entry_point(server: Any, make_client: Any,
     monkeypatch.setenv(plugins.ENV_LOAD_PLUGINS, "")
     assert not make_client(server, load_plugins=True).plugin_manager.has_plugin("echo")
 
-
-@pytest.mark.parametrize(
-    ("a", "b", "expected"),
-    [(17, 3, "dm:3_17"), (3, 17, "dm:3_17"), ("17", 3, "dm:3_17"), (2, 10, "dm:2_10"),
-     ("bob", "alice", "dm:alice_bob"), (42, "alice", "dm:42_alice"), (1, 42, "dm:1_42")],
-)
-def test_dm_channel(a: Any, b: Any, expected: str) -> None:
-    assert cohrt_sync.dm_channel(a, b) == expected
-    assert cohrt_sync.dm_channel(b, a) == expected
-
-
-def test_dm_channel_rejects_bad_ids() -> None:
-    with pytest.raises(TypeError):
-        cohrt_sync.dm_channel(True, 3)
-    with pytest.raises(ValueError):
-        cohrt_sync.dm_channel("", 3)
-
-
-def test_dm_flow_end_to_end(server: Any, make_client: Any) -> None:
-    """Alice asks Bob for a DM; Bob's hook opens the DM channel; both talk."""
-    bob_dm: List[Any] = []
-    opened = threading.Event()
-    bob_recorder = Recorder()
-
-    class BobBot:
-        @cohrt_sync.hookimpl
-        def on_dm_request(self, channel: Any, message: Any) -> None:
-            assert channel.name == "user:42" and message.event == "dm_request"
-            bob_dm.append(cohrt_sync.accept_dm_request(channel, message))
-            opened.set()
-
-    bob = make_client(server, plugins=[BobBot(), bob_recorder])
-    bob.subscribe(cohrt_sync.user_channel(42), user_id=42, name="Bob")
-    alice = make_client(server)
-    alice_recorder = Recorder()
-    alice.register(alice_recorder)
-    alice_dm = alice.subscribe(cohrt_sync.dm_channel(1, 42), user_id=1, name="Alice")
-
-    ack = alice.send_dm_request(1, 42, note="hi")
-    assert ack.channel == "user:42"
-    assert opened.wait(10)
-    request = bob_recorder.wait_for(lambda: bob_recorder.of("dm_request"))[0][2]
-    assert request.data == {"from": "1", "dm_channel": "dm:1_42", "note": "hi"}
-    assert [m.event for m in bob_recorder.messages("user:42")] == ["dm_request"]
-    dm = bob_dm[0]
-    assert dm.name == "dm:1_42" and dm.user_id == "42" and dm.user_name == "Bob"
-    alice_recorder.wait_for(lambda: alice_recorder.of("join"))
-    alice_dm.publish({"text": "hello bob"})
-    dm.publish({"text": "hello alice"})
-    bob_recorder.wait_for(lambda: len(bob_recorder.messages("dm:1_42")) == 2)
-    history = alice.history("dm:1_42")
-    assert [m.data["text"] for m in history] == ["hello bob", "hello alice"]
