@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
@@ -67,21 +68,36 @@ class Rtk:
     def verify(self, token: str) -> Dict[str, Any]:
         return dict(self.ok("POST", "/_local/verify-token", json={"token": token})["data"])
 
-    def deprovision(self) -> None:
-        r = self.session.delete(
+    def resource(self, method: str) -> requests.Response:
+        """``method`` on ``/api/resources/realtime`` with the key as the bearer."""
+        return self.session.request(
+            method,
             self.root + "/api/resources/realtime",
             headers={"Authorization": f"Bearer {self.key}"},
             timeout=10,
         )
+
+    def deprovision(self) -> None:
+        r = self.resource("DELETE")
         assert r.status_code == 200, r.text
 
     def provision(self) -> None:
-        r = self.session.post(
-            self.root + "/api/resources/realtime",
-            headers={"Authorization": f"Bearer {self.key}"},
-            timeout=10,
-        )
+        r = self.resource("POST")
         assert r.status_code == 200, r.text
+
+    def edge_bearer(self) -> str:
+        """A session bearer from ``/edge/session`` for this key."""
+        r = self.session.post(self.root + "/edge/session", params={"key": self.key}, timeout=10)
+        assert r.status_code == 200, r.text
+        return str(r.json()["token"])
+
+
+def cf_data(r: requests.Response) -> Any:
+    """Assert Cloudflare's success envelope (200 or 201); return its ``data``."""
+    assert r.status_code in (200, 201), (r.status_code, r.text[:300])
+    body = r.json()
+    assert body["success"] is True, body
+    return body["data"]
 
 
 def cf_error(r: requests.Response, status: int) -> Dict[str, Any]:
@@ -102,6 +118,12 @@ def google_error(r: requests.Response, status: int) -> Dict[str, Any]:
     err = r.json()["error"]
     assert err["code"] == status
     return dict(err)
+
+
+def iso(value: str) -> datetime.datetime:
+    """Parse the server's UTC timestamps, which end in ``Z``."""
+    assert value.endswith("Z"), value
+    return datetime.datetime.fromisoformat(value[:-1] + "+00:00")
 
 
 @pytest.fixture(scope="session")
