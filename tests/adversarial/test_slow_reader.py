@@ -1,10 +1,10 @@
 """Slow readers: outbound WebSocket memory is bounded in bytes, per socket and
-in total, and comes back once the slow socket is dropped (issue 7, finding 5).
+in total, and comes back once the slow socket is dropped.
 
 Each test floods sockets that never read with ~60 KB messages published over
 HTTP with ``persist: false`` (so the database is not what is measured), in a
-child server whose RSS is sampled before, during and after. Before the fix a
-socket was dropped only 10,000 frames (about 600 MB) behind.
+child server whose RSS is sampled before, during and after. A bound counted in
+frames alone would let a socket fall 10,000 frames (about 600 MB) behind.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Slowloris and fd exhaustion: slow or silent connections are cut, and the
-connection cap answers 503 before the server runs out of descriptors (issue 7,
-finding 4).
+connection cap answers 503 before the server runs out of descriptors.
 
 The timeouts are configured small (0.5 s for a head or a body, 1 s of
-keep-alive) so every cut happens within a couple of seconds; before the fix
-none of these connections was ever closed.
+keep-alive) so every cut happens within a couple of seconds; without them
+none of these connections would ever be closed.
 """
 
 from __future__ import annotations

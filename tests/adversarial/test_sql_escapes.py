@@ -1,4 +1,4 @@
-"""Direct SQL trying to leave its sandbox: every known escape, refused (issue 7).
+"""Direct SQL trying to leave its sandbox: every known escape, refused.
 
 Each attack is sent over the wire to a real server; the answers must be the
 error envelope, and the server and its other tenants must be unharmed.
@@ -70,9 +70,9 @@ def channel() -> str:
     return "esc:" + uuid.uuid4().hex[:12]
 
 
-# -- finding 1: fts3_tokenizer and the native-pointer surface ----------------------------
+# -- fts3_tokenizer and the native-pointer surface ------------------------------------------
 def test_fts3_tokenizer_segfault_recipe_is_refused_and_the_server_lives() -> None:
-    """The issue's recipe killed the whole process with SIGSEGV; run it in a child."""
+    """This recipe crashes a process that allows it with SIGSEGV; run it in a child."""
     recipe = [
         "SELECT fts3_tokenizer('evil', x'4141414141414141')",
         "CREATE VIRTUAL TABLE f USING fts3(content, tokenize=evil)",
@@ -272,7 +272,7 @@ def test_sqlite_dbpage_is_never_run(server: LocalServer, query: str) -> None:
     assert rows(server.base_url, KEY, "SELECT count(*) AS n FROM sqlite_master")[0]["n"] > 0
 
 
-# -- temp objects and triggers (findings 3 and 8) -------------------------------------------
+# -- temp objects and triggers -------------------------------------------------------------
 @pytest.mark.parametrize(
     "query",
     [
@@ -307,7 +307,7 @@ def test_triggers_on_realtime_messages_are_refused(server: LocalServer, query: s
 
 
 def test_acks_stay_true_after_trigger_attempts(server: LocalServer) -> None:
-    """The issue's recipe made three publishes ack "id": 0 with nothing stored."""
+    """A trigger that swallows inserts would make publishes ack "id": 0 with nothing stored."""
     url = server.base_url
     sql(
         url,
@@ -369,7 +369,7 @@ def test_a_trigger_already_in_the_file_fails_publishes(tmp_path: Path) -> None:
         assert "old" in r.json()["error"]["message"], r.text
 
 
-# -- finding 7: transaction control, including statements the server ran itself -----------
+# -- transaction control, including statements the server ran itself ----------------------
 @pytest.mark.parametrize(
     "query",
     [

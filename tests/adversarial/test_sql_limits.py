@@ -1,4 +1,4 @@
-"""Direct SQL that allocates, computes or stores without bound (issue 7, findings 2 and 3).
+"""Direct SQL that allocates, computes or stores without bound.
 
 Every limit answers a clear error that names it, a refused statement changes
 nothing, and one tenant's expensive query neither stalls the others nor
@@ -176,13 +176,13 @@ def test_sql_text_and_params_are_bounded(server: LocalServer) -> None:
     assert rows(url, KEY, "SELECT " + ", ".join("?" for _ in range(100)), list(range(100)))
 
 
-# -- finding 3: the storage quota ------------------------------------------------------------------
+# -- the storage quota -----------------------------------------------------------------------------
 def test_the_quota_stops_direct_sql_and_publishes_with_clear_errors(tmp_path: Path) -> None:
     quota = 2_000_000
     with LocalServer([KEY], provision=True, data_dir=tmp_path, max_db_size=quota) as srv:
         url = srv.base_url
         assert sql(url, KEY, "CREATE TABLE fill (b BLOB)").status_code == 200
-        # The issue's attack: 40 x 25 MB in one statement (here as many as fit).
+        # The attack: 40 x 25 MB in one statement (here as many as fit).
         r = sql(url, KEY, f"INSERT INTO fill {RECURSE} SELECT zeroblob(1000000) FROM c LIMIT 40")
         msg = error(r, 413, "RESOURCE_EXHAUSTED", "full", str(quota), "--max-db-size")
         assert rows(url, KEY, "SELECT count(*) AS n FROM fill") == [{"n": 0}], "not rolled back"
@@ -232,7 +232,7 @@ def test_nonsense_limits_are_refused_up_front() -> None:
         LocalServer([KEY], sql_time_limit=-1.0)
 
 
-# -- finding 2: one tenant can't stall the others or balloon the server ------------------------
+# -- one tenant can't stall the others or balloon the server -----------------------------------
 def test_an_expensive_tenant_does_not_stall_others_or_grow_memory() -> None:
     args = ["--key", KEY, "--key", KEY_B, "--provision", "--sql-time-limit", "2"]
     with ServerProcess(args) as proc:

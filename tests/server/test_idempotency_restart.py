@@ -1,4 +1,4 @@
-"""Idempotency-Key across a restart (issue 7, finding 9).
+"""Idempotency-Key across a restart.
 
 A persisted publish stores its key in the same transaction as its row, so a
 client that retries after the server crashed or restarted gets the first
