@@ -1,8 +1,8 @@
-"""Direct SQL over the wire, for the SQL escape and limit suites."""
+"""Direct SQL and publishes over the wire, for the SQL escape and limit suites."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import requests
 
@@ -26,3 +26,24 @@ def rows(base_url: str, key: str, query: str, params: Sequence[Any] = ()) -> Lis
     assert r.status_code == 200, r.text
     result: List[Dict[str, Any]] = r.json()["results"]
     return result
+
+
+def publish(
+    base_url: str,
+    key: str,
+    channel: str,
+    data: Any,
+    persist: Optional[bool] = None,
+    headers: Optional[Dict[str, str]] = None,
+) -> requests.Response:
+    """``POST /edge/realtime`` with ``?key=``; ``persist`` is sent only when given."""
+    body: Dict[str, Any] = {"channel": channel, "data": data}
+    if persist is not None:
+        body["persist"] = persist
+    return requests.post(
+        base_url + "/edge/realtime",
+        params={"key": key},
+        json=body,
+        headers=headers,
+        timeout=TIMEOUT,
+    )

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from cohrt_sync.server import LocalServer
 from cohrt_sync.server.realtimekit import CODE_NO_ROUTE
 
-from ._openapi import DOCUMENT, OPERATIONS
+from ._openapi import DOCUMENT, OPERATIONS, real_ids
 
 KEY_EDGE = "ke_fuzzhttp_3a2b1c0d9e8f"
 KEY_SQL = "ks_fuzzhttp_4b3c2d1e0f9a"
@@ -48,16 +48,7 @@ def server() -> Iterator[LocalServer]:
 
 
 def _make_ids(server: LocalServer) -> Dict[str, str]:
-    h = {"Authorization": f"Bearer {KEY_EDGE}"}
-    base = server.base_url + "/edge/realtimekit/meetings"
-    meeting = requests.post(base, json={}, headers=h, timeout=5).json()["data"]
-    part = requests.post(
-        f"{base}/{meeting['id']}/participants",
-        json={"preset_name": "group_call_participant"},
-        headers=h,
-        timeout=5,
-    ).json()["data"]
-    return {"meeting_id": meeting["id"], "participant_id": part["id"]}
+    return real_ids(server.base_url, KEY_EDGE, {}, "group_call_participant")
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import cohrt_sync
 from cohrt_sync.server import LocalServer
 
 from ._openapi import DOC_PATH, DOCUMENT, OPERATIONS, packaged_bytes
+from ._openapi import real_ids as make_real_ids
 
 #: A tenant for the edge operations and RealtimeKit.
 KEY_EDGE = "ke_openapi_5c3b1a0f9e8d"
@@ -145,16 +146,7 @@ def real_ids(server: LocalServer) -> Dict[str, str]:
     Fresh for each operation: one operation's examples may make the meeting
     INACTIVE or delete the participant, which must not decide the next one's.
     """
-    h = {"Authorization": f"Bearer {KEY_EDGE}"}
-    base = server.base_url + "/edge/realtimekit/meetings"
-    meeting = requests.post(base, json={"title": "fuzz"}, headers=h, timeout=5).json()["data"]
-    part = requests.post(
-        f"{base}/{meeting['id']}/participants",
-        json={"preset_name": "group_call_host"},
-        headers=h,
-        timeout=5,
-    ).json()["data"]
-    return {"meeting_id": meeting["id"], "participant_id": part["id"]}
+    return make_real_ids(server.base_url, KEY_EDGE, {"title": "fuzz"}, "group_call_host")
 
 
 @pytest.mark.parametrize("path,method", OPERATIONS, ids=[f"{m.upper()} {p}" for p, m in OPERATIONS])

@@ -10,7 +10,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List
 
 import pytest
 import requests
@@ -19,7 +19,7 @@ from cohrt_sync.server import LocalServer
 from cohrt_sync.server.sqlpolicy import IDEMPOTENCY_TABLE, SAFE_PRAGMAS
 
 from ._proc import ServerProcess
-from ._sql import TIMEOUT, rows, sql
+from ._sql import publish, rows, sql
 
 KEY = "kesc_4f1d2c3b5a697887"
 KEY_OTHER = "kesc_other_90a1b2c3d4"
@@ -36,18 +36,6 @@ def server() -> Iterator[LocalServer]:
         yield srv
     finally:
         srv.close()
-
-
-def publish(
-    base_url: str, key: str, channel: str, data: Any, headers: Optional[Dict[str, str]] = None
-) -> requests.Response:
-    return requests.post(
-        base_url + "/edge/realtime",
-        params={"key": key},
-        json={"channel": channel, "data": data},
-        headers=headers,
-        timeout=TIMEOUT,
-    )
 
 
 def assert_refused(r: requests.Response, fragment: str = "") -> str:

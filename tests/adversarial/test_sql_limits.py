@@ -24,6 +24,7 @@ from cohrt_sync.errors import BadRequestError
 from cohrt_sync.server import LocalServer
 from cohrt_sync.server.directsql import HAS_SETLIMIT, JOURNAL_SIZE_LIMIT
 
+from . import _sql
 from ._proc import ServerProcess
 from ._sql import TIMEOUT, rows, sql
 
@@ -58,12 +59,8 @@ def error(r: requests.Response, code: int, status: str, *fragments: str) -> str:
 
 
 def publish(base_url: str, key: str, data: Any, persist: bool = True) -> requests.Response:
-    return requests.post(
-        base_url + "/edge/realtime",
-        params={"key": key},
-        json={"channel": "lim:" + uuid.uuid4().hex[:8], "data": data, "persist": persist},
-        timeout=TIMEOUT,
-    )
+    """A publish on a channel of its own."""
+    return _sql.publish(base_url, key, "lim:" + uuid.uuid4().hex[:8], data, persist=persist)
 
 
 # -- one value -----------------------------------------------------------------------------

@@ -89,6 +89,16 @@ class Api:
         kw.setdefault("timeout", TIMEOUT)
         return self.http.request(method, self.url(path), **kw)
 
+    def post_raw(self, path: str, raw: bytes) -> requests.Response:
+        """POST ``raw`` as it is, labelled JSON, with ``?key=``: for malformed bodies."""
+        return self.request(
+            "POST",
+            path,
+            params={"key": self.key},
+            data=raw,
+            headers={"Content-Type": "application/json"},
+        )
+
     # provisioning -----------------------------------------------------------
     def provision(self, body: Any = None, **kw: Any) -> requests.Response:
         if body is not None:

@@ -122,13 +122,7 @@ def test_bad_publish_body_is_400(api_a: Api, body: dict) -> None:
 
 @pytest.mark.parametrize("raw", [b"not json", b"[1]", b'"x"', b"", b"\xff\xfe"])
 def test_non_object_publish_body_is_400(api_a: Api, raw: bytes) -> None:
-    r = api_a.request(
-        "POST",
-        "/edge/realtime",
-        params={"key": api_a.key},
-        data=raw,
-        headers={"Content-Type": "application/json"},
-    )
+    r = api_a.post_raw("/edge/realtime", raw)
     assert_envelope(r, 400)
 
 

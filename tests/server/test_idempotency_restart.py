@@ -15,35 +15,21 @@ import requests
 
 from cohrt_sync.server import LocalServer
 
+from ._wire import Api
+
 KEY = "kidem_0c1d2e3f4a5b6c7d"
-TIMEOUT = 10
 
 
 def _publish(
     srv: LocalServer, channel: str, data: Any, idem: str, persist: bool = True
 ) -> requests.Response:
-    return requests.post(
-        srv.base_url + "/edge/realtime",
-        params={"key": KEY},
-        json={"channel": channel, "data": data, "persist": persist},
-        headers={"Idempotency-Key": idem},
-        timeout=TIMEOUT,
-    )
+    api = Api(srv.base_url, KEY)
+    return api.publish(channel, data, persist=persist, headers={"Idempotency-Key": idem})
 
 
 def _rows(srv: LocalServer, channel: str) -> List[Dict[str, Any]]:
-    r = requests.post(
-        srv.base_url + "/edge/database",
-        params={"key": KEY},
-        json={
-            "query": "SELECT id, data FROM realtime_messages WHERE channel = ?",
-            "params": [channel],
-        },
-        timeout=TIMEOUT,
-    )
-    assert r.status_code == 200, r.text
-    result: List[Dict[str, Any]] = r.json()["results"]
-    return result
+    query = "SELECT id, data FROM realtime_messages WHERE channel = ?"
+    return Api(srv.base_url, KEY).sql_rows(query, [channel])
 
 
 def test_a_retry_after_a_restart_replays_the_first_answer(tmp_path: Path) -> None:

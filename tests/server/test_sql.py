@@ -101,13 +101,7 @@ def test_bad_sql_body_is_400(api_a: Api, body: dict) -> None:
 
 @pytest.mark.parametrize("raw", [b"not json", b"[]", b"", b'"SELECT 1"'])
 def test_non_object_sql_body_is_400(api_a: Api, raw: bytes) -> None:
-    r = api_a.request(
-        "POST",
-        "/edge/database",
-        params={"key": api_a.key},
-        data=raw,
-        headers={"Content-Type": "application/json"},
-    )
+    r = api_a.post_raw("/edge/database", raw)
     assert_envelope(r, 400)
 
 
