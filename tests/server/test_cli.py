@@ -31,6 +31,17 @@ def _lines(stream: object, out: queue.Queue) -> None:
     out.put(None)
 
 
+def _serve(*args: str) -> tuple:
+    """Start ``cohrt-sync serve``; return the process and a queue of its output lines."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        _serve_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
+    return proc, lines
+
+
 def _wait_for(lines: queue.Queue, pattern: str, deadline: float) -> tuple:
     seen = []
     while time.monotonic() < deadline:
@@ -61,16 +72,10 @@ def _stop(proc: subprocess.Popen) -> int:
 
 def test_serve_prints_base_url_serves_and_stops(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = _serve_cmd(
+    proc, lines = _serve(
         "--host", "127.0.0.1", "--port", str(port), "--key", KEY, "--provision",
         "--data-dir", str(tmp_path),
     )  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
     try:
         m, _ = _wait_for(lines, rf"http://127\.0\.0\.1:{port}\b", time.monotonic() + 20)
         base = m.group(0)
@@ -89,13 +94,7 @@ def test_serve_prints_base_url_serves_and_stops(tmp_path: Path) -> None:
 
 def test_serve_without_key_generates_and_prints_one(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = _serve_cmd("--port", str(port), "--provision", "--data-dir", str(tmp_path))
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
+    proc, lines = _serve("--port", str(port), "--provision", "--data-dir", str(tmp_path))
     try:
         m, seen = _wait_for(lines, rf"http://127\.0\.0\.1:{port}\b", time.monotonic() + 20)
         base = m.group(0)
