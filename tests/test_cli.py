@@ -139,7 +139,7 @@ def test_serve_limit_defaults_are_the_servers() -> None:
     import attrs
 
     from cohrt_sync.cli import _LIMIT_FLAGS
-    from cohrt_sync.server.app import Config
+    from cohrt_sync.server.config import Config
 
     config = {f.name: f.default for f in attrs.fields(Config)}
     keywords = inspect.signature(LocalServer).parameters
