@@ -65,11 +65,7 @@ class Core:
         #: Handlers waiting for their request body (see :meth:`shutdown`).
         self.body_readers: Set[asyncio.Task[Any]] = set()
         for key in config.keys:
-            tenant = self.state.add_key(key)
-            if config.provision and not tenant.realtime:
-                tenant.realtime = tenant.database = True
-                tenant.write_region = tenant.write_region or DEFAULT_REGION
-                tenant.paused = False
+            self.state.add_key(key)
         # Before serving, so a synchronous write blocks nobody.
         self.state.save_all_now()
 
@@ -83,7 +79,15 @@ class Core:
 
     # -- lifecycle ------------------------------------------------------------
     async def startup(self) -> None:
-        """Open provisioned databases and start flushing usage counters."""
+        """Provision the keys' tenants if the config asks, open provisioned
+        databases and start flushing usage counters."""
+        if self.config.provision:
+            for key in self.config.keys:
+                tenant = self.state.by_key(key)
+                if tenant is not None and not tenant.realtime:
+                    await self.provision(tenant)
+                    tenant.paused = False
+                    await self.state.save(tenant)
         for tenant in self.state.all():
             if tenant.realtime:
                 db = await self.db_for(tenant.id)
@@ -136,6 +140,27 @@ class Core:
         )
         self.dbs[tenant_id] = db
         return db
+
+    async def provision(self, tenant: Tenant, write_region: Optional[str] = None) -> List[str]:
+        """Provision realtime for ``tenant``, with the database it needs.
+
+        The one way a tenant gets realtime: the HTTP route, ``--provision``
+        and :meth:`~cohrt_sync.server.LocalServer.add_key` all come here.
+
+        :param write_region: a D1 region, already checked; None keeps the
+            tenant's earlier one, or :data:`DEFAULT_REGION`.
+        :returns: what was provisioned along with it: ``["database"]`` or nothing.
+        """
+        auto: List[str] = []
+        if not tenant.database:
+            tenant.database = True
+            auto.append("database")
+        tenant.realtime = True
+        tenant.write_region = write_region or tenant.write_region or DEFAULT_REGION
+        db = await self.require_db(tenant)
+        await db.call(db.ensure_schema)
+        await self.state.save(tenant)
+        return auto
 
     # -- auth -----------------------------------------------------------------
     def tenant_by_key(

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 from aiohttp import web
 
 from ._json import dumps
-from .core import CORE, DEFAULT_REGION, close_quietly
+from .core import CORE, close_quietly
 from .errors import ApiError
 from .state import Tenant
 from .validators import read_object
@@ -48,15 +48,7 @@ async def provision_realtime(request: web.Request) -> web.Response:
                 "delete it first to choose another write region",
             )
         return web.json_response(_resource_view(tenant, "active", []), dumps=dumps)
-    auto: List[str] = []
-    if not tenant.database:
-        tenant.database = True
-        auto.append("database")
-    tenant.realtime = True
-    tenant.write_region = region or tenant.write_region or DEFAULT_REGION
-    db = await core.require_db(tenant)
-    await db.call(db.ensure_schema)
-    await core.state.save(tenant)
+    auto = await core.provision(tenant, region)
     return web.json_response(_resource_view(tenant, "provisioned", auto), dumps=dumps)
 
 

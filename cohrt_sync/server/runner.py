@@ -397,11 +397,9 @@ class LocalServer:
             core.redactor.add(key)
             tenant = core.state.add_key(key)
             if provision:
-                tenant.realtime = tenant.database = True
-                tenant.write_region = tenant.write_region or "apac"
-                db = await core.require_db(tenant)
-                await db.call(db.ensure_schema)
-            await core.state.save(tenant)
+                await core.provision(tenant)
+            else:
+                await core.state.save(tenant)
 
         if self.running:
             self._call(add)
