@@ -86,8 +86,6 @@ class Core:
                 tenant = self.state.by_key(key)
                 if tenant is not None and not tenant.realtime:
                     await self.provision(tenant)
-                    tenant.paused = False
-                    await self.state.save(tenant)
         for tenant in self.state.all():
             if tenant.realtime:
                 db = await self.db_for(tenant.id)
