@@ -9,7 +9,7 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Type, Union
 
 from aiohttp import web
 
@@ -28,7 +28,6 @@ from .core import Core
 from .middleware import RedactingAccessLogger
 
 log = logging.getLogger("cohrt_sync.server")
-T = TypeVar("T")
 
 #: How long start() and stop() wait for the server thread.
 THREAD_DEADLINE_S = 15.0
@@ -162,6 +161,7 @@ class LocalServer:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._core: Optional[Core] = None
+        #: The running application's runner (a test reads its routes).
         self._runner: Optional[web.AppRunner] = None
         self._stop_event: Optional[asyncio.Event] = None
         self._lock = threading.Lock()
