@@ -22,6 +22,7 @@ from .limits import REQUEST, Limiter
 from .state import StateStore, Tenant
 from .tenantdb import IDEMPOTENCY_MAX, IDEMPOTENCY_TTL_S, TenantDB
 
+#: Where realtime is provisioned when no ``write_region`` is asked for.
 DEFAULT_REGION = "apac"
 #: Verified edge session bearers remembered (each lives a minute).
 SESSION_CACHE_MAX = 10_000
@@ -272,6 +273,7 @@ class Core:
             return None
 
 
+#: Where the application keeps its :class:`Core`.
 CORE: web.AppKey[Core] = web.AppKey("core", Core)
 
 
@@ -291,6 +293,7 @@ def _bearer(request: web.Request) -> Optional[str]:
 
 
 async def close_quietly(conn: Conn, code: int, reason: str) -> None:
+    """Close ``conn`` with ``code``; abort it if the close does not finish in 2 s."""
     try:
         await asyncio.wait_for(conn.ws.close(code=code, message=reason.encode()), timeout=2)
     except (asyncio.TimeoutError, ConnectionError, RuntimeError):

@@ -89,6 +89,7 @@ def encode_data(core: Core, data: Any) -> str:
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: Optional[int]) -> int:
+    """Query parameter ``name`` as an integer of at least ``lo``, clamped to ``hi``."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
