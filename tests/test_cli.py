@@ -139,7 +139,7 @@ def test_serve_limit_defaults_are_the_servers() -> None:
     import attrs
 
     from cohrt_sync.cli import _LIMIT_FLAGS
-    from cohrt_sync.server.app import Config
+    from cohrt_sync.server.config import Config
 
     config = {f.name: f.default for f in attrs.fields(Config)}
     keywords = inspect.signature(LocalServer).parameters
@@ -147,3 +147,18 @@ def test_serve_limit_defaults_are_the_servers() -> None:
         for name, kind, default, _help in flags:
             assert config[name] == default == keywords[name].default, name
             assert isinstance(default, kind), name
+
+
+def test_local_server_takes_every_config_setting() -> None:
+    """LocalServer spells out each Config field as a keyword with Config's default."""
+    import inspect
+
+    import attrs
+
+    from cohrt_sync.server.config import Config
+
+    keywords = inspect.signature(LocalServer).parameters
+    for field in attrs.fields(Config):
+        if field.name == "keys":  # a list factory in Config, an iterable here
+            continue
+        assert keywords[field.name].default == field.default, field.name

@@ -10,7 +10,8 @@ Start it from the command line with ``cohrt-sync serve``, or in-process::
 
 from __future__ import annotations
 
-from .app import Config, build_app
+from .app import build_app
+from .config import Config
 from .limits import TIERS
 from .runner import LocalServer
 

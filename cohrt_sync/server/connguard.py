@@ -48,7 +48,7 @@ from ._json import dumps
 from .errors import ApiError, error_response
 
 if TYPE_CHECKING:
-    from .app import Config
+    from .config import Config
 
 log = logging.getLogger("cohrt_sync.server")
 

@@ -1,7 +1,7 @@
 """Live sockets, channels, presence and the ordered publish pipeline.
 
 Every publish of a tenant, over WebSocket or HTTP, persisted or not, passes
-through that tenant's :class:`Sequencer`. It takes whatever has queued up
+through that tenant's sequencer (a task of :class:`Hub`). It takes whatever has queued up
 while the previous batch was committing, writes all persisted rows of the new
 batch in one transaction, and only then acknowledges and broadcasts, in queue
 order. That gives: ack after commit, broadcast order == id order, one reply
@@ -206,7 +206,7 @@ class Hub:
         self._stopping = False
 
     # -- sockets and presence -------------------------------------------------
-    def open(self, conn: Conn, now: float) -> None:
+    def open(self, conn: Conn) -> None:
         """Register ``conn``: greet it, then tell the others if its user is new."""
         key = (conn.tenant_id, conn.channel)
         conn.budget = self.budget

@@ -9,12 +9,13 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Iterable, List, Optional, Type, TypeVar, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Type, Union
 
 from aiohttp import web
 
 from . import logfilter
-from .app import Config, Core, RedactingAccessLogger, build_app, make_data_dir
+from .app import build_app
+from .config import Config
 from .connguard import (
     BACKLOG,
     ConnLimits,
@@ -23,9 +24,10 @@ from .connguard import (
     resolve_limits,
     widen_listen_queue,
 )
+from .core import Core
+from .middleware import RedactingAccessLogger
 
 log = logging.getLogger("cohrt_sync.server")
-T = TypeVar("T")
 
 #: How long start() and stop() wait for the server thread.
 THREAD_DEADLINE_S = 15.0
@@ -121,7 +123,7 @@ class LocalServer:
         if not key_list:
             key_list = ["coh_local_" + secrets.token_urlsafe(24)]
         self._tmp: Optional[tempfile.TemporaryDirectory[str]] = None
-        path, self._tmp = make_data_dir(Path(data_dir) if data_dir is not None else None)
+        path, self._tmp = _make_data_dir(Path(data_dir) if data_dir is not None else None)
         self.config = Config(
             keys=key_list,
             provision=provision,
@@ -159,6 +161,7 @@ class LocalServer:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._core: Optional[Core] = None
+        #: The running application's runner (a test reads its routes).
         self._runner: Optional[web.AppRunner] = None
         self._stop_event: Optional[asyncio.Event] = None
         self._lock = threading.Lock()
@@ -250,7 +253,6 @@ class LocalServer:
         core.conn_limits = limits
         self._core = core
         app = build_app(core)
-        _install_extensions(app, core)
         runner = GuardedRunner(
             app,
             limits=limits,
@@ -395,11 +397,9 @@ class LocalServer:
             core.redactor.add(key)
             tenant = core.state.add_key(key)
             if provision:
-                tenant.realtime = tenant.database = True
-                tenant.write_region = tenant.write_region or "apac"
-                db = await core.require_db(tenant)
-                await db.call(db.ensure_schema)
-            await core.state.save(tenant)
+                await core.provision(tenant)
+            else:
+                await core.state.save(tenant)
 
         if self.running:
             self._call(add)
@@ -414,10 +414,11 @@ class LocalServer:
         return tenant.id
 
 
-def _install_extensions(app: web.Application, core: Core) -> None:
-    """Routes of optional features that live in their own modules."""
-    try:
-        from . import realtimekit
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return
-    realtimekit.install(app, core)
+
+def _make_data_dir(path: Optional[Path]) -> Tuple[Path, Optional[tempfile.TemporaryDirectory[str]]]:
+    """The data dir to use, creating a temporary one when none is given."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        return path, None
+    tmp = tempfile.TemporaryDirectory(prefix="cohrt-sync-")
+    return Path(tmp.name), tmp

@@ -147,3 +147,36 @@ def test_provision_is_idempotent(fresh: Api) -> None:
     assert r.status_code in (200, 201), r.text
     assert r.json()["write_region"] == "weur"
     assert [m["data"] for m in fresh.history_ok(ch)] == [{"keep": 1}]
+
+
+def _pause_every_tenant(data_dir: Any) -> None:
+    """Mark the stored tenants paused, as an ephemeral lifetime cap does."""
+    import sqlite3
+
+    con = sqlite3.connect(str(data_dir / "server.sqlite3"))
+    try:
+        con.execute("UPDATE tenants SET paused = 1, realtime = 0")
+        con.commit()
+    finally:
+        con.close()
+
+
+def test_provisioning_leaves_a_paused_tenant_paused(tmp_path: Any) -> None:
+    """Neither the API nor ``--provision`` at start lifts a pause: a paused
+    tenant may delete and provision realtime, and must not escape its cap so."""
+    key = "kp_paused_3b7c"
+    make_server(keys=[key], provision=False, data_dir=tmp_path).start().stop()
+    _pause_every_tenant(tmp_path)
+    srv = make_server(keys=[key], provision=True, data_dir=tmp_path)
+    srv.start()
+    try:
+        api = Api(srv.base_url, key)
+        auth = {"Authorization": f"Bearer {key}"}
+        listed = api.request("GET", "/api/resources", headers=auth).json()
+        assert listed["resources"]["realtime"]["active"] is True
+        assert listed["paused"] is True
+        assert api.deprovision().status_code == 200
+        assert api.provision({}).status_code == 200
+        assert api.request("GET", "/api/resources", headers=auth).json()["paused"] is True
+    finally:
+        srv.close()

@@ -1,0 +1,59 @@
+"""The settings of one server (:class:`Config`) and the limits derived from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import attrs
+
+from .directsql import SqlLimits
+
+
+@attrs.define
+class Config:
+    """Settings of one server; :class:`~cohrt_sync.server.LocalServer` takes the same names."""
+
+    keys: List[str] = attrs.field(factory=list, repr=False)
+    provision: bool = False
+    data_dir: Optional[Path] = None
+    tier: str = "unlimited"
+    max_payload: int = 65536
+    session_ttl: int = 60
+    live_ids: bool = True
+    batch_commits: bool = True
+    heartbeat: float = 25.0
+    rtk_delay_ms: int = 300
+    # Tenant database quota and direct-SQL bounds (see directsql.SqlLimits).
+    max_db_size: int = 500_000_000
+    sql_time_limit: float = 5.0
+    sql_max_value: int = 2_000_000
+    sql_max_length: int = 100_000
+    sql_max_params: int = 100
+    sql_max_rows: int = 100_000
+    sql_max_result_bytes: int = 16 * 1024 * 1024
+
+    # Connections and slow peers (connguard.py, outbox.py); 0 means automatic.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 30.0
+    send_timeout: float = 60.0
+    max_connections: int = 0
+    max_tenant_sockets: int = 0
+    socket_queue_bytes: int = 4 << 20
+    total_queue_bytes: int = 128 << 20
+
+    def sql_limits(self) -> SqlLimits:
+        """The tenant database limits these settings name (validated)."""
+        return SqlLimits(
+            max_db_size=self.max_db_size,
+            time_limit=self.sql_time_limit,
+            max_value=self.sql_max_value,
+            max_sql_length=self.sql_max_length,
+            max_params=self.sql_max_params,
+            max_rows=self.sql_max_rows,
+            max_result_bytes=self.sql_max_result_bytes,
+        )
+
+
+__all__ = ["Config"]
