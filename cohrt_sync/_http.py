@@ -59,6 +59,7 @@ _FILTERED_LOGGERS = (
     "cohrt_sync",
     "cohrt_sync.http",
     "cohrt_sync.channel",
+    "cohrt_sync.delivery",
     "cohrt_sync.client",
     "cohrt_sync.plugins",
 )

@@ -12,7 +12,7 @@ from typing import Any, List
 import pytest
 
 import cohrt_sync
-import cohrt_sync.channel
+import cohrt_sync.delivery
 from cohrt_sync._http import make_session
 from cohrt_sync.retry import Retry
 
@@ -99,7 +99,7 @@ def test_message_between_anchor_and_subscribe_is_not_replayed(
     # socket subscribed was never live for this channel. Without ids it used to
     # stall the reconciliation of id-less deliveries (which then forgot some and
     # replayed them as duplicates) and come out of order after a reconnect.
-    monkeypatch.setattr(cohrt_sync.channel, "_PENDING_COMPACT_AT", 4)
+    monkeypatch.setattr(cohrt_sync.delivery, "PENDING_COMPACT_AT", 4)
     publisher = make_client(any_server)
     session = make_session()
     injected = threading.Event()
