@@ -443,7 +443,17 @@ class Channel:
         policy = client.reconnect_backoff.reset()
         retry_after: Optional[float] = None
         attempts = 0
+        last_error: Optional[CohrtError] = None
         while not self._closing.is_set():
+            if policy.total is not None and attempts >= policy.total:
+                log.warning("channel %s: giving up after %d reconnect attempt(s)",
+                            self.name, attempts)
+                gave_up = CohrtConnectionError(
+                    f"channel {self.name!r} gave up reconnecting after {attempts} attempt(s)"
+                )
+                gave_up.__cause__ = last_error
+                self._inbox.put(("gave_up", gave_up))
+                return None
             policy = policy.increment(retry_after=retry_after)
             retry_after = None
             if self._closing.wait(policy.get_backoff()):
@@ -462,6 +472,7 @@ class Channel:
                     retry_after = e.retry_after
                 log.warning("channel %s: reconnect attempt %d failed: %s", self.name, attempts, e)
                 self._inbox.put(("error", e))
+                last_error = e
                 continue
             with self._send_lock:
                 if self._closing.is_set():
@@ -513,6 +524,10 @@ class Channel:
             self._call_hook("on_reconnected", attempts=item[2], caught_up=caught)
         elif kind == "error":
             self._call_hook("on_error", error=item[1])
+        elif kind == "gave_up":
+            # reconnect_backoff.total ran out: report it, then close (on_closed follows).
+            self._call_hook("on_error", error=item[1])
+            self.close()
 
     def _dispatch_frame(self, frame: Dict[str, Any]) -> None:
         action = frame.get("action")

@@ -85,7 +85,9 @@ class Client:
         entry-point group (``$COHRT_SYNC_LOAD_PLUGINS`` filters them).
     :param timeout: HTTP ``(connect, read)`` timeouts in seconds.
     :param retry: HTTP retry policy.
-    :param reconnect_backoff: channel reconnect policy (``total=None``: forever).
+    :param reconnect_backoff: channel reconnect policy (``total=None``: forever;
+        a channel whose ``total`` attempts all fail reports it to ``on_error``
+        and closes).
     :param connect_timeout: seconds for a socket to open and send ``subscribed``.
     :param ack_timeout: default seconds :meth:`Channel.publish` waits for its ack.
     :param ping_interval: seconds of silence before the client pings a socket.
