@@ -27,7 +27,6 @@ bounded and pings are never starved by a full queue.
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -35,7 +34,6 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import attrs
-import websocket
 
 from . import plugins as _plugins
 from .acks import AckQueue, PendingAck
@@ -47,13 +45,12 @@ from .errors import (
     CohrtError,
     CohrtTimeoutError,
     InvalidArgumentTypeError,
-    RateLimitedError,
-    error_from_frame,
 )
 from .handshake import Handshake, open_socket
 from .inbox import STOP, Inbox
 from .models import Message, PublishAck, User, check_data, check_event, publish_frame
 from .presence import Roster
+from .reader import SocketReader
 
 if TYPE_CHECKING:
     from .client import Client
@@ -63,12 +60,8 @@ __all__ = ["Channel"]
 log = logging.getLogger("cohrt_sync.channel")
 
 
-class _Overflow(Exception):
-    """Raised inside the reader when the dispatcher queue is full."""
-
-
 @attrs.define(eq=False, repr=False)
-class Channel:
+class Channel(SocketReader):
     """A live subscription to one channel; made by :meth:`cohrt_sync.Client.subscribe`.
 
     :param client: the owning :class:`~cohrt_sync.Client`.
@@ -345,155 +338,6 @@ class Channel:
         return open_socket(
             self.client, self.name, self.user_id, self.user_name, self.ttl, self._closing, track
         )
-
-    # -- reader thread ----------------------------------------------------------
-
-    def _reader_main(self) -> None:
-        ws = self._ws
-        try:
-            while ws is not None and not self._closing.is_set():
-                reason = self._read_until_drop(ws)
-                with self._send_lock:
-                    if self._ws is ws:
-                        self._ws = None
-                self._acks.fail_all(
-                    CohrtConnectionError(
-                        f"connection to {self.name!r} lost before the ack; "
-                        "the publish may or may not have been applied"
-                    )
-                )
-                ws.shutdown()
-                if self._closing.is_set():
-                    break
-                log.debug("channel %s dropped: %s", self.name, reason)
-                self._inbox.put(("disconnected", reason))
-                ws = self._reconnect()
-        except Exception:
-            log.exception("channel %s: reader crashed", self.name)
-
-    def _read_until_drop(self, ws: Any) -> str:
-        self._last_rx = time.monotonic()
-        self._ping_sent = None
-        self._dead_reason = None
-        while not self._closing.is_set():
-            try:
-                opcode, data = ws.recv_data(control_frame=True)
-            except (websocket.WebSocketException, OSError, AttributeError) as e:
-                # AttributeError: websocket-client after shutdown() has sock=None.
-                return self._dead_reason or f"connection lost: {type(e).__name__}"
-            self._last_rx = time.monotonic()
-            self._ping_sent = None
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                try:
-                    self._on_text(data)
-                except _Overflow:
-                    return "dispatcher overflow"
-            elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = None
-                payload = data if isinstance(data, bytes) else getattr(data, "data", b"")
-                if len(payload) >= 2:
-                    code = int.from_bytes(payload[:2], "big")
-                return f"server closed ({code})"
-        return "closed"
-
-    def keepalive_tick(self, now: float) -> None:
-        """Ping an idle socket; cut one whose pong is overdue (called by the client).
-
-        :param now: ``time.monotonic()`` of this tick.
-        """
-        ws = self._ws
-        if ws is None or self._closing.is_set():
-            return
-        client = self.client
-        sent = self._ping_sent
-        if sent is not None:
-            if now - sent > client.ping_timeout:
-                log.info("channel %s: no pong within %ss", self.name, client.ping_timeout)
-                self._dead_reason = "ping timeout"
-                self._force_reconnect()
-
-    def _on_text(self, data: bytes) -> None:
-        try:
-            frame = json.loads(data.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            log.warning("channel %s: dropped a frame that is not JSON", self.name)
-            return
-        if not isinstance(frame, dict):
-            return
-        action = frame.get("action")
-        if action == "published":
-            self._acks.settle(frame, None)
-            return
-        if action is None and "error" in frame:
-            err = error_from_frame(str(frame["error"]))
-            if not self._acks.settle(None, err):
-                self._inbox.put(("error", err))
-            return
-        if len(self._inbox) >= self.client.queue_size:
-            log.warning(
-                "channel %s: dispatcher is %d frames behind; reconnecting to catch up",
-                self.name,
-                self.client.queue_size,
-            )
-            raise _Overflow()
-        self._inbox.put(("frame", frame))
-
-    def _reconnect(self) -> Any:
-        client = self.client
-        policy = client.reconnect_backoff.reset()
-        retry_after: Optional[float] = None
-        attempts = 0
-        last_error: Optional[CohrtError] = None
-        while not self._closing.is_set():
-            if policy.total is not None and attempts >= policy.total:
-                log.warning("channel %s: giving up after %d reconnect attempt(s)",
-                            self.name, attempts)
-                gave_up = CohrtConnectionError(
-                    f"channel {self.name!r} gave up reconnecting after {attempts} attempt(s)"
-                )
-                gave_up.__cause__ = last_error
-                self._inbox.put(("gave_up", gave_up))
-                return None
-            policy = policy.increment(retry_after=retry_after)
-            retry_after = None
-            if self._closing.wait(policy.get_backoff()):
-                return None
-            # After an overflow, wait for the backlog to halve before reading more.
-            while len(self._inbox) > client.queue_size // 2:
-                if self._closing.wait(0.05):
-                    return None
-            attempts += 1
-            try:
-                ws, presence, early = self._connect()
-            except CohrtError as e:
-                if self._closing.is_set():
-                    return None
-                if isinstance(e, RateLimitedError):
-                    retry_after = e.retry_after
-                log.warning("channel %s: reconnect attempt %d failed: %s", self.name, attempts, e)
-                self._inbox.put(("error", e))
-                last_error = e
-                continue
-            with self._send_lock:
-                if self._closing.is_set():
-                    ws.shutdown()
-                    return None
-                self._ws = ws
-            self._reconnects += 1
-            self._inbox.put(("reconnected", presence, attempts))
-            for frame in early:
-                self._inbox.put(("frame", frame))
-            return ws
-        return None
-
-    def _force_reconnect(self) -> None:
-        ws = self._ws
-        if ws is not None:
-            try:
-                # shutdown(SHUT_RDWR) wakes the reader's blocking recv with an error.
-                ws.abort()
-            except Exception:
-                pass
 
     # -- dispatcher thread ---------------------------------------------------------
 
