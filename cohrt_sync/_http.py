@@ -151,11 +151,6 @@ class HttpTransport:
         self.base_url = self.base_url.rstrip("/")
         register_secret(self.key)
 
-    @property
-    def uses_bearer(self) -> bool:
-        """False once the server said it has no ``/edge/session`` endpoint."""
-        return not self._bearer_unsupported
-
     def close(self) -> None:
         """Interrupt retry waits and close the session's connections."""
         self._stop.set()
