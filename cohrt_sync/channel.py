@@ -343,22 +343,25 @@ class Channel(SocketReader):
 
     def _dispatch_main(self) -> None:
         try:
-            self._inbox.run(self._dispatch_safely, self._closing, self.client.dispatch_linger)
+            self._inbox.run(self._dispatch, self._closing, self.client.dispatch_linger)
         finally:
             if self._closing.is_set():
                 self._call_hook("on_closed")
 
-    def _dispatch_safely(self, item: Tuple[Any, ...]) -> None:
+    def _dispatch(self, item: Tuple[Any, ...]) -> None:
         try:
-            self._dispatch(item)
+            kind = item[0]
+            if kind == "frame":
+                # The hot path: most items are frames.
+                self._dispatch_frame(item[1])
+            else:
+                self._dispatch_event(item)
         except Exception:
             log.exception("channel %s: internal error dispatching %s", self.name, item[0])
 
-    def _dispatch(self, item: Tuple[Any, ...]) -> None:
+    def _dispatch_event(self, item: Tuple[Any, ...]) -> None:
         kind = item[0]
-        if kind == "frame":
-            self._dispatch_frame(item[1])
-        elif kind == "connected":
+        if kind == "connected":
             self._call_hook("on_connected")
         elif kind == "disconnected":
             self._call_hook("on_disconnected", reason=item[1])
