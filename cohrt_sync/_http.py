@@ -59,6 +59,7 @@ _FILTERED_LOGGERS = (
     "cohrt_sync",
     "cohrt_sync.http",
     "cohrt_sync.channel",
+    "cohrt_sync.delivery",
     "cohrt_sync.client",
     "cohrt_sync.plugins",
 )
@@ -149,11 +150,6 @@ class HttpTransport:
     def __attrs_post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
         register_secret(self.key)
-
-    @property
-    def uses_bearer(self) -> bool:
-        """False once the server said it has no ``/edge/session`` endpoint."""
-        return not self._bearer_unsupported
 
     def close(self) -> None:
         """Interrupt retry waits and close the session's connections."""

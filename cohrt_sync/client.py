@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import threading
@@ -34,6 +33,7 @@ from .models import (
     check_limit,
     check_ttl,
     check_user_id,
+    publish_frame,
 )
 from .plugins import make_plugin_manager
 from .realtimekit import RealtimeKit
@@ -85,7 +85,9 @@ class Client:
         entry-point group (``$COHRT_SYNC_LOAD_PLUGINS`` filters them).
     :param timeout: HTTP ``(connect, read)`` timeouts in seconds.
     :param retry: HTTP retry policy.
-    :param reconnect_backoff: channel reconnect policy (``total=None``: forever).
+    :param reconnect_backoff: channel reconnect policy (``total=None``: forever;
+        a channel whose ``total`` attempts all fail reports it to ``on_error``
+        and closes).
     :param connect_timeout: seconds for a socket to open and send ``subscribed``.
     :param ack_timeout: default seconds :meth:`Channel.publish` waits for its ack.
     :param ping_interval: seconds of silence before the client pings a socket.
@@ -291,11 +293,7 @@ class Client:
             not isinstance(idempotency_key, str) or not idempotency_key
         ):
             raise BadRequestError("idempotency_key must be a non-empty str")
-        persist_part = "" if persist else ',"persist":false'
-        body = (
-            f'{{"channel":{json.dumps(channel, ensure_ascii=False)},'
-            f'"event":{json.dumps(event, ensure_ascii=False)},"data":{encoded}{persist_part}}}'
-        ).encode()
+        body = publish_frame(event, encoded, persist, channel=channel).encode()
         raw = self._http.request(
             "POST",
             "/edge/realtime",

@@ -10,7 +10,7 @@ None of these messages ever contains the application key.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Type
 
 __all__ = [
     "AuthError",
@@ -24,6 +24,8 @@ __all__ = [
     "NotProvisionedError",
     "RateLimitedError",
     "ServerError",
+    "error_class",
+    "error_from_frame",
     "error_from_response",
 ]
 
@@ -125,6 +127,44 @@ class CohrtTimeoutError(CohrtError):
     """A request, handshake or publish acknowledgement did not arrive in time."""
 
 
+def error_class(
+    status_code: int, status: Optional[str] = None, message: str = ""
+) -> Type[CohrtError]:
+    """The :class:`CohrtError` subclass for a failed HTTP status: the one table.
+
+    :param status_code: the HTTP status code.
+    :param status: the envelope's status name, if any (it tells a denied 403
+        from a not-provisioned one).
+    :param message: the envelope's message (likewise).
+    """
+    if status_code == 401:
+        return AuthError
+    if status_code == 403:
+        if status == "PERMISSION_DENIED" and "provision" not in message.lower():
+            return AuthError
+        return NotProvisionedError
+    if status_code == 404:
+        return NotFoundError
+    if status_code == 429:
+        return RateLimitedError
+    if 400 <= status_code < 500:
+        return BadRequestError
+    if status_code >= 500:
+        return ServerError
+    return CohrtError
+
+
+def error_from_frame(text: str) -> CohrtError:
+    """The :class:`CohrtError` for a socket's ``{"error": text}`` frame.
+
+    :param text: the frame's error text.
+    :returns: an exception instance (not raised).
+    """
+    if text.startswith("Failed to persist"):
+        return ServerError(text)
+    return BadRequestError(text)
+
+
 def _parse_retry_after(value: Optional[str]) -> Optional[float]:
     if value is None:
         return None
@@ -171,24 +211,14 @@ def error_from_response(
     full = f"{context} failed: {message}"
     retry_after = _parse_retry_after((headers or {}).get("Retry-After"))
     kwargs: dict[str, Any] = {"status_code": status_code, "status": status}
+    cls = error_class(status_code, status, message)
     exc: CohrtError
-    if status_code == 401:
-        exc = AuthError(full, **kwargs)
-    elif status_code == 403:
-        if status == "PERMISSION_DENIED" and "provision" not in message.lower():
-            exc = AuthError(full, **kwargs)
-        else:
-            exc = NotProvisionedError(full, **kwargs)
-    elif status_code == 404:
-        exc = NotFoundError(full, **kwargs)
-    elif status_code == 429:
+    if cls is RateLimitedError:
         exc = RateLimitedError(full, retry_after=retry_after, **kwargs)
-    elif 400 <= status_code < 500:
-        exc = BadRequestError(full, **kwargs)
-    elif status_code >= 500:
+    elif cls is ServerError:
         exc = ServerError(full, retry_after=retry_after, **kwargs)
     else:
-        exc = CohrtError(full, **kwargs)
+        exc = cls(full, **kwargs)
     # The whole decoded body, for callers that read more than the message
     # (RealtimeKit's Cloudflare envelope carries a list of errors).
     exc.body = parsed if parsed is not None else body

@@ -106,8 +106,8 @@ class PublishAck:
     """The server's acknowledgement of a publish (HTTP response or ``published`` frame).
 
     :param channel: the channel published to.
-    :param event: the event of the published message (``"published"`` for a
-        WebSocket ack, as the spec's frame says).
+    :param event: the event of the published message, over a socket too (where
+        the ack frame's own ``event`` field is the literal ``"published"``).
     :param action: the ``action`` field of the acknowledgement.
     :param created_at_ms: server time of publication.
     :param id: the persisted row id, when the server reports it.
@@ -235,16 +235,24 @@ def check_data(data: object) -> str:
         raise BadRequestError(f"data is not JSON-serialisable: {e}") from e
 
 
-def fingerprint(event: str, data: Any, created_at_ms: Optional[int]) -> str:
-    """A content key used to match id-less live frames against history rows.
+def publish_frame(
+    event: str, encoded_data: str, persist: bool, *, channel: Optional[str] = None
+) -> str:
+    """The JSON text of a publish: a socket frame, or with ``channel`` the HTTP body.
 
-    :param event: the event name.
-    :param data: the decoded payload.
-    :param created_at_ms: the server timestamp.
+    :param event: the event type.
+    :param encoded_data: the payload as :func:`check_data` encoded it.
+    :param persist: store in history (``false`` is sent only when off).
+    :param channel: the channel name, for ``POST /edge/realtime``; without it
+        the socket's ``{"action": "publish", ...}`` frame.
     """
-    try:
-        body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError):
-        body = repr(data)
-    return f"{created_at_ms}\x1f{event}\x1f{body}"
-
+    head = (
+        '{"action":"publish",'
+        if channel is None
+        else f'{{"channel":{json.dumps(channel, ensure_ascii=False)},'
+    )
+    persist_part = "" if persist else ',"persist":false'
+    return (
+        f'{head}"event":{json.dumps(event, ensure_ascii=False)},'
+        f'"data":{encoded_data}{persist_part}}}'
+    )

@@ -18,10 +18,11 @@ import pluggy
 
 from . import hookspecs
 from .hookspecs import PROJECT_NAME, hookimpl
+from .presence import PresenceTracker
 
 if TYPE_CHECKING:
     from .channel import Channel
-    from .models import Message, User
+    from .models import Message
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -38,24 +39,6 @@ log = logging.getLogger("cohrt_sync.plugins")
 ENTRYPOINT_GROUP = PROJECT_NAME
 #: Environment variable: unset = load all, ``""`` = none, ``"a,b"`` = only those.
 ENV_LOAD_PLUGINS = "COHRT_SYNC_LOAD_PLUGINS"
-
-
-class PresenceTracker:
-    """Built-in plugin keeping ``channel.presence`` in step with join/leave.
-
-    It runs first (``tryfirst``) so every other ``on_join``/``on_leave``
-    implementation already sees the updated map.
-    """
-
-    @hookimpl(tryfirst=True)
-    def on_join(self, channel: Channel, user: User) -> None:
-        """Add ``user`` to the channel's presence."""
-        channel._presence_set(user)
-
-    @hookimpl(tryfirst=True)
-    def on_leave(self, channel: Channel, user: User) -> None:
-        """Remove ``user`` from the channel's presence."""
-        channel._presence_remove(user.id)
 
 
 class DmRequestRouter:

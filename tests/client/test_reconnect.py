@@ -12,7 +12,7 @@ import requests
 import websocket
 
 import cohrt_sync
-import cohrt_sync.channel
+import cohrt_sync.delivery
 from cohrt_sync._http import make_session
 from cohrt_sync.retry import Retry
 
@@ -168,7 +168,7 @@ def test_message_between_anchor_and_subscribe_is_not_replayed(
     # socket subscribed was never live for this channel: it comes from history,
     # once and in order, even while id-less deliveries are reconciled with a
     # small pending list and across a reconnect.
-    monkeypatch.setattr(cohrt_sync.channel, "_PENDING_COMPACT_AT", 4)
+    monkeypatch.setattr(cohrt_sync.delivery, "PENDING_COMPACT_AT", 4)
     publisher = make_client(any_server)
     session = make_session()
     injected = threading.Event()

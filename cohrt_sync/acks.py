@@ -1,0 +1,68 @@
+"""Publish acknowledgements awaited on one socket, settled first-in first-out.
+
+The server acknowledges a socket's publishes in the order they were sent, so
+each ``published`` (or ``{"error": ...}``) frame settles the oldest pending
+publish. The channel appends under its send lock, keeping the queue in wire
+order.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any, Deque, Dict, Optional
+
+import attrs
+
+from .errors import CohrtError
+
+__all__ = ["AckQueue", "PendingAck"]
+
+
+@attrs.define(eq=False)
+class PendingAck:
+    """One publish waiting for its acknowledgement.
+
+    :param event: the published event.
+    """
+
+    event: str
+    done: threading.Event = attrs.field(factory=threading.Event)
+    frame: Optional[Dict[str, Any]] = None
+    error: Optional[CohrtError] = None
+
+
+class AckQueue:
+    """Pending publishes of one channel, oldest first."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: Deque[PendingAck] = collections.deque()
+
+    def add(self, pending: PendingAck) -> None:
+        """Queue ``pending`` (call under the lock that also sends its frame)."""
+        self._pending.append(pending)
+
+    def discard(self, pending: PendingAck) -> None:
+        """Drop ``pending`` whose frame could not be sent."""
+        self._pending.remove(pending)
+
+    def settle(self, frame: Optional[Dict[str, Any]], error: Optional[CohrtError]) -> bool:
+        """Settle the oldest pending publish with an ack frame or an error.
+
+        :returns: False when no publish was pending.
+        """
+        try:
+            pending = self._pending.popleft()
+        except IndexError:
+            return False
+        pending.frame = frame
+        pending.error = error
+        pending.done.set()
+        return True
+
+    def fail_all(self, error: CohrtError) -> None:
+        """Settle every pending publish with ``error`` (the socket is gone)."""
+        while self.settle(None, error):
+            pass

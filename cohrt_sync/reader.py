@@ -1,0 +1,201 @@
+"""A channel's reader thread: read frames, settle acks, hand the rest over, reconnect.
+
+:class:`SocketReader` is the part of :class:`~cohrt_sync.Channel` that owns
+the socket. It never runs user code, so a slow hook cannot delay pong replies
+(websocket-client answers pings inside ``recv``) or acks. Pings and
+dead-peer detection are driven by the client's keepalive thread through
+:meth:`SocketReader.keepalive_tick`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+import websocket
+
+from .acks import AckQueue
+from .errors import CohrtConnectionError, CohrtError, RateLimitedError, error_from_frame
+from .handshake import Handshake
+from .inbox import Inbox
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["SocketReader"]
+
+log = logging.getLogger("cohrt_sync.channel")
+
+
+class _Overflow(Exception):
+    """Raised inside the reader when the dispatcher queue is full."""
+
+
+class SocketReader:
+    """The reader-thread half of a channel (mixed into :class:`~cohrt_sync.Channel`)."""
+
+    # Fields of Channel (an attrs class with slots) that the reader uses.
+    client: Client
+    name: str
+    _ws: Any
+    _send_lock: threading.Lock
+    _acks: AckQueue
+    _inbox: Inbox
+    _closing: threading.Event
+    _reconnects: int
+    _last_rx: float
+    _ping_sent: Optional[float]
+    _dead_reason: Optional[str]
+
+    def _connect(self) -> Handshake:
+        raise NotImplementedError
+
+    def _reader_main(self) -> None:
+        ws = self._ws
+        try:
+            while ws is not None and not self._closing.is_set():
+                reason = self._read_until_drop(ws)
+                with self._send_lock:
+                    if self._ws is ws:
+                        self._ws = None
+                self._acks.fail_all(
+                    CohrtConnectionError(
+                        f"connection to {self.name!r} lost before the ack; "
+                        "the publish may or may not have been applied"
+                    )
+                )
+                ws.shutdown()
+                if self._closing.is_set():
+                    break
+                log.debug("channel %s dropped: %s", self.name, reason)
+                self._inbox.put(("disconnected", reason))
+                ws = self._reconnect()
+        except Exception:
+            log.exception("channel %s: reader crashed", self.name)
+
+    def _read_until_drop(self, ws: Any) -> str:
+        self._last_rx = time.monotonic()
+        self._ping_sent = None
+        self._dead_reason = None
+        while not self._closing.is_set():
+            try:
+                opcode, data = ws.recv_data(control_frame=True)
+            except (websocket.WebSocketException, OSError, AttributeError) as e:
+                # AttributeError: websocket-client after shutdown() has sock=None.
+                return self._dead_reason or f"connection lost: {type(e).__name__}"
+            self._last_rx = time.monotonic()
+            self._ping_sent = None
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                try:
+                    self._on_text(data)
+                except _Overflow:
+                    return "dispatcher overflow"
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = None
+                payload = data if isinstance(data, bytes) else getattr(data, "data", b"")
+                if len(payload) >= 2:
+                    code = int.from_bytes(payload[:2], "big")
+                return f"server closed ({code})"
+        return "closed"
+
+    def keepalive_tick(self, now: float) -> None:
+        """Ping an idle socket; cut one whose pong is overdue (called by the client).
+
+        :param now: ``time.monotonic()`` of this tick.
+        """
+        ws = self._ws
+        if ws is None or self._closing.is_set():
+            return
+        client = self.client
+        sent = self._ping_sent
+        if sent is not None:
+            if now - sent > client.ping_timeout:
+                log.info("channel %s: no pong within %ss", self.name, client.ping_timeout)
+                self._dead_reason = "ping timeout"
+                self._force_reconnect()
+
+    def _on_text(self, data: bytes) -> None:
+        try:
+            frame = json.loads(data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            log.warning("channel %s: dropped a frame that is not JSON", self.name)
+            return
+        if not isinstance(frame, dict):
+            return
+        action = frame.get("action")
+        if action == "published":
+            self._acks.settle(frame, None)
+            return
+        if action is None and "error" in frame:
+            err = error_from_frame(str(frame["error"]))
+            if not self._acks.settle(None, err):
+                self._inbox.put(("error", err))
+            return
+        if len(self._inbox) >= self.client.queue_size:
+            log.warning(
+                "channel %s: dispatcher is %d frames behind; reconnecting to catch up",
+                self.name,
+                self.client.queue_size,
+            )
+            raise _Overflow()
+        self._inbox.put(("frame", frame))
+
+    def _reconnect(self) -> Any:
+        client = self.client
+        policy = client.reconnect_backoff.reset()
+        retry_after: Optional[float] = None
+        attempts = 0
+        last_error: Optional[CohrtError] = None
+        while not self._closing.is_set():
+            if policy.total is not None and attempts >= policy.total:
+                log.warning("channel %s: giving up after %d reconnect attempt(s)",
+                            self.name, attempts)
+                gave_up = CohrtConnectionError(
+                    f"channel {self.name!r} gave up reconnecting after {attempts} attempt(s)"
+                )
+                gave_up.__cause__ = last_error
+                self._inbox.put(("gave_up", gave_up))
+                return None
+            policy = policy.increment(retry_after=retry_after)
+            retry_after = None
+            if self._closing.wait(policy.get_backoff()):
+                return None
+            # After an overflow, wait for the backlog to halve before reading more.
+            while len(self._inbox) > client.queue_size // 2:
+                if self._closing.wait(0.05):
+                    return None
+            attempts += 1
+            try:
+                ws, presence, early = self._connect()
+            except CohrtError as e:
+                if self._closing.is_set():
+                    return None
+                if isinstance(e, RateLimitedError):
+                    retry_after = e.retry_after
+                log.warning("channel %s: reconnect attempt %d failed: %s", self.name, attempts, e)
+                self._inbox.put(("error", e))
+                last_error = e
+                continue
+            with self._send_lock:
+                if self._closing.is_set():
+                    ws.shutdown()
+                    return None
+                self._ws = ws
+            self._reconnects += 1
+            self._inbox.put(("reconnected", presence, attempts))
+            for frame in early:
+                self._inbox.put(("frame", frame))
+            return ws
+        return None
+
+    def _force_reconnect(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            try:
+                # shutdown(SHUT_RDWR) wakes the reader's blocking recv with an error.
+                ws.abort()
+            except Exception:
+                pass
