@@ -27,6 +27,9 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set
 
 REDACTED = "***"
 
+#: Registered secrets shorter than this are left to the shape rules (see Redactor.add).
+MIN_SECRET_LEN = 8
+
 #: Query parameter names (after percent-decoding, case-insensitive) whose values are secret.
 SECRET_PARAMS = frozenset({"key", "token"})
 
@@ -128,8 +131,13 @@ class Redactor:
         return self._secrets
 
     def add(self, secret: str) -> None:
-        """Register ``secret`` (an application key); empty strings are ignored."""
-        if not secret or secret in self._secrets:
+        """Register ``secret`` (an application key).
+
+        Secrets shorter than :data:`MIN_SECRET_LEN` are not replaced wherever
+        they appear (a key ``k`` would turn every ``k`` of a log into ``***``);
+        the shape rules still hide them as ``key=`` values and bearers.
+        """
+        if len(secret) < MIN_SECRET_LEN or secret in self._secrets:
             return
         with self._lock:
             # Copy on write: readers on other threads never see a set change size.
@@ -151,7 +159,9 @@ class Redactor:
 
         :param text: any text about to be shown.
         """
-        return redact_shapes(self.redact_secrets(text))
+        # Shapes first: a secret replaced inside a token would leave the rest
+        # of the token no longer shaped like one.
+        return self.redact_secrets(redact_shapes(text))
 
 
 Redact = Callable[[str], str]

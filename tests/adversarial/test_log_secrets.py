@@ -541,3 +541,15 @@ def test_a_key_of_an_earlier_run_is_redacted_before_its_first_use(
     assert len(access) == 3, access
     for text in access:
         assert not leaks(text, [KEY]), text
+
+
+def test_a_short_key_does_not_garble_logs_or_hide_a_token_from_redaction() -> None:
+    """A key ``k`` once turned every ``k`` into ``***``, and a token so garbled
+    no longer looked like one, so the rest of it was logged."""
+    from cohrt_sync._redact import Redactor
+
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJrayJ9.c2lna2tr"
+    line = f"GET /edge/realtime?channel=c&tok={token} HTTP/1.1\r\nUpgrade: websocket"
+    clean = Redactor(["k"]).redact(line)
+    assert token[:20] not in clean and "eyJ" not in clean, clean
+    assert "Upgrade: websocket" in clean, clean
