@@ -23,7 +23,6 @@ named worker thread so the event loop never blocks on SQLite.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import logging
 import math
@@ -50,6 +49,7 @@ from aiohttp import web
 from . import tokens
 from ._json import dumps, parse_json
 from ._sqlite import SqliteWorker
+from ._time import iso_utc
 from .connguard import read_body
 from .limits import RTK_PARTICIPANT
 from .state import Tenant
@@ -143,12 +143,6 @@ def presets() -> List[Dict[str, Any]]:
         }
         for name in PRESET_NAMES
     ]
-
-
-def iso(t: float) -> str:
-    """``t`` (seconds since the epoch) as ISO-8601 UTC with milliseconds."""
-    dt = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 # -- Cloudflare's envelope --------------------------------------------------------------
@@ -726,7 +720,7 @@ class RealtimeKitService:
             return existing
         app_id = str(uuid.uuid4())
         # Set before awaiting so a concurrent first meeting sees the same app.
-        tenant.extra[EXTRA_KEY] = {"id": app_id, "created_at": iso(self.core.now())}
+        tenant.extra[EXTRA_KEY] = {"id": app_id, "created_at": iso_utc(self.core.now())}
         await self.core.state.save(tenant)
         log.info("created RealtimeKit app %s for tenant %s", app_id, tenant.id)
         return app_id
@@ -809,7 +803,7 @@ class RealtimeKitService:
             "meeting_id": meeting_id,
             "preset_name": claims.extra.get("preset_name"),
             "name": claims.name,
-            "expires_at": iso(claims.exp),
+            "expires_at": iso_utc(claims.exp),
         }
 
     # -- meetings --------------------------------------------------------------------------------
@@ -834,7 +828,7 @@ class RealtimeKitService:
         fields = meeting_fields(await self.body(request))
         app_id = await self.ensure_app(tenant)
         now = self.core.now()
-        meeting = new_meeting(str(uuid.uuid4()), fields, iso(now))
+        meeting = new_meeting(str(uuid.uuid4()), fields, iso_utc(now))
         ready_at = now + self.core.config.rtk_delay_ms / 1000.0
         await self.store.call(self.store.insert_meeting, app_id, meeting, ready_at)
         return ok(meeting, status=201)
@@ -863,7 +857,7 @@ class RealtimeKitService:
                 meeting_id,
                 fields,
                 request.method == "PUT",
-                iso(self.core.now()),
+                iso_utc(self.core.now()),
             )
         if meeting is None:
             raise not_found("meeting", meeting_id)
@@ -889,7 +883,7 @@ class RealtimeKitService:
                 f"meeting {meeting['id']} is INACTIVE and accepts no participants; "
                 "PATCH its status to ACTIVE first"
             )
-        now = iso(self.core.now())
+        now = iso_utc(self.core.now())
         part_id = str(uuid.uuid4())
         part = {
             "id": part_id,
@@ -933,7 +927,7 @@ class RealtimeKitService:
             meeting_id,
             at.participant["id"],
             fields,
-            iso(self.core.now()),
+            iso_utc(self.core.now()),
         )
         if updated is None:
             raise not_found("participant", at.participant["id"])
