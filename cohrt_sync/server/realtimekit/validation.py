@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attrs
 from aiohttp import web
@@ -169,83 +169,65 @@ def _preset(value: Any) -> str:
     return value
 
 
+def _keywords(value: Any) -> List[str]:
+    if not isinstance(value, list) or not all(
+        isinstance(w, str) and len(w) <= MAX_NAME for w in value
+    ):
+        raise bad('"ai_config.transcription.keywords" must be an array of strings')
+    if len(value) > 100:
+        raise bad('"ai_config.transcription.keywords" takes at most 100 keywords')
+    return list(value)
+
+
+#: The check of each ``ai_config`` field, by field name (unique across sections).
+_AI_CHECKS: Dict[str, Callable[[Any], Any]] = {
+    "summary_type": lambda v: one_of(v, "ai_config.summarization.summary_type", SUMMARY_TYPES),
+    "text_format": lambda v: one_of(v, "ai_config.summarization.text_format", TEXT_FORMATS),
+    "word_limit": lambda v: _whole(
+        v,
+        WORD_LIMIT_MIN,
+        WORD_LIMIT_MAX,
+        '"ai_config.summarization.word_limit" must be an integer',
+    ),
+    "keywords": _keywords,
+    "language": lambda v: one_of(v, "ai_config.transcription.language", LANGUAGES),
+    "profanity_filter": lambda v: _bool(v, "ai_config.transcription.profanity_filter"),
+}
+
+
 def _ai_config(value: Any) -> Dict[str, Any]:
+    """The defaults overlaid with what ``value`` gives; sections and fields are checked in order."""
     config = default_ai_config()
     if value is None:
         return config
     if not isinstance(value, dict):
         raise bad(f'"ai_config" must be an object or null, not {type_name(value)}')
-    _check_keys(value, ("summarization", "transcription"), '"ai_config"')
-    summ = value.get("summarization")
-    if summ is not None:
-        if not isinstance(summ, dict):
-            raise bad('"ai_config.summarization" must be an object')
-        _check_keys(
-            summ, ("summary_type", "text_format", "word_limit"), '"ai_config.summarization"'
-        )
-        out = config["summarization"]
-        if "summary_type" in summ:
-            out["summary_type"] = one_of(
-                summ["summary_type"], "ai_config.summarization.summary_type", SUMMARY_TYPES
-            )
-        if "text_format" in summ:
-            out["text_format"] = one_of(
-                summ["text_format"], "ai_config.summarization.text_format", TEXT_FORMATS
-            )
-        if "word_limit" in summ:
-            limit = _whole(summ["word_limit"], WORD_LIMIT_MIN, WORD_LIMIT_MAX)
-            if limit is None:
-                raise bad(
-                    '"ai_config.summarization.word_limit" must be an integer from '
-                    f"{WORD_LIMIT_MIN} to {WORD_LIMIT_MAX}"
-                )
-            out["word_limit"] = limit
-    trans = value.get("transcription")
-    if trans is not None:
-        if not isinstance(trans, dict):
-            raise bad('"ai_config.transcription" must be an object')
-        _check_keys(
-            trans, ("keywords", "language", "profanity_filter"), '"ai_config.transcription"'
-        )
-        out = config["transcription"]
-        if "keywords" in trans:
-            words = trans["keywords"]
-            if not isinstance(words, list) or not all(
-                isinstance(w, str) and len(w) <= MAX_NAME for w in words
-            ):
-                raise bad('"ai_config.transcription.keywords" must be an array of strings')
-            if len(words) > 100:
-                raise bad('"ai_config.transcription.keywords" takes at most 100 keywords')
-            out["keywords"] = list(words)
-        if "language" in trans:
-            out["language"] = one_of(
-                trans["language"], "ai_config.transcription.language", LANGUAGES
-            )
-        if "profanity_filter" in trans:
-            out["profanity_filter"] = _bool(
-                trans["profanity_filter"], "ai_config.transcription.profanity_filter"
-            )
+    _check_keys(value, tuple(config), '"ai_config"')
+    for name, out in config.items():
+        section = value.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise bad(f'"ai_config.{name}" must be an object')
+        # A section's fields are those of its defaults.
+        _check_keys(section, tuple(out), f'"ai_config.{name}"')
+        for key in out:
+            if key in section:
+                out[key] = _AI_CHECKS[key](section[key])
     return config
 
 
-def _whole(value: Any, lo: int, hi: int) -> Optional[int]:
-    """``value`` as an int if it is a whole JSON number in ``[lo, hi]``, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
+def _whole(value: Any, lo: int, hi: int, what: str) -> int:
+    """``value`` as an int if it is a whole JSON number in ``[lo, hi]``; else a 400 on ``what``."""
     # 1e999 parses to inf; int() of it would raise instead of answering 400.
-    if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
-        return None
-    return int(value) if lo <= value <= hi else None
-
-
-def _keep_alive(value: Any) -> int:
-    seconds = _whole(value, KEEP_ALIVE_MIN, KEEP_ALIVE_MAX)
-    if seconds is None:
-        raise bad(
-            '"session_keep_alive_time_in_secs" must be a whole number of seconds from '
-            f"{KEEP_ALIVE_MIN} to {KEEP_ALIVE_MAX}"
-        )
-    return seconds
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()))
+        or not lo <= value <= hi
+    ):
+        raise bad(f"{what} from {lo} to {hi}")
+    return int(value)
 
 
 def meeting_fields(body: Mapping[str, Any]) -> Dict[str, Any]:
@@ -269,7 +251,12 @@ def meeting_fields(body: Mapping[str, Any]) -> Dict[str, Any]:
         elif key in ("persist_chat", "summarize_on_end", "transcribe_on_end"):
             out[key] = _bool(value, key)
         elif key == "session_keep_alive_time_in_secs":
-            out[key] = _keep_alive(value)
+            out[key] = _whole(
+                value,
+                KEEP_ALIVE_MIN,
+                KEEP_ALIVE_MAX,
+                '"session_keep_alive_time_in_secs" must be a whole number of seconds',
+            )
         elif key == "ai_config":
             out[key] = _ai_config(value)
         elif key == "recording_config":
