@@ -37,7 +37,7 @@ from .storage import RtkStore
 from .validation import PRESET_NAMES, presets
 
 if TYPE_CHECKING:
-    from ..app import Core
+    from ..core import Core
 
 SERVICE: web.AppKey[RealtimeKitService] = web.AppKey("realtimekit", RealtimeKitService)
 

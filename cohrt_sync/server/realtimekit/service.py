@@ -36,7 +36,7 @@ from .validation import (
 )
 
 if TYPE_CHECKING:
-    from ..app import Core
+    from ..core import Core
 
 log = logging.getLogger("cohrt_sync.server.realtimekit")
 
