@@ -35,6 +35,10 @@ class SqliteWorker:
         """Run ``fn(*args)`` on the worker thread and await its result."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the worker thread and wait for it (never on the event loop)."""
+        return self._executor.submit(fn, *args).result()
+
     def _db(self) -> sqlite3.Connection:
         """The connection, opened on first use (call only on the worker thread)."""
         if self._conn is None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -33,6 +32,7 @@ import attrs
 from aiohttp import web
 
 from ._json import dumps
+from ._time import iso_utc
 from .outbox import SLOW_CLOSE_CODE, Budget, OutFrame, close_or_abort
 
 if TYPE_CHECKING:
@@ -42,12 +42,6 @@ log = logging.getLogger("cohrt_sync.server")
 
 #: Most rows written in one transaction.
 MAX_BATCH = 1_000
-
-
-def iso_utc(ts: float) -> str:
-    """``ts`` as ISO-8601 UTC with milliseconds and a ``Z``."""
-    ms = round(ts * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + ".%03dZ" % (ms % 1000)
 
 
 @attrs.define(eq=False)

@@ -6,16 +6,16 @@ tenant. Application keys are stored only as SHA-256 digests.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import secrets
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import attrs
+
+from ._sqlite import SqliteWorker
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -54,26 +54,26 @@ class Tenant:
     extra: Dict[str, Any] = attrs.field(factory=dict)
 
 
-class StateStore:
-    """Tenants in memory, written through to ``server.sqlite3`` off the event loop.
+class StateStore(SqliteWorker):
+    """Tenants in memory, written through to ``server.sqlite3`` on its worker thread.
 
     :param path: the state database file.
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(_SCHEMA)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cohrt-sync-state")
+        super().__init__(path, "cohrt-sync-state")
         self.tenants: Dict[str, Tenant] = {}
         self._by_key: Dict[str, Tenant] = {}
-        for row in self._conn.execute(
-            "SELECT id, key_hash, secret, realtime, database, write_region, paused, counters,"
-            " extra FROM tenants"
-        ):
-            t = Tenant(
+        for t in self.run(self._load):
+            self.tenants[t.id] = t
+            self._by_key[t.key_hash] = t
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute(_SCHEMA)
+
+    def _load(self) -> List[Tenant]:
+        return [
+            Tenant(
                 id=row[0],
                 key_hash=row[1],
                 secret=bytes(row[2]),
@@ -84,8 +84,11 @@ class StateStore:
                 counters=json.loads(row[7]),
                 extra=json.loads(row[8]),
             )
-            self.tenants[t.id] = t
-            self._by_key[t.key_hash] = t
+            for row in self._db().execute(
+                "SELECT id, key_hash, secret, realtime, database, write_region, paused,"
+                " counters, extra FROM tenants"
+            )
+        ]
 
     def by_key(self, key: str) -> Optional[Tenant]:
         """The tenant of application key ``key``, or None."""
@@ -109,7 +112,7 @@ class StateStore:
         return tenant
 
     def _write(self, t: Tenant) -> None:
-        self._conn.execute(
+        self._db().execute(
             "INSERT OR REPLACE INTO tenants (id, key_hash, secret, realtime, database,"
             " write_region, paused, counters, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -125,24 +128,27 @@ class StateStore:
             ),
         )
 
+    def _write_all(self) -> None:
+        for t in list(self.tenants.values()):
+            self._write(t)
+
     async def save(self, tenant: Tenant) -> None:
         """Persist ``tenant``'s current fields without blocking the event loop."""
         snapshot = attrs.evolve(
             tenant, counters=dict(tenant.counters), extra=json.loads(json.dumps(tenant.extra))
         )
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, snapshot)
+        await self.call(self._write, snapshot)
 
     def save_all_now(self) -> None:
-        """Write every tenant synchronously (at shutdown, after the loop stops)."""
-        for t in list(self.tenants.values()):
-            self._write(t)
+        """Write every tenant and wait for it (before serving, or at shutdown)."""
+        self.run(self._write_all)
 
     def all(self) -> List[Tenant]:
         """Every tenant."""
         return list(self.tenants.values())
 
     def close(self) -> None:
-        """Flush and close; joins the state thread."""
-        self._executor.shutdown(wait=True)
-        self.save_all_now()
-        self._conn.close()
+        """Write every tenant after the saves already queued, then close; idempotent."""
+        if not self._closed:
+            self.save_all_now()
+        super().close()
