@@ -16,14 +16,8 @@ from aiohttp import web
 from . import logfilter
 from .app import build_app
 from .config import Config
-from .connguard import (
-    BACKLOG,
-    ConnLimits,
-    GuardedRunner,
-    raise_nofile,
-    resolve_limits,
-    widen_listen_queue,
-)
+from .connguard import GuardedRunner
+from .connlimits import BACKLOG, ConnLimits, raise_nofile, resolve_limits, widen_listen_queue
 from .core import Core
 from .middleware import RedactingAccessLogger
 
