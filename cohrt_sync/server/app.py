@@ -37,5 +37,4 @@ def build_app(core: Core) -> web.Application:
     return app
 
 
-# Core is named here too for modules that type against it from the assembly.
-__all__ = ["CORE", "Core", "build_app"]
+__all__ = ["build_app"]

@@ -33,7 +33,7 @@ class Config:
     sql_max_rows: int = 100_000
     sql_max_result_bytes: int = 16 * 1024 * 1024
 
-    # Connections and slow peers (connguard.py, outbox.py); 0 means automatic.
+    # Connections and slow peers (connlimits.py, connguard.py, outbox.py); 0 means automatic.
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     keepalive_timeout: float = 30.0

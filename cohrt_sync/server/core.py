@@ -15,7 +15,7 @@ from aiohttp import web
 from .._redact import Redactor
 from . import tokens
 from .config import Config
-from .connguard import ConnLimits
+from .connlimits import ConnLimits
 from .errors import ApiError
 from .hub import Conn, Hub
 from .limits import REQUEST, Limiter
@@ -50,7 +50,7 @@ class Core:
             socket_queue_bytes=config.socket_queue_bytes,
             total_queue_bytes=config.total_queue_bytes,
         )
-        #: Set by the runner from the fd limit (see connguard.resolve_limits).
+        #: Set by the runner from the fd limit (see connlimits.resolve_limits).
         self.conn_limits: Optional[ConnLimits] = None
         self.dbs: Dict[str, TenantDB] = {}
         self.sql_limits = config.sql_limits()

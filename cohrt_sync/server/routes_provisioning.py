@@ -4,7 +4,7 @@ created, listed and deleted with the application key."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from aiohttp import web
 
@@ -47,19 +47,20 @@ async def provision_realtime(request: web.Request) -> web.Response:
                 f"realtime is already provisioned in {tenant.write_region}; "
                 "delete it first to choose another write region",
             )
-        return web.json_response(_resource_view(tenant, "active", []), dumps=dumps)
+        return _realtime_answer(tenant, "active", [])
     auto = await core.provision(tenant, region)
-    return web.json_response(_resource_view(tenant, "provisioned", auto), dumps=dumps)
+    return _realtime_answer(tenant, "provisioned", auto)
 
 
-def _resource_view(tenant: Tenant, status: str, auto: List[str]) -> Dict[str, Any]:
-    return {
-        "success": True,
-        "resource": "realtime",
-        "status": status,
-        "write_region": tenant.write_region,
-        "auto_provisioned": auto,
-    }
+def _answer(resource: str, status: str, **extra: Any) -> web.Response:
+    """The answer to a call on ``resource``: success, what it is and its status now."""
+    return web.json_response(
+        {"success": True, "resource": resource, "status": status, **extra}, dumps=dumps
+    )
+
+
+def _realtime_answer(tenant: Tenant, status: str, auto: List[str]) -> web.Response:
+    return _answer("realtime", status, write_region=tenant.write_region, auto_provisioned=auto)
 
 
 async def delete_realtime(request: web.Request) -> web.Response:
@@ -77,9 +78,7 @@ async def delete_realtime(request: web.Request) -> web.Response:
     for callback in core.on_realtime_deleted:
         await callback(tenant)
     await core.state.save(tenant)
-    return web.json_response(
-        {"success": True, "resource": "realtime", "status": "deleted"}, dumps=dumps
-    )
+    return _answer("realtime", "deleted")
 
 
 async def provision_database(request: web.Request) -> web.Response:
@@ -89,9 +88,7 @@ async def provision_database(request: web.Request) -> web.Response:
     status = "active" if tenant.database else "provisioned"
     tenant.database = True
     await core.state.save(tenant)
-    return web.json_response(
-        {"success": True, "resource": "database", "status": status}, dumps=dumps
-    )
+    return _answer("database", status)
 
 
 async def delete_database(request: web.Request) -> web.Response:
@@ -110,9 +107,7 @@ async def delete_database(request: web.Request) -> web.Response:
         path = core.data_dir / "tenants" / f"{tenant.id}.sqlite3{suffix}"
         path.unlink(missing_ok=True)
     await core.state.save(tenant)
-    return web.json_response(
-        {"success": True, "resource": "database", "status": "deleted"}, dumps=dumps
-    )
+    return _answer("database", "deleted")
 
 
 async def list_resources(request: web.Request) -> web.Response:

@@ -16,14 +16,8 @@ from aiohttp import web
 from . import logfilter
 from .app import build_app
 from .config import Config
-from .connguard import (
-    BACKLOG,
-    ConnLimits,
-    GuardedRunner,
-    raise_nofile,
-    resolve_limits,
-    widen_listen_queue,
-)
+from .connguard import GuardedRunner
+from .connlimits import BACKLOG, ConnLimits, raise_nofile, resolve_limits, widen_listen_queue
 from .core import Core
 from .middleware import RedactingAccessLogger
 
@@ -165,6 +159,8 @@ class LocalServer:
         self._runner: Optional[web.AppRunner] = None
         self._stop_event: Optional[asyncio.Event] = None
         self._lock = threading.Lock()
+        #: Keys :meth:`add_key` was asked to provision while stopped.
+        self._provision_at_start: List[str] = []
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -268,9 +264,9 @@ class LocalServer:
         # For as long as this server can log request content, and no longer.
         logfilter.install(core.redactor)
         try:
-            site = web.TCPSite(
-                runner, self.host, self.port, reuse_address=True, backlog=BACKLOG
-            )
+            # Before serving, so the first request already finds them provisioned.
+            await self._provision_added_keys(core)
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True, backlog=BACKLOG)
             await site.start()
             sockets = getattr(site._server, "sockets", None) or []
             for sock in sockets:
@@ -288,6 +284,13 @@ class LocalServer:
                 logfilter.remove(core.redactor)
             self._runner = None
             self._core = None
+
+    async def _provision_added_keys(self, core: Core) -> None:
+        for key in self._provision_at_start:
+            tenant = core.state.by_key(key)
+            if tenant is not None and not tenant.realtime:
+                await core.provision(tenant)
+        self._provision_at_start.clear()
 
     def stop(self) -> None:
         """Stop serving (graceful close frames to every socket); idempotent."""
@@ -390,7 +393,11 @@ class LocalServer:
             self._call(shift)
 
     def add_key(self, key: str, provision: bool = False) -> None:
-        """Declare another application key (a new tenant) while running."""
+        """Declare another application key (a new tenant).
+
+        :param provision: provision realtime (and database) for it: now if
+            the server is running, else when it next starts.
+        """
         self.config.keys.append(key)
 
         async def add(core: Core) -> None:
@@ -403,6 +410,8 @@ class LocalServer:
 
         if self.running:
             self._call(add)
+        elif provision:
+            self._provision_at_start.append(key)
 
     @staticmethod
     def _tenant_id(core: Core, key: Optional[str]) -> Optional[str]:
@@ -412,7 +421,6 @@ class LocalServer:
         if tenant is None:
             raise KeyError("no tenant has that key")
         return tenant.id
-
 
 
 def _make_data_dir(path: Optional[Path]) -> Tuple[Path, Optional[tempfile.TemporaryDirectory[str]]]:

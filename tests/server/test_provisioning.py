@@ -180,3 +180,23 @@ def test_provisioning_leaves_a_paused_tenant_paused(tmp_path: Any) -> None:
         assert api.request("GET", "/api/resources", headers=auth).json()["paused"] is True
     finally:
         srv.close()
+
+
+def test_a_key_added_with_provision_before_start_is_provisioned_at_start() -> None:
+    """``add_key(key, provision=True)`` on a stopped server provisions the key
+    when the server starts, as it does on a running one; the server's own
+    keys stay as its ``provision`` setting says."""
+    srv = make_server(keys=["kp_own_5d1a"], provision=False)
+    srv.add_key("kp_early_8f2c", provision=True)
+    srv.add_key("kp_plain_4e6b", provision=False)
+    srv.start()
+    try:
+        early, plain, own = (
+            Api(srv.base_url, key) for key in ("kp_early_8f2c", "kp_plain_4e6b", "kp_own_5d1a")
+        )
+        assert early.mint_resp({"user_id": "a"}).status_code == 200
+        assert early.publish(uniq(), {"n": 1}).status_code == 200
+        assert_envelope(plain.mint_resp({"user_id": "a"}), 403, "FAILED_PRECONDITION")
+        assert_envelope(own.mint_resp({"user_id": "a"}), 403, "FAILED_PRECONDITION")
+    finally:
+        srv.close()
