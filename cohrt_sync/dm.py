@@ -16,7 +16,7 @@ from .models import check_user_id
 
 if TYPE_CHECKING:
     from .channel import Channel
-    from .client import Client
+    from .http_api import HttpApi
     from .models import Message, PublishAck
 
 __all__ = ["accept_dm_request", "dm_channel", "send_dm_request", "user_channel"]
@@ -54,7 +54,7 @@ def user_channel(user_id: UserId) -> str:
 
 
 def send_dm_request(
-    client: Client,
+    client: HttpApi,
     from_user: UserId,
     to_user: UserId,
     *,
