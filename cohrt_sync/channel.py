@@ -96,8 +96,10 @@ class Channel(SocketReader):
     _ping_sent: Optional[float] = attrs.field(default=None, init=False)
     _dead_reason: Optional[str] = attrs.field(default=None, init=False)
     _handshake_ws: Any = attrs.field(default=None, init=False)
+    _hooks: _plugins.ChannelHooks = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._hooks = _plugins.ChannelHooks(self.client.plugin_manager, self, log)
         self._ledger = DeliveryLedger(
             lambda after: self.client.iter_history(self.name, after=after),
             self._emit,
@@ -121,6 +123,12 @@ class Channel(SocketReader):
         """The live presence :class:`~cohrt_sync.presence.Roster` (the built-in
         ``cohrt_sync.presence`` plugin applies joins and leaves to it)."""
         return self._roster
+
+    @property
+    def hooks(self) -> _plugins.ChannelHooks:
+        """Calls hooks for this channel the way the channel does (the built-in
+        ``cohrt_sync.dm`` plugin fires ``on_dm_request`` through it)."""
+        return self._hooks
 
     @property
     def connected(self) -> bool:
@@ -346,7 +354,7 @@ class Channel(SocketReader):
             self._inbox.run(self._dispatch, self._closing, self.client.dispatch_linger)
         finally:
             if self._closing.is_set():
-                self._call_hook("on_closed")
+                self._hooks.call("on_closed")
 
     def _dispatch(self, item: Tuple[Any, ...]) -> None:
         try:
@@ -362,18 +370,18 @@ class Channel(SocketReader):
     def _dispatch_event(self, item: Tuple[Any, ...]) -> None:
         kind = item[0]
         if kind == "connected":
-            self._call_hook("on_connected")
+            self._hooks.call("on_connected")
         elif kind == "disconnected":
-            self._call_hook("on_disconnected", reason=item[1])
+            self._hooks.call("on_disconnected", reason=item[1])
         elif kind == "reconnected":
             caught = self._recover_missed() if self.catch_up else 0
             self._resync_presence(item[1])
-            self._call_hook("on_reconnected", attempts=item[2], caught_up=caught)
+            self._hooks.call("on_reconnected", attempts=item[2], caught_up=caught)
         elif kind == "error":
-            self._call_hook("on_error", error=item[1])
+            self._hooks.call("on_error", error=item[1])
         elif kind == "gave_up":
             # reconnect_backoff.total ran out: report it, then close (on_closed follows).
-            self._call_hook("on_error", error=item[1])
+            self._hooks.call("on_error", error=item[1])
             self.close()
 
     def _dispatch_frame(self, frame: Dict[str, Any]) -> None:
@@ -383,12 +391,12 @@ class Channel(SocketReader):
             if user.id in self._roster:
                 self._roster.add(user)
             else:
-                self._call_hook("on_join", user=user)
+                self._hooks.call("on_join", user=user)
         elif action == "leave":
             last_seen = frame.get("last_seen")
             user = User.from_wire(frame.get("user"), last_seen=last_seen)
             if user.id in self._roster:
-                self._call_hook("on_leave", user=user, last_seen=last_seen)
+                self._hooks.call("on_leave", user=user, last_seen=last_seen)
         elif action in ("connected", "subscribed"):
             return
         else:
@@ -404,34 +412,19 @@ class Channel(SocketReader):
         delivered, error = self._ledger.recover(self._closing.is_set)
         if error is not None:
             log.warning("channel %s: catch-up failed (%s); reconnecting again", self.name, error)
-            self._call_hook("on_error", error=error)
+            self._hooks.call("on_error", error=error)
             self._force_reconnect()
         return delivered
 
     def _resync_presence(self, users: List[User]) -> None:
         gone, came = self._roster.diff(users)
         for user in gone:
-            self._call_hook("on_leave", user=user, last_seen=None)
+            self._hooks.call("on_leave", user=user, last_seen=None)
         for user in came:
-            self._call_hook("on_join", user=user)
+            self._hooks.call("on_join", user=user)
         self._roster.replace(users)
 
     # -- hooks -------------------------------------------------------------------------
 
     def _emit(self, message: Message) -> None:
-        self._call_hook("on_message", message=message)
-
-    def _call_hook(self, name: str, **kwargs: Any) -> None:
-        kwargs["channel"] = self
-        _plugins.call_hook(self.client.plugin_manager, name, kwargs, self._hook_failed)
-
-    def _hook_failed(self, where: str, error: BaseException) -> None:
-        log.exception("channel %s: hook %s raised", self.name, where)
-        if where.endswith(".on_error") or where == "on_error":
-            return
-        _plugins.call_hook(
-            self.client.plugin_manager,
-            "on_error",
-            {"channel": self, "error": error},
-            lambda w, e: log.exception("channel %s: hook %s raised", self.name, w),
-        )
+        self._hooks.call("on_message", message=message)

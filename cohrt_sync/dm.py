@@ -3,8 +3,9 @@
 1. Each user keeps a socket open on their personal ``user:<id>`` channel.
 2. To start a DM, the server side publishes ``dm_request`` to the other
    user's personal channel over HTTP (:func:`send_dm_request`).
-3. The recipient's ``on_dm_request`` hook fires; it opens the DM channel
-   (:func:`accept_dm_request`) and fetches history.
+3. The recipient's ``on_dm_request`` hook fires (the built-in
+   :class:`DmRequestRouter` plugin, registered as ``cohrt_sync.dm``, fires
+   it); it opens the DM channel (:func:`accept_dm_request`) and fetches history.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from .errors import BadRequestError
+from .hookspecs import hookimpl
 from .models import check_user_id
 
 if TYPE_CHECKING:
     from .channel import Channel
-    from .client import Client
+    from .http_api import HttpApi
     from .models import Message, PublishAck
 
-__all__ = ["accept_dm_request", "dm_channel", "send_dm_request", "user_channel"]
+__all__ = ["DmRequestRouter", "accept_dm_request", "dm_channel", "send_dm_request", "user_channel"]
 
 UserId = Union[str, int]
 
@@ -54,7 +56,7 @@ def user_channel(user_id: UserId) -> str:
 
 
 def send_dm_request(
-    client: Client,
+    client: HttpApi,
     from_user: UserId,
     to_user: UserId,
     *,
@@ -94,3 +96,13 @@ def accept_dm_request(channel: Channel, message: Message, **kwargs: Any) -> Chan
     kwargs.setdefault("name", channel.user_name)
     kwargs.setdefault("ttl", channel.ttl)
     return channel.client.subscribe(name, channel.user_id, **kwargs)
+
+
+class DmRequestRouter:
+    """Built-in plugin turning a ``dm_request`` publication into ``on_dm_request``."""
+
+    @hookimpl(trylast=True)
+    def on_message(self, channel: Channel, message: Message) -> None:
+        """Fire ``on_dm_request`` after every other ``on_message`` saw the message."""
+        if message.event == "dm_request":
+            channel.hooks.call("on_dm_request", message=message)

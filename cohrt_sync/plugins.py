@@ -1,4 +1,4 @@
-"""The plugin manager: hook specs, built-in default plugins, installed plugins.
+"""The plugin manager (hook specs, built-in and installed plugins) and calling hooks.
 
 Installed plugins are found once per process through the ``cohrt_sync``
 entry-point group. ``COHRT_SYNC_LOAD_PLUGINS`` controls autoloading: unset
@@ -17,17 +17,18 @@ from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Tuple
 import pluggy
 
 from . import hookspecs
+from .dm import DmRequestRouter
 from .hookspecs import PROJECT_NAME, hookimpl
 from .presence import PresenceTracker
 
 if TYPE_CHECKING:
     from .channel import Channel
-    from .models import Message
 
 __all__ = [
     "DEFAULT_PLUGINS",
     "ENTRYPOINT_GROUP",
     "ENV_LOAD_PLUGINS",
+    "ChannelHooks",
     "call_hook",
     "installed_plugins",
     "make_plugin_manager",
@@ -39,16 +40,6 @@ log = logging.getLogger("cohrt_sync.plugins")
 ENTRYPOINT_GROUP = PROJECT_NAME
 #: Environment variable: unset = load all, ``""`` = none, ``"a,b"`` = only those.
 ENV_LOAD_PLUGINS = "COHRT_SYNC_LOAD_PLUGINS"
-
-
-class DmRequestRouter:
-    """Built-in plugin turning a ``dm_request`` publication into ``on_dm_request``."""
-
-    @hookimpl(trylast=True)
-    def on_message(self, channel: Channel, message: Message) -> None:
-        """Fire ``on_dm_request`` after every other ``on_message`` saw the message."""
-        if message.event == "dm_request":
-            channel._call_hook("on_dm_request", message=message)
 
 
 class LifecycleLogger:
@@ -181,3 +172,41 @@ def call_hook(
             impl.function(*[kwargs[arg] for arg in impl.argnames])
         except Exception as e:
             on_failure(f"{impl.plugin_name}.{name}", e)
+
+
+class ChannelHooks:
+    """Calls hooks on behalf of one channel; reached as :attr:`Channel.hooks`.
+
+    Every call gets ``channel=`` filled in, runs each implementation on its own
+    (:func:`call_hook`), and a failure is logged and reported to ``on_error``,
+    except a failing ``on_error``, which is only logged so it cannot loop.
+
+    :param pm: the client's plugin manager.
+    :param channel: the channel the hooks are called for.
+    :param logger: where failures are logged.
+    """
+
+    __slots__ = ("_channel", "_log", "_pm")
+
+    def __init__(self, pm: pluggy.PluginManager, channel: Channel, logger: logging.Logger) -> None:
+        self._pm = pm
+        self._channel = channel
+        self._log = logger
+
+    def call(self, name: str, **kwargs: Any) -> None:
+        """Call every implementation of hook ``name`` with ``channel`` and ``kwargs``.
+
+        :param name: the hook name (see :mod:`cohrt_sync.hookspecs`).
+        :param kwargs: the hook's other arguments.
+        """
+        kwargs["channel"] = self._channel
+        call_hook(self._pm, name, kwargs, self._failed)
+
+    def _failed(self, where: str, error: BaseException) -> None:
+        self._logged(where, error)
+        if where.endswith(".on_error") or where == "on_error":
+            return
+        call_hook(self._pm, "on_error", {"channel": self._channel, "error": error}, self._logged)
+
+    def _logged(self, where: str, error: BaseException) -> None:
+        self._log.exception("channel %s: hook %s raised", self._channel.name, where)

@@ -1,0 +1,213 @@
+"""The client's HTTP calls: one method per REST endpoint of the edge API.
+
+:class:`HttpApi` is the request half of :class:`~cohrt_sync.Client` (mixed
+into it): argument checks, the request over the client's
+:class:`~cohrt_sync._http.HttpTransport` with the retry mode the endpoint
+allows, and the reply turned into model objects. Channels, plugins and the
+client's lifecycle live in :mod:`cohrt_sync.client`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+from ._http import RETRY_ALWAYS, RETRY_UNSENT, HttpTransport, encode_json
+from .dm import send_dm_request as _send_dm_request
+from .errors import BadRequestError, CohrtError, InvalidArgumentTypeError
+from .models import (
+    Message,
+    PublishAck,
+    Token,
+    check_after,
+    check_channel,
+    check_data,
+    check_event,
+    check_limit,
+    check_ttl,
+    check_user_id,
+    publish_frame,
+)
+
+__all__ = ["HttpApi"]
+
+
+class HttpApi:
+    """The HTTP endpoints of :class:`~cohrt_sync.Client` (mixed into it)."""
+
+    __slots__ = ()
+
+    # The field of Client (an attrs class with slots) that the calls use.
+    _http: HttpTransport
+
+    def mint_token(
+        self, user_id: Union[str, int], name: Optional[str] = None, ttl: int = 300
+    ) -> Token:
+        """Mint a WebSocket connection token (``POST /edge/realtime/token``).
+
+        :param user_id: the user's id; an ``int`` is sent as a string.
+        :param name: display name shown in presence.
+        :param ttl: token lifetime in seconds, 60 to 3600.
+        :raises BadRequestError: for invalid arguments (before any request).
+        """
+        uid = check_user_id(user_id)
+        check_ttl(ttl)
+        if name is not None and not isinstance(name, str):
+            raise BadRequestError("name must be a str or None")
+        body: Dict[str, Any] = {"user_id": uid, "ttl": ttl}
+        if name is not None:
+            body["name"] = name
+        raw = self._http.request(
+            "POST",
+            "/edge/realtime/token",
+            body=encode_json(body),
+            retry_mode=RETRY_ALWAYS,
+            context="mint token",
+        )
+        token = raw.get("token") if isinstance(raw, dict) else None
+        if not isinstance(token, str):
+            raise CohrtError("token response carried no token")
+        return Token(
+            token=token, expires_in=int(raw.get("expires_in", ttl)), user_id=uid, name=name
+        )
+
+    def publish(
+        self,
+        channel: str,
+        data: Any,
+        event: str = "message",
+        persist: bool = True,
+        *,
+        idempotency_key: Optional[str] = None,
+    ) -> PublishAck:
+        """Publish over HTTP (``POST /edge/realtime``) without a socket.
+
+        Retries: without ``idempotency_key`` only failures that provably
+        were not applied are retried (connection refused, connect timeout,
+        429), so a publish is never sent twice. With one, it is sent as the
+        ``Idempotency-Key`` header and every retryable failure (timeouts,
+        dropped connections, 502/503/504) is retried too, because a server
+        that dedupes the key (the local server does) applies it once.
+
+        :param channel: the channel name.
+        :param data: the JSON payload.
+        :param event: the event type.
+        :param persist: store in history.
+        :param idempotency_key: a stable key for this logical message.
+        :raises BadRequestError: invalid arguments (before any request) or refused.
+        """
+        check_channel(channel)
+        check_event(event)
+        encoded = check_data(data)
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            raise BadRequestError("idempotency_key must be a non-empty str")
+        body = publish_frame(event, encoded, persist, channel=channel).encode()
+        raw = self._http.request(
+            "POST",
+            "/edge/realtime",
+            body=body,
+            headers={"Idempotency-Key": idempotency_key} if idempotency_key else None,
+            retry_mode=RETRY_ALWAYS if idempotency_key else RETRY_UNSENT,
+            context=f"publish to {channel!r}",
+        )
+        return PublishAck.from_wire(raw if isinstance(raw, dict) else {}, channel, event)
+
+    def history(self, channel: str, after: int = 0, limit: int = 50) -> List[Message]:
+        """One page of persisted messages with ``id > after``, oldest first.
+
+        :param channel: the channel name.
+        :param after: id cursor (exclusive); 0 for the beginning.
+        :param limit: page size, 1 to 100.
+        """
+        check_channel(channel)
+        check_after(after)
+        check_limit(limit)
+        raw = self._http.request(
+            "GET",
+            "/edge/realtime/history",
+            params={"channel": channel, "after": after, "limit": limit},
+            retry_mode=RETRY_ALWAYS,
+            context=f"history of {channel!r}",
+        )
+        items = raw.get("messages", []) if isinstance(raw, dict) else []
+        return [Message.from_wire(item, channel) for item in items if isinstance(item, dict)]
+
+    def iter_history(self, channel: str, after: int = 0, page_size: int = 100) -> Iterator[Message]:
+        """Every persisted message with ``id > after``, fetched page by page, lazily.
+
+        :param channel: the channel name.
+        :param after: id cursor (exclusive).
+        :param page_size: messages per request, 1 to 100.
+        """
+        check_channel(channel)
+        check_after(after)
+        check_limit(page_size)
+        cursor = after
+        while True:
+            page = self.history(channel, after=cursor, limit=page_size)
+            if not page:
+                return
+            yield from page
+            last = page[-1].id
+            if last is None or last <= cursor:
+                return
+            cursor = last
+
+    def sql(self, query: str, params: Optional[Sequence[Any]] = None) -> List[Dict[str, Any]]:
+        """Run SQL on the tenant database (``POST /edge/database``); return the rows.
+
+        Not retried once sent: a write must not run twice.
+
+        :param query: the SQL text with ``?`` placeholders.
+        :param params: placeholder values.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise BadRequestError("query must be a non-empty str")
+        if params is not None and not isinstance(params, (list, tuple)):
+            # A str or dict would be split into characters or keys, silently.
+            raise InvalidArgumentTypeError("params must be a list or tuple of values")
+        values = list(params or [])
+        check_data(values)
+        raw = self._http.request(
+            "POST",
+            "/edge/database",
+            body=encode_json({"query": query, "params": values}),
+            retry_mode=RETRY_UNSENT,
+            context="sql",
+        )
+        rows = raw.get("results", []) if isinstance(raw, dict) else []
+        return [row for row in rows if isinstance(row, dict)]
+
+    def provision(self, write_region: Optional[str] = None) -> Dict[str, Any]:
+        """Provision the realtime resource (``POST /api/resources/realtime``).
+
+        :param write_region: D1 region or alias (``us``, ``eu``, ``apac`` …).
+        :returns: the server's JSON response.
+        """
+        body = encode_json({"write_region": write_region}) if write_region else None
+        raw = self._http.request(
+            "POST", "/api/resources/realtime", body=body, app_auth=True, context="provision"
+        )
+        return raw if isinstance(raw, dict) else {}
+
+    def deprovision(self) -> Dict[str, Any]:
+        """Delete the realtime resource (``DELETE /api/resources/realtime``).
+
+        :returns: the server's JSON response.
+        """
+        raw = self._http.request(
+            "DELETE", "/api/resources/realtime", app_auth=True, context="deprovision"
+        )
+        return raw if isinstance(raw, dict) else {}
+
+    def send_dm_request(
+        self, from_user: Union[str, int], to_user: Union[str, int], **extra: Any
+    ) -> PublishAck:
+        """Publish a ``dm_request`` to ``user:<to_user>``; see :func:`cohrt_sync.send_dm_request`.
+
+        :param from_user: the requesting user id.
+        :param to_user: the recipient user id.
+        :param extra: more JSON fields for the notification data.
+        """
+        return _send_dm_request(self, from_user, to_user, extra=extra)

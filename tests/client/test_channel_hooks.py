@@ -1,0 +1,85 @@
+"""ChannelHooks, the one way hooks are called for a channel: no server, no threads."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, List, Tuple
+
+import pytest
+
+import cohrt_sync
+from cohrt_sync import plugins
+from cohrt_sync.models import Message
+
+log = logging.getLogger("test.channel_hooks")
+
+
+class FakeChannel:
+    name = "room"
+    hooks: Any = None
+
+
+class Spy:
+    def __init__(self) -> None:
+        self.calls: List[Tuple[str, Any]] = []
+
+    @cohrt_sync.hookimpl
+    def on_dm_request(self, channel: Any, message: Message) -> None:
+        self.calls.append(("dm_request", message.data))
+
+    @cohrt_sync.hookimpl
+    def on_error(self, channel: Any, error: BaseException) -> None:
+        self.calls.append(("error", str(error)))
+
+    @cohrt_sync.hookimpl
+    def on_connected(self, channel: Any) -> None:
+        self.calls.append(("connected", channel))
+
+
+class Broken:
+    @cohrt_sync.hookimpl
+    def on_connected(self, channel: Any) -> None:
+        raise RuntimeError("plugin bug")
+
+    @cohrt_sync.hookimpl
+    def on_error(self, channel: Any, error: BaseException) -> None:
+        raise RuntimeError("error hook bug")
+
+
+def make_hooks(*extra: object) -> Tuple[plugins.ChannelHooks, FakeChannel]:
+    pm = plugins.make_plugin_manager(extra, load_entrypoints=False)
+    channel = FakeChannel()
+    return plugins.ChannelHooks(pm, channel, log), channel  # type: ignore[arg-type]
+
+
+def test_call_fills_in_the_channel() -> None:
+    spy = Spy()
+    hooks, channel = make_hooks(spy)
+    hooks.call("on_connected")
+    assert spy.calls == [("connected", channel)]
+
+
+def test_a_failing_hook_is_logged_and_reported_to_on_error_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spy = Spy()
+    hooks, channel = make_hooks(spy, Broken())
+    caplog.set_level(logging.ERROR, logger=log.name)
+    hooks.call("on_connected")
+    # The other implementation still ran; Broken's on_error failing is only logged.
+    assert ("connected", channel) in spy.calls
+    assert ("error", "plugin bug") in spy.calls
+    raised = [r.getMessage() for r in caplog.records]
+    assert any("on_connected raised" in m for m in raised)
+    assert any("on_error raised" in m for m in raised)
+    assert len(raised) == 2
+
+
+def test_the_dm_router_fires_on_dm_request_through_channel_hooks() -> None:
+    spy = Spy()
+    hooks, channel = make_hooks(spy)
+    channel.hooks = hooks
+    request = Message("user:42", "dm_request", "dm_request", {"from": "1"})
+    hooks.call("on_message", message=request)
+    hooks.call("on_message", message=Message("user:42", "message", "message", {}))
+    assert spy.calls == [("dm_request", {"from": "1"})]
