@@ -6,9 +6,9 @@ tenant. Application keys are stored only as SHA-256 digests.
 Two writers share the file: the server, and ``cohrt-sync tenant`` (see
 :mod:`cohrt_sync.server.tenantadmin`), which may run beside it. The operator's
 columns (``tier``, ``account``, ``unpause_requests``) are written by the server
-only when it starts; while it runs it re-reads them whenever another
-connection has committed (``PRAGMA data_version``), and its own writes leave
-them alone, so a claim or an unpause is never overwritten by a stale save.
+only when it starts; while it runs it re-reads them whenever the operator's
+commands have committed (they bump ``PRAGMA user_version``), and its own writes
+leave them alone, so a claim or an unpause is never overwritten by a stale save.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ class StateStore(SqliteWorker):
         # for the writer in WAL mode, and cost microseconds.
         self._watch = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._seen_version = self._data_version()
+        self._seen_admin = self._admin_version()
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         migrate(conn)
@@ -108,8 +109,15 @@ class StateStore(SqliteWorker):
     def _data_version(self) -> int:
         return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
 
+    def _admin_version(self) -> int:
+        return int(self._watch.execute("PRAGMA user_version").fetchone()[0])
+
     def refresh(self) -> bool:
-        """Re-read the operator's columns if another connection committed since.
+        """Re-read the operator's columns if ``cohrt-sync tenant`` changed them.
+
+        Any commit of another connection (this server's own writer included)
+        changes ``data_version``; the operator's commands also bump
+        ``user_version``, so only theirs cost a re-read.
 
         :returns: whether anything was re-read.
         """
@@ -117,6 +125,10 @@ class StateStore(SqliteWorker):
         if version == self._seen_version:
             return False
         self._seen_version = version
+        admin = self._admin_version()
+        if admin == self._seen_admin:
+            return False
+        self._seen_admin = admin
         rows = self._watch.execute("SELECT id, tier, account, unpause_requests FROM tenants")
         for tenant_id, tier, account, requests in rows:
             t = self.tenants.get(tenant_id)
@@ -204,7 +216,6 @@ class StateStore(SqliteWorker):
         """Store ``tenants``' tier and account as the server's settings name them
         (before serving: the one time the server writes the operator's columns)."""
         self.run(self._write_tiers, tenants)
-        self._seen_version = self._data_version()
 
     def _write_all(self) -> None:
         for t in list(self.tenants.values()):

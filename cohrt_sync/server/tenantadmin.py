@@ -1,8 +1,9 @@
 """``cohrt-sync tenant``: an operator's changes to the tenants of a data dir.
 
 They write only the operator's columns of ``server.sqlite3`` (see
-:mod:`.state`), so they are safe beside a server running on the same dir,
-which re-reads those columns before its next tier or pause decision.
+:mod:`.state`) and bump its ``user_version``, so they are safe beside a server
+running on the same dir, which re-reads those columns before its next tier or
+pause decision.
 """
 
 from __future__ import annotations
@@ -55,8 +56,11 @@ def _update(data_dir: Path, key: str, assignments: str, *params: Any) -> None:
             cur = conn.execute(
                 f"UPDATE tenants SET {assignments} WHERE key_hash = ?", (*params, key_digest(key))
             )
-        if cur.rowcount == 0:
-            raise NoSuchTenant(f"no tenant has that key in {data_dir}")
+            if cur.rowcount == 0:
+                raise NoSuchTenant(f"no tenant has that key in {data_dir}")
+            # Tells a running server that the operator changed something (see state).
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"PRAGMA user_version = {int(version) + 1}")
     finally:
         conn.close()
 
