@@ -28,6 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.tier not in TIERS:
         print(f"unknown tier {args.tier!r}; choose from {', '.join(TIERS)}", file=sys.stderr)
         return 2
+    keys, tiers = _split_key_tiers(args.key or (), TIERS)
+    accounts = dict(args.account or ())
     # Only what this process prints: an embedding application configures its own logging.
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -35,7 +37,9 @@ def _serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     server = LocalServer(
-        keys=args.key or (),
+        keys=keys + [k for ks in accounts.values() for k in ks if k not in keys],
+        tiers=tiers,
+        accounts=accounts,
         provision=args.provision,
         data_dir=args.data_dir,
         host=args.host,
@@ -75,6 +79,43 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         print("stopping…", file=sys.stderr, flush=True)
         server.close()
+    return 0
+
+
+def _split_key_tiers(specs: Sequence[str], tiers: Any) -> Any:
+    """``KEY`` or ``KEY:TIER`` arguments → (keys, {key: tier}); a suffix that
+    names no tier is part of the key."""
+    keys, named = [], {}
+    for spec in specs:
+        key, _, tier = spec.rpartition(":")
+        if key and tier in tiers:
+            named[key] = tier
+        else:
+            key = spec
+        keys.append(key)
+    return keys, named
+
+
+def _account_arg(text: str) -> Any:
+    name, sep, keys = text.partition("=")
+    if not (name and sep and keys):
+        raise argparse.ArgumentTypeError("expected NAME=KEY1,KEY2")
+    return name, [k for k in keys.split(",") if k]
+
+
+def _tenant(args: argparse.Namespace) -> int:
+    from .server import tenantadmin
+
+    try:
+        if args.action == "claim":
+            tenantadmin.claim(args.data_dir, args.tenant_key, args.tier, args.account)
+            print(f"tenant claimed at the {args.tier} tier", flush=True)
+        else:
+            tenantadmin.unpause(args.data_dir, args.tenant_key)
+            print("tenant unpause requested", flush=True)
+    except (tenantadmin.NoSuchTenant, ValueError) as e:
+        print(f"cohrt-sync tenant {args.action}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -251,8 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--key",
         action="append",
-        metavar="KEY",
-        help="application key to accept, one tenant each (repeatable; default: one random key)",
+        metavar="KEY[:TIER]",
+        help="application key to accept, one tenant each (repeatable; default: one random key);"
+        " :TIER stores the tier it runs at (docs/limits.md)",
+    )
+    serve.add_argument(
+        "--account",
+        action="append",
+        type=_account_arg,
+        metavar="NAME=KEY1,KEY2",
+        help="keys that share per-minute and monthly buckets at claimed tiers (repeatable)",
     )
     serve.add_argument(
         "--provision", action="store_true", help="provision realtime for every key at start"
@@ -260,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--tier",
         default="unlimited",
-        help="rate-limit tier: unlimited (default), ephemeral, free, plus, pro",
+        help="rate-limit tier of keys without one: unlimited (default), ephemeral, free, plus, pro",
     )
     serve.add_argument(
         "--max-payload", type=int, default=65536, help="largest message data in bytes (64 KiB)"
@@ -290,6 +339,25 @@ def build_parser() -> argparse.ArgumentParser:
             flag = "--" + name.replace("_", "-")
             group.add_argument(flag, type=parse, default=default, metavar="N", help=text)
     serve.set_defaults(func=_serve)
+
+    tenant = sub.add_parser(
+        "tenant", help="claim a tier for a key, or lift its pause, in a data dir (docs/limits.md)"
+    )
+    actions = tenant.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    for name, text in (
+        ("claim", "run a key at a claimed tier (lifts an ephemeral pause)"),
+        ("unpause", "lift a paused key's pause; its ephemeral caps count from zero"),
+    ):
+        cmd = actions.add_parser(name, help=text)
+        cmd.add_argument("tenant_key", metavar="KEY", help="the tenant's application key")
+        cmd.add_argument(
+            "--data-dir", type=Path, required=True, help="the server's data dir (may be running)"
+        )
+        if name == "claim":
+            cmd.add_argument("--tier", required=True, choices=["free", "plus", "pro"])
+            cmd.add_argument("--account", default=None, help="share this account's buckets")
+        cmd.set_defaults(func=_tenant)
 
     def client_command(name: str, help: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help)

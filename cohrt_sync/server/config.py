@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import attrs
 
 from .directsql import SqlLimits
+from .limits import check_tier
 
 
 @attrs.define
@@ -18,6 +19,10 @@ class Config:
     provision: bool = False
     data_dir: Optional[Path] = None
     tier: str = "unlimited"
+    #: Key → the tier it runs at, stored as its claim (others keep theirs, or ``tier``).
+    tiers: Dict[str, str] = attrs.field(factory=dict, repr=False)
+    #: Account name → its keys, which share per-minute and monthly buckets.
+    accounts: Dict[str, List[str]] = attrs.field(factory=dict, repr=False)
     max_payload: int = 65536
     session_ttl: int = 60
     live_ids: bool = True
@@ -42,6 +47,15 @@ class Config:
     max_tenant_sockets: int = 0
     socket_queue_bytes: int = 4 << 20
     total_queue_bytes: int = 128 << 20
+
+    def check_tiers(self) -> None:
+        """Refuse an unknown tier, or a key of ``tiers``/``accounts`` not in ``keys``."""
+        check_tier(self.tier)
+        named = list(self.tiers) + [k for ks in self.accounts.values() for k in ks]
+        if any(key not in self.keys for key in named):
+            raise ValueError("every key of tiers and accounts must also be in keys")
+        for tier in self.tiers.values():
+            check_tier(tier)
 
     def sql_limits(self) -> SqlLimits:
         """The tenant database limits these settings name (validated)."""

@@ -18,7 +18,7 @@ from .config import Config
 from .connlimits import ConnLimits
 from .errors import ApiError
 from .hub import Conn, Hub
-from .limits import REQUEST, Limiter
+from .limits import PAUSE_CLOSE_CODE, PAUSE_REASON, REQUEST, Limiter
 from .state import StateStore, Tenant
 from .tenantdb import IDEMPOTENCY_MAX, IDEMPOTENCY_TTL_S, TenantDB
 
@@ -42,7 +42,7 @@ class Core:
         #: The keys this server knows, kept out of its logs (see logfilter).
         self.redactor = Redactor(config.keys)
         self.state = StateStore(data_dir / "server.sqlite3")
-        self.limiter = Limiter(config.tier, self.now)
+        self.limiter = Limiter(config.tier, self.now, self.state, self._close_paused)
         self.hub = Hub(
             self.db_for,
             live_ids=config.live_ids,
@@ -65,10 +65,35 @@ class Core:
         self._sessions: collections.OrderedDict[str, Tuple[str, int]] = collections.OrderedDict()
         #: Handlers waiting for their request body (see :meth:`shutdown`).
         self.body_readers: Set[asyncio.Task[Any]] = set()
+        #: Closes of a paused tenant's sockets, under way.
+        self._closing: Set[asyncio.Task[None]] = set()
         for key in config.keys:
             self.state.add_key(key)
         # Before serving, so a synchronous write blocks nobody.
         self.state.save_all_now()
+        self.state.save_tiers_now(self._settle_tiers())
+
+    def _settle_tiers(self) -> List[Tenant]:
+        """Give the tenants the tiers and accounts the settings name; returns them."""
+        named: Dict[str, Tenant] = {}
+        for key, tier in self.config.tiers.items():
+            tenant = self.state.add_key(key)
+            tenant.tier = tier
+            named[tenant.id] = tenant
+        for account, keys in self.config.accounts.items():
+            for key in keys:
+                tenant = self.state.add_key(key)
+                tenant.account = account
+                named[tenant.id] = tenant
+        return list(named.values())
+
+    def _close_paused(self, tenant: Tenant, why: str) -> None:
+        # Called from inside a refused request: the closes go on without it.
+        reason = (PAUSE_REASON + why)[:120]
+        for conn in self.hub.conns(tenant_id=tenant.id):
+            task = asyncio.ensure_future(close_quietly(conn, PAUSE_CLOSE_CODE, reason))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def now(self) -> float:
         """The server's clock: wall time plus what tests advanced it by."""

@@ -3,7 +3,13 @@
 Per-minute limits answer 429 with ``Retry-After``. Monthly caps of the claimed
 tiers answer 429 until the month turns (UTC). The ephemeral tier's lifetime
 caps pause the whole tenant, as the spec says: every later edge request gets
-403 ``FAILED_PRECONDITION``.
+403 ``FAILED_PRECONDITION`` and its open sockets are closed with
+:data:`PAUSE_CLOSE_CODE`.
+
+Which tier applies is decided per tenant: the tier claimed for its key, else
+the server's default. Keys of one account at a claimed tier share one set of
+per-minute and monthly buckets, kept in the account's first tenant (by id).
+docs/limits.md is the user's account of all this.
 """
 
 from __future__ import annotations
@@ -17,13 +23,20 @@ from typing import Callable, Deque, Dict, Optional, Tuple
 import attrs
 
 from .errors import ApiError
-from .state import Tenant
+from .state import StateStore, Tenant
 
 MINT = "token mints"
 PUBLISH = "published messages"
 HISTORY = "history reads"
 REQUEST = "requests"
 RTK_PARTICIPANT = "participant tokens"
+
+#: The tiers a key can be claimed at; an account shares their buckets.
+CLAIMED = ("free", "plus", "pro")
+#: Close code of the sockets of a tenant that becomes paused; the reason
+#: starts with :data:`PAUSE_REASON`.
+PAUSE_CLOSE_CODE = 4003
+PAUSE_REASON = "tenant paused: "
 
 
 @attrs.frozen
@@ -67,37 +80,99 @@ TIERS: Dict[str, Tier] = {
 
 
 class Limiter:
-    """Counts usage per tenant and refuses what the tier does not allow.
+    """Counts usage per tenant (or account) and refuses what its tier does not allow.
 
-    :param tier: one of :data:`TIERS`.
+    :param tier: the default tier, one of :data:`TIERS`.
     :param clock: the server's clock (seconds since the epoch).
+    :param state: the tenants, whose operator columns are re-read before each
+        decision (claims and unpauses made while the server runs).
+    :param on_pause: called with a tenant and the reason when it becomes paused.
     """
 
-    def __init__(self, tier: str, clock: Callable[[], float] = time.time) -> None:
-        if tier not in TIERS:
-            raise ValueError(f"unknown tier {tier!r}; choose from {', '.join(TIERS)}")
-        self.tier = TIERS[tier]
+    def __init__(
+        self,
+        tier: str,
+        clock: Callable[[], float] = time.time,
+        state: Optional[StateStore] = None,
+        on_pause: Optional[Callable[[Tenant, str], None]] = None,
+    ) -> None:
+        self.default_tier = check_tier(tier)
         self._clock = clock
+        self._state = state
+        self._on_pause = on_pause
         self._windows: Dict[Tuple[str, str], Deque[float]] = collections.defaultdict(
             collections.deque
         )
+        #: Account name → the tenant holding the account's buckets.
+        self._holders: Dict[str, Tenant] = {}
         #: Tenants whose counters changed since the last flush.
         self.dirty: Dict[str, Tenant] = {}
+        # Unpauses asked for while no server ran.
+        self._apply_unpauses()
+
+    def tier_of(self, tenant: Tenant) -> Tier:
+        """The tier ``tenant`` runs at: its claimed one, else the default."""
+        return TIERS[tenant.tier] if tenant.tier in TIERS else self.default_tier
+
+    def _sync(self) -> None:
+        if self._state is None or not self._state.refresh():
+            return
+        self._holders.clear()
+        self._apply_unpauses()
+
+    def _apply_unpauses(self) -> None:
+        for t in self._state.all() if self._state is not None else ():
+            if t.unpause_requests > t.unpauses_done:
+                # Only a paused tenant starts a new lifetime: an unpause is no
+                # way to reset the caps of one still running.
+                if t.paused:
+                    self.unpause(t)
+                t.unpauses_done = t.unpause_requests
+                self.dirty[t.id] = t
+
+    def unpause(self, tenant: Tenant) -> None:
+        """Lift ``tenant``'s pause; its ephemeral lifetime caps count from zero again."""
+        tenant.paused = False
+        tenant.unpauses_done = tenant.unpause_requests
+        for name in [k for k in tenant.counters if k.startswith("life:")]:
+            del tenant.counters[name]
+        self.dirty[tenant.id] = tenant
 
     def check_paused(self, tenant: Tenant) -> None:
         """Refuse every edge call of a paused tenant."""
+        self._sync()
+        if tenant.paused and self.tier_of(tenant).name in CLAIMED:
+            # Only ephemeral caps pause, and a claimed tier has left that life behind.
+            self.unpause(tenant)
         if tenant.paused:
             raise ApiError(403, "tenant is paused: an ephemeral hard cap was exceeded")
 
+    def _holder(self, tenant: Tenant, tier: Tier) -> Tenant:
+        """The tenant whose per-minute windows and monthly counters hold ``tenant``'s usage."""
+        account = tenant.account
+        if account is None or tier.name not in CLAIMED or self._state is None:
+            return tenant
+        holder = self._holders.get(account)
+        if holder is None:
+            members = [
+                t
+                for t in self._state.all()
+                if t.account == account and self.tier_of(t).name in CLAIMED
+            ]
+            holder = self._holders[account] = min([*members, tenant], key=lambda t: t.id)
+        return holder
+
     def take(self, tenant: Tenant, what: str, n: int = 1) -> None:
         """Count ``n`` of ``what`` for ``tenant``, or raise the tier's refusal."""
-        tier = self.tier
+        self._sync()
+        tier = self.tier_of(tenant)
         if not (tier.per_minute or tier.monthly or tier.lifetime):
             return
+        holder = self._holder(tenant, tier)
         now = self._clock()
         limit = tier.per_minute.get(what)
         if limit is not None:
-            window = self._windows[(tenant.id, what)]
+            window = self._windows[(holder.id, what)]
             while window and window[0] <= now - 60:
                 window.popleft()
             if len(window) + n > limit:
@@ -107,7 +182,7 @@ class Limiter:
                     f"rate limit exceeded: {limit} {what} per minute on the {tier.name} tier",
                     retry_after=retry,
                 )
-        counters = tenant.counters
+        counters = holder.counters
         cap = tier.monthly.get(what)
         if cap is not None:
             month = time.strftime("%Y-%m", time.gmtime(now))
@@ -124,22 +199,32 @@ class Limiter:
             counters["month:" + what] = counters.get("month:" + what, 0) + n
         cap = tier.lifetime.get(what)
         if cap is not None:
-            used = counters.get("life:" + what, 0)
+            used = tenant.counters.get("life:" + what, 0)
             if used + n > cap:
-                tenant.paused = True
-                self.dirty[tenant.id] = tenant
-                raise ApiError(
-                    403,
-                    f"tenant is paused: {cap} {what} per ephemeral tenant lifetime exceeded",
-                )
-            counters["life:" + what] = used + n
+                self._pause(tenant, f"{cap} {what} per ephemeral tenant lifetime exceeded")
+            tenant.counters["life:" + what] = used + n
         if limit is not None:
-            self._windows[(tenant.id, what)].extend([now] * n)
+            self._windows[(holder.id, what)].extend([now] * n)
         self.dirty[tenant.id] = tenant
+        self.dirty[holder.id] = holder
 
-    def sockets_cap(self) -> Optional[int]:
-        """Concurrent sockets allowed per tenant, or None."""
-        return self.tier.sockets
+    def _pause(self, tenant: Tenant, why: str) -> None:
+        tenant.paused = True
+        self.dirty[tenant.id] = tenant
+        if self._on_pause is not None:
+            self._on_pause(tenant, why)
+        raise ApiError(403, f"tenant is paused: {why}")
+
+    def sockets_cap(self, tenant: Tenant) -> Optional[int]:
+        """Concurrent sockets ``tenant`` may hold, or None."""
+        return self.tier_of(tenant).sockets
+
+
+def check_tier(name: str) -> Tier:
+    """The tier called ``name``, or a ValueError naming the choices."""
+    if name not in TIERS:
+        raise ValueError(f"unknown tier {name!r}; choose from {', '.join(TIERS)}")
+    return TIERS[name]
 
 
 def _seconds_to_next_month(now: float) -> int:

@@ -120,7 +120,7 @@ async def list_resources(request: web.Request) -> web.Response:
                 "realtime": {"active": tenant.realtime, "write_region": tenant.write_region},
                 "database": {"active": tenant.database},
             },
-            "tier": core.limiter.tier.name,
+            "tier": core.limiter.tier_of(tenant).name,
             "paused": tenant.paused,
         },
         dumps=dumps,

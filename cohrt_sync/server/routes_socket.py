@@ -27,8 +27,8 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
     core.limiter.check_paused(tenant)
     core.require_realtime(tenant)
     core.limiter.take(tenant, REQUEST)
-    cap = core.limiter.sockets_cap()
-    where = f"on the {core.limiter.tier.name} tier"
+    cap = core.limiter.sockets_cap(tenant)
+    where = f"on the {core.limiter.tier_of(tenant).name} tier"
     share = core.conn_limits.max_tenant_sockets if core.conn_limits else None
     if share is not None and (cap is None or share < cap):
         # One tenant must not hold every connection slot of the server.

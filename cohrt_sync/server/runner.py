@@ -9,7 +9,7 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Type, Union
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from aiohttp import web
 
@@ -44,7 +44,10 @@ class LocalServer:
     :param port: port to bind; 0 picks a free one (kept across restarts).
     :param live_ids: put ``id`` in live frames and acks; False mimics a server
         whose frames carry no id, as in the spec's examples.
-    :param tier: rate-limit tier: unlimited, ephemeral, free, plus or pro.
+    :param tier: rate-limit tier: unlimited, ephemeral, free, plus or pro;
+        the default for keys that have none.
+    :param tiers: key → tier, stored as that key's claim (docs/limits.md).
+    :param accounts: account name → keys that share per-minute and monthly buckets.
     :param max_payload: largest ``data`` in bytes of JSON.
     :param session_ttl: lifetime of edge session bearers, seconds.
     :param batch_commits: commit concurrent persisted publishes together.
@@ -89,6 +92,8 @@ class LocalServer:
         port: int = 0,
         live_ids: bool = True,
         tier: str = "unlimited",
+        tiers: Optional[Mapping[str, str]] = None,
+        accounts: Optional[Mapping[str, Sequence[str]]] = None,
         max_payload: int = 65536,
         session_ttl: int = 60,
         batch_commits: bool = True,
@@ -123,6 +128,8 @@ class LocalServer:
             provision=provision,
             data_dir=path,
             tier=tier,
+            tiers=dict(tiers or {}),
+            accounts={name: list(ks) for name, ks in (accounts or {}).items()},
             max_payload=max_payload,
             session_ttl=session_ttl,
             live_ids=live_ids,
@@ -147,6 +154,7 @@ class LocalServer:
         )
         # Refuse nonsense limits here, not on the first request.
         self.config.sql_limits()
+        self.config.check_tiers()
         #: The connection limits in force, once started.
         self.limits: Optional[ConnLimits] = None
         self.host = host

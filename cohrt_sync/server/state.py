@@ -1,7 +1,14 @@
-"""The server's own state: tenants, their provisioning and signing secrets.
+"""The server's own state: tenants, their provisioning, tier and signing secrets.
 
 Kept in ``server.sqlite3`` in the data dir, beside one database file per
 tenant. Application keys are stored only as SHA-256 digests.
+
+Two writers share the file: the server, and ``cohrt-sync tenant`` (see
+:mod:`cohrt_sync.server.tenantadmin`), which may run beside it. The operator's
+columns (``tier``, ``account``, ``unpause_requests``) are written by the server
+only when it starts; while it runs it re-reads them whenever the operator's
+commands have committed (they bump ``PRAGMA user_version``), and its own writes
+leave them alone, so a claim or an unpause is never overwritten by a stale save.
 """
 
 from __future__ import annotations
@@ -30,6 +37,22 @@ CREATE TABLE IF NOT EXISTS tenants (
     extra TEXT NOT NULL DEFAULT '{}'
 )
 """
+#: Columns added after the first schema: (name, declaration), added to older files.
+_ADDED_COLUMNS = (
+    ("tier", "TEXT"),
+    ("account", "TEXT"),
+    ("unpause_requests", "INTEGER NOT NULL DEFAULT 0"),
+    ("unpauses_done", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the tenants table, or add the columns an older file lacks."""
+    conn.execute(_SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(tenants)")}
+    for name, decl in _ADDED_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE tenants ADD COLUMN {name} {decl}")
 
 
 def key_digest(key: str) -> str:
@@ -48,6 +71,13 @@ class Tenant:
     database: bool = False
     write_region: Optional[str] = None
     paused: bool = False
+    #: The tier claimed for this key (None: the server's default tier).
+    tier: Optional[str] = None
+    #: The account whose per-minute and monthly buckets this key shares, if any.
+    account: Optional[str] = None
+    #: ``cohrt-sync tenant unpause`` requests made, and how many the server applied.
+    unpause_requests: int = 0
+    unpauses_done: int = 0
     #: Lifetime and monthly usage counters of the tier limits.
     counters: Dict[str, int] = attrs.field(factory=dict)
     #: Room for features that keep per-tenant state (e.g. RealtimeKit's app id).
@@ -67,9 +97,44 @@ class StateStore(SqliteWorker):
         for t in self.run(self._load):
             self.tenants[t.id] = t
             self._by_key[t.key_hash] = t
+        # Read on the event loop: data_version and a small SELECT never wait
+        # for the writer in WAL mode, and cost microseconds.
+        self._watch = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._seen_version = self._data_version()
+        self._seen_admin = self._admin_version()
 
     def _setup(self, conn: sqlite3.Connection) -> None:
-        conn.execute(_SCHEMA)
+        migrate(conn)
+
+    def _data_version(self) -> int:
+        return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+
+    def _admin_version(self) -> int:
+        return int(self._watch.execute("PRAGMA user_version").fetchone()[0])
+
+    def refresh(self) -> bool:
+        """Re-read the operator's columns if ``cohrt-sync tenant`` changed them.
+
+        Any commit of another connection (this server's own writer included)
+        changes ``data_version``; the operator's commands also bump
+        ``user_version``, so only theirs cost a re-read.
+
+        :returns: whether anything was re-read.
+        """
+        version = self._data_version()
+        if version == self._seen_version:
+            return False
+        self._seen_version = version
+        admin = self._admin_version()
+        if admin == self._seen_admin:
+            return False
+        self._seen_admin = admin
+        rows = self._watch.execute("SELECT id, tier, account, unpause_requests FROM tenants")
+        for tenant_id, tier, account, requests in rows:
+            t = self.tenants.get(tenant_id)
+            if t is not None:
+                t.tier, t.account, t.unpause_requests = tier, account, requests
+        return True
 
     def _load(self) -> List[Tenant]:
         return [
@@ -83,10 +148,14 @@ class StateStore(SqliteWorker):
                 paused=bool(row[6]),
                 counters=json.loads(row[7]),
                 extra=json.loads(row[8]),
+                tier=row[9],
+                account=row[10],
+                unpause_requests=row[11],
+                unpauses_done=row[12],
             )
             for row in self._db().execute(
                 "SELECT id, key_hash, secret, realtime, database, write_region, paused,"
-                " counters, extra FROM tenants"
+                " counters, extra, tier, account, unpause_requests, unpauses_done FROM tenants"
             )
         ]
 
@@ -112,9 +181,14 @@ class StateStore(SqliteWorker):
         return tenant
 
     def _write(self, t: Tenant) -> None:
+        # The operator's columns are left out: see the module docstring.
         self._db().execute(
-            "INSERT OR REPLACE INTO tenants (id, key_hash, secret, realtime, database,"
-            " write_region, paused, counters, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tenants (id, key_hash, secret, realtime, database, write_region,"
+            " paused, counters, extra, unpauses_done) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET realtime = excluded.realtime,"
+            " database = excluded.database, write_region = excluded.write_region,"
+            " paused = excluded.paused, counters = excluded.counters,"
+            " extra = excluded.extra, unpauses_done = excluded.unpauses_done",
             (
                 t.id,
                 t.key_hash,
@@ -125,8 +199,23 @@ class StateStore(SqliteWorker):
                 int(t.paused),
                 json.dumps(t.counters),
                 json.dumps(t.extra),
+                t.unpauses_done,
             ),
         )
+
+    def _write_tier(self, t: Tenant) -> None:
+        self._db().execute(
+            "UPDATE tenants SET tier = ?, account = ? WHERE id = ?", (t.tier, t.account, t.id)
+        )
+
+    def _write_tiers(self, tenants: List[Tenant]) -> None:
+        for t in tenants:
+            self._write_tier(t)
+
+    def save_tiers_now(self, tenants: List[Tenant]) -> None:
+        """Store ``tenants``' tier and account as the server's settings name them
+        (before serving: the one time the server writes the operator's columns)."""
+        self.run(self._write_tiers, tenants)
 
     def _write_all(self) -> None:
         for t in list(self.tenants.values()):
@@ -151,4 +240,5 @@ class StateStore(SqliteWorker):
         """Write every tenant after the saves already queued, then close; idempotent."""
         if not self._closed:
             self.save_all_now()
+            self._watch.close()
         super().close()
