@@ -165,6 +165,27 @@ def error_from_frame(text: str) -> CohrtError:
     return BadRequestError(text)
 
 
+def header(headers: Optional[Mapping[str, str]], name: str) -> Optional[str]:
+    """The value of header ``name`` whatever the case of its key, or None.
+
+    requests' headers ignore case, but websocket-client hands a refused
+    handshake's headers over as a plain dict with lower-cased names.
+
+    :param headers: response headers, any mapping.
+    :param name: the header's name.
+    """
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
 def _parse_retry_after(value: Optional[str]) -> Optional[float]:
     if value is None:
         return None
@@ -209,7 +230,7 @@ def error_from_response(
     if not message:
         message = "no details"
     full = f"{context} failed: {message}"
-    retry_after = _parse_retry_after((headers or {}).get("Retry-After"))
+    retry_after = _parse_retry_after(header(headers, "Retry-After"))
     kwargs: dict[str, Any] = {"status_code": status_code, "status": status}
     cls = error_class(status_code, status, message)
     exc: CohrtError

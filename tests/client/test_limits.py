@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, List
 
 import pytest
 
 import cohrt_sync
 from cohrt_sync import Retry
+from cohrt_sync.errors import error_from_response
 
-from .conftest import KEY
+from .conftest import KEY, CountingSession, Recorder, wait_until
 
 
 def test_mint_over_the_per_minute_cap_raises_at_once(make_server: Any,
@@ -44,3 +45,60 @@ def test_publish_on_a_monthly_cap_raises_at_once(make_server: Any, make_client: 
         client.publish(channel_name, {"n": 1})
     assert time.monotonic() - started < 2.0
     assert info.value.retry_after is not None and info.value.retry_after > 3600
+
+
+def test_retry_after_is_read_whatever_the_header_case() -> None:
+    body = b'{"error": {"code": 429, "message": "socket cap reached"}}'
+    for headers in ({"Retry-After": "5"}, {"retry-after": "5"}, {"RETRY-AFTER": "5"}):
+        err = error_from_response(429, body, headers)
+        assert isinstance(err, cohrt_sync.RateLimitedError) and err.retry_after == 5
+
+
+def _fill_sockets(srv: Any, make_client: Any, count: int, prefix: str) -> List[Any]:
+    # Each socket costs a mint; the ephemeral tier mints 5 a minute.
+    other = make_client(srv)
+    channels = [other.subscribe(f"{prefix}-{i}", user_id="filler") for i in range(count)]
+    srv.advance_clock(61)
+    return channels
+
+
+def _mints(session: CountingSession) -> int:
+    with session.lock:
+        return sum(p.startswith("edge/realtime/token") for p in session.paths)
+
+
+def test_socket_cap_refusal_carries_retry_after(make_server: Any, make_client: Any,
+                                                channel_name: str) -> None:
+    srv = make_server(tier="ephemeral")
+    _fill_sockets(srv, make_client, 5, channel_name)
+    client = make_client(srv)
+    with pytest.raises(cohrt_sync.RateLimitedError) as info:
+        client.subscribe(channel_name, user_id="u")
+    assert info.value.retry_after is not None and info.value.retry_after >= 1
+
+
+def test_reconnect_waits_out_the_socket_caps_retry_after(make_server: Any, make_client: Any,
+                                                         recorder: Recorder,
+                                                         channel_name: str) -> None:
+    srv = make_server(tier="ephemeral")
+    session = CountingSession()
+    quick = Retry(total=None, backoff_factor=0.3, backoff_max=0.3, jitter=0.0)
+    client = make_client(srv, plugins=[recorder], session=session, reconnect_backoff=quick)
+    ch = client.subscribe(channel_name, user_id="u")
+    fillers = _fill_sockets(srv, make_client, 4, channel_name)
+    srv.drop_channel(channel_name)
+    wait_until(lambda: srv.socket_count() == 4)
+    # Take the dropped socket's place before the channel's reconnect comes back.
+    squatter = make_client(srv).subscribe(channel_name + "-squat", user_id="s")
+    refused = recorder.wait_for(lambda: [e for e in recorder.of("error")
+                                         if isinstance(e[-1], cohrt_sync.RateLimitedError)])
+    refused_at = time.monotonic()
+    mints_then = _mints(session)
+    retry_after = refused[0][-1].retry_after
+    assert retry_after is not None and retry_after >= 1
+    squatter.close()
+    recorder.wait_for(lambda: recorder.of("reconnected"), timeout=retry_after + 10)
+    # The next attempt came only after Retry-After, and minted the one token it used.
+    assert time.monotonic() - refused_at >= retry_after - 0.5
+    assert _mints(session) == mints_then + 1
+    assert ch.connected and len(fillers) == 4
