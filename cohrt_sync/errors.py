@@ -24,6 +24,7 @@ __all__ = [
     "NotProvisionedError",
     "RateLimitedError",
     "ServerError",
+    "TenantPausedError",
     "error_class",
     "error_from_frame",
     "error_from_response",
@@ -64,6 +65,29 @@ class AuthError(CohrtError):
 
 class NotProvisionedError(CohrtError):
     """The realtime resource is not provisioned or the tenant is paused (HTTP 403)."""
+
+
+class TenantPausedError(NotProvisionedError):
+    """The tenant is paused: a hard cap of its tier was exceeded, and every edge
+    call, socket and publish is refused until the tenant is claimed or unpaused.
+
+    Recognised by :func:`is_paused`: an HTTP 403 (or a socket's error frame)
+    whose message says ``paused``.
+    """
+
+
+def is_paused(status_code: Optional[int], message: str) -> bool:
+    """Whether a refusal says the tenant is paused.
+
+    The rule, kept loose because only the local server's wording is known:
+    a 403 (or no status: a socket's error frame) whose message contains the
+    word ``paused`` in any case. The envelope's ``status`` name is not
+    required (the local server says ``FAILED_PRECONDITION``).
+
+    :param status_code: the HTTP status, or None for an error frame.
+    :param message: the envelope's message or the frame's text.
+    """
+    return status_code in (None, 403) and "paused" in message.lower()
 
 
 class RateLimitedError(CohrtError):
@@ -140,6 +164,8 @@ def error_class(
     if status_code == 401:
         return AuthError
     if status_code == 403:
+        if is_paused(status_code, message):
+            return TenantPausedError
         if status == "PERMISSION_DENIED" and "provision" not in message.lower():
             return AuthError
         return NotProvisionedError
@@ -162,6 +188,8 @@ def error_from_frame(text: str) -> CohrtError:
     """
     if text.startswith("Failed to persist"):
         return ServerError(text)
+    if is_paused(None, text):
+        return TenantPausedError(text)
     return BadRequestError(text)
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, List
 
 import pytest
+import requests
 
 import cohrt_sync
 from cohrt_sync import Retry
-from cohrt_sync.errors import error_from_response
+from cohrt_sync.errors import error_from_frame, error_from_response
 
 from .conftest import KEY, CountingSession, Recorder, wait_until
 
@@ -102,3 +104,77 @@ def test_reconnect_waits_out_the_socket_caps_retry_after(make_server: Any, make_
     assert time.monotonic() - refused_at >= retry_after - 0.5
     assert _mints(session) == mints_then + 1
     assert ch.connected and len(fillers) == 4
+
+
+def _pause_tenant(srv: Any) -> None:
+    # 10 RealtimeKit participant tokens per ephemeral lifetime: the 11th pauses.
+    auth = {"Authorization": f"Bearer {KEY}"}
+    meeting = requests.post(srv.base_url + "/edge/realtimekit/meetings", json={},
+                            headers=auth, timeout=5).json()["data"]["id"]
+    path = f"{srv.base_url}/edge/realtimekit/meetings/{meeting}/participants"
+    codes = [requests.post(path, json={"preset_name": "group_call_host"}, headers=auth,
+                           timeout=5).status_code for _ in range(11)]
+    assert codes == [201] * 10 + [403]
+
+
+def test_paused_tenant_is_one_error_on_every_path(make_server: Any, make_client: Any,
+                                                  recorder: Recorder,
+                                                  channel_name: str) -> None:
+    srv = make_server(tier="ephemeral", rtk_delay_ms=0)
+    session = CountingSession()
+    client = make_client(srv, plugins=[recorder], session=session)
+    ch = client.subscribe(channel_name, user_id="u")
+    _pause_tenant(srv)
+    with pytest.raises(cohrt_sync.TenantPausedError) as info:
+        client.history(channel_name)
+    assert isinstance(info.value, cohrt_sync.NotProvisionedError)
+    with pytest.raises(cohrt_sync.TenantPausedError):
+        client.publish(channel_name, {"n": 1})
+    with pytest.raises(cohrt_sync.TenantPausedError):
+        ch.publish({"n": 2})
+    with pytest.raises(cohrt_sync.TenantPausedError):
+        client.subscribe(channel_name + "-2", user_id="v")
+    mints_then = _mints(session)
+    srv.drop_channel(channel_name)
+    assert ch.wait(10)
+    recorder.wait_for(lambda: recorder.of("closed"))
+    errors = [e[-1] for e in recorder.of("error")]
+    assert len(errors) == 1 and isinstance(errors[0], cohrt_sync.TenantPausedError)
+    assert [e[0] for e in recorder.events][-1] == "closed"
+    # One refused attempt, then the channel stopped: no reconnect storm.
+    assert _mints(session) == mints_then + 1
+    assert ch.closed and ch not in client.channels
+
+
+def test_deprovisioned_tenant_stops_reconnecting(make_server: Any, make_client: Any,
+                                                 recorder: Recorder,
+                                                 channel_name: str) -> None:
+    srv = make_server()
+    client = make_client(srv, plugins=[recorder])
+    ch = client.subscribe(channel_name, user_id="u")
+    client.deprovision()
+    srv.drop_channel(channel_name)
+    assert ch.wait(10)
+    recorder.wait_for(lambda: recorder.of("closed"))
+    errors = [e[-1] for e in recorder.of("error")]
+    assert len(errors) == 1 and isinstance(errors[0], cohrt_sync.NotProvisionedError)
+
+
+def test_paused_is_recognised_by_status_and_message() -> None:
+    def envelope(message: str, status: str) -> bytes:
+        return json.dumps({"error": {"code": 403, "message": message, "status": status}}).encode()
+
+    paused = [
+        error_from_response(403, envelope("tenant is paused: cap exceeded", "FAILED_PRECONDITION")),
+        error_from_response(403, envelope("Tenant Paused", "PERMISSION_DENIED")),
+        error_from_response(403, b"account paused"),
+        error_from_frame("tenant is paused: an ephemeral hard cap was exceeded"),
+    ]
+    assert all(isinstance(e, cohrt_sync.TenantPausedError) for e in paused)
+    not_paused = [
+        error_from_response(403, envelope("realtime is not provisioned", "FAILED_PRECONDITION")),
+        error_from_response(429, envelope("paused? no: rate limited", "RESOURCE_EXHAUSTED")),
+        error_from_frame('publish requires "data"'),
+    ]
+    assert not any(isinstance(e, cohrt_sync.TenantPausedError) for e in not_paused)
+    assert isinstance(not_paused[0], cohrt_sync.NotProvisionedError)
