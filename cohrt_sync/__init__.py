@@ -24,6 +24,7 @@ from .errors import (
     NotProvisionedError,
     RateLimitedError,
     ServerError,
+    TenantPausedError,
 )
 from .hookspecs import hookimpl, hookspec
 from .models import Message, PublishAck, Token, User
@@ -66,6 +67,7 @@ __all__ = [
     "RealtimeKitNotFoundError",
     "Retry",
     "ServerError",
+    "TenantPausedError",
     "Token",
     "User",
     "__version__",

@@ -2,7 +2,10 @@
 
 Every HTTP call of the client goes through :meth:`HttpTransport.request`,
 which is safe to call from many threads at once (hooks publish from channel
-threads). Transport errors are translated into the :class:`~cohrt_sync.CohrtError`
+threads). A call's retries stay inside the policy's ``budget``: a wait that
+would end past it (a long ``Retry-After``) is not slept on, the error is
+raised at once, and a retried attempt's timeouts are cut to what is left.
+Transport errors are translated into the :class:`~cohrt_sync.CohrtError`
 tree here and nowhere else.
 """
 
@@ -158,10 +161,11 @@ class HttpTransport:
 
     # -- edge session bearer -------------------------------------------------
 
-    def _mint_bearer(self) -> Tuple[Optional[str], float]:
+    def _mint_bearer(self, started: float) -> Tuple[Optional[str], float]:
         try:
             body = self._with_retries(
-                "POST", "/edge/session", {}, None, {}, RETRY_ALWAYS, "edge session", auth="key"
+                "POST", "/edge/session", {}, None, {}, RETRY_ALWAYS, "edge session",
+                auth="key", started=started,
             )
         except CohrtError as e:
             if e.status_code in SESSION_UNSUPPORTED:
@@ -179,9 +183,11 @@ class HttpTransport:
         margin = min(30.0, max(1.0, float(expires_in) * 0.2))
         return token, time.monotonic() + float(expires_in) - margin
 
-    def bearer(self) -> Optional[str]:
+    def bearer(self, started: Optional[float] = None) -> Optional[str]:
         """The current edge bearer, minted (once, for all threads) when missing or stale.
 
+        :param started: ``time.monotonic()`` when the call needing it began (a
+            mint spends that call's retry budget); default now.
         :returns: the token, or ``None`` when the server has no session endpoint.
         """
         with self._bearer_lock:
@@ -189,7 +195,9 @@ class HttpTransport:
                 return self._bearer
             if self._bearer_unsupported:
                 return None
-            self._bearer, self._bearer_refresh_at = self._mint_bearer()
+            self._bearer, self._bearer_refresh_at = self._mint_bearer(
+                time.monotonic() if started is None else started
+            )
             return self._bearer
 
     def invalidate_bearer(self, token: str) -> None:
@@ -255,15 +263,18 @@ class HttpTransport:
         context: str,
         *,
         auth: str = "edge",
+        started: Optional[float] = None,
     ) -> Any:
         # auth: "edge" = bearer, else ?key=; "key" = ?key= only; "none" = caller's headers.
         retry = self.retry
+        start = time.monotonic() if started is None else started
+        timeout = self.timeout
         refreshed = False
         url = self.base_url + path
         if body is not None:
             headers.setdefault("Content-Type", "application/json")
         while True:
-            bearer = self.bearer() if auth == "edge" else None
+            bearer = self.bearer(start) if auth == "edge" else None
             send_headers = headers
             send_params: Iterable[Tuple[str, Any]] = params.items()
             if bearer is not None:
@@ -277,13 +288,15 @@ class HttpTransport:
                     params=list(send_params),
                     data=body,
                     headers=send_headers,
-                    timeout=self.timeout,
+                    timeout=timeout,
                 )
             except requests.RequestException as e:
                 scrub_exception(e)
                 if retry_mode == RETRY_ALWAYS or _is_unsent(e):
                     retry = retry.increment(error=e)
-                    if not retry.is_exhausted() and not self._stop.wait(retry.get_backoff()):
+                    pause = self._pause(retry, start)
+                    if pause is not None:
+                        timeout = pause
                         log.debug("%s: %s, retrying", context, type(e).__name__)
                         continue
                 if isinstance(e, requests.exceptions.Timeout):
@@ -307,10 +320,29 @@ class HttpTransport:
             if may_retry:
                 after = getattr(err, "retry_after", None)
                 retry = retry.increment(status=status, retry_after=after)
-                if not retry.is_exhausted() and not self._stop.wait(retry.get_backoff()):
+                pause = self._pause(retry, start)
+                if pause is not None:
+                    timeout = pause
                     log.debug("%s: HTTP %s, retrying", context, status)
                     continue
             raise err
+
+    def _pause(self, retry: Retry, start: float) -> Optional[Tuple[float, float]]:
+        """Wait before the next attempt; return its timeouts, or None to give up now.
+
+        The attempt's timeouts are cut to what is left of the budget, so waits
+        and attempts together end within it.
+        """
+        wait = retry.next_wait(time.monotonic() - start)
+        if wait is None or self._stop.wait(wait):
+            return None
+        left = retry.remaining(time.monotonic() - start)
+        if left is None:
+            return self.timeout
+        if left <= 0:
+            return None
+        connect, read = self.timeout
+        return (min(connect, left), min(read, left))
 
 
 def encode_json(value: Any) -> bytes:

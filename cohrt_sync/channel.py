@@ -380,7 +380,9 @@ class Channel(SocketReader):
         elif kind == "error":
             self._hooks.call("on_error", error=item[1])
         elif kind == "gave_up":
-            # reconnect_backoff.total ran out: report it, then close (on_closed follows).
+            # The reconnect gave up (reconnect_backoff.total ran out, or the
+            # tenant is paused or deprovisioned): report it, then close
+            # (on_closed follows).
             self._hooks.call("on_error", error=item[1])
             self.close()
 

@@ -74,8 +74,9 @@ class Client(HttpApi):
     :param timeout: HTTP ``(connect, read)`` timeouts in seconds.
     :param retry: HTTP retry policy.
     :param reconnect_backoff: channel reconnect policy (``total=None``: forever;
-        a channel whose ``total`` attempts all fail reports it to ``on_error``
-        and closes).
+        a channel whose ``total`` attempts all fail, or whose reconnect finds
+        the tenant paused or not provisioned, reports it to ``on_error`` and
+        closes).
     :param connect_timeout: seconds for a socket to open and send ``subscribed``.
     :param ack_timeout: default seconds :meth:`Channel.publish` waits for its ack.
     :param ping_interval: seconds of silence before the client pings a socket.

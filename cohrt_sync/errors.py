@@ -24,6 +24,7 @@ __all__ = [
     "NotProvisionedError",
     "RateLimitedError",
     "ServerError",
+    "TenantPausedError",
     "error_class",
     "error_from_frame",
     "error_from_response",
@@ -64,6 +65,29 @@ class AuthError(CohrtError):
 
 class NotProvisionedError(CohrtError):
     """The realtime resource is not provisioned or the tenant is paused (HTTP 403)."""
+
+
+class TenantPausedError(NotProvisionedError):
+    """The tenant is paused: a hard cap of its tier was exceeded, and every edge
+    call, socket and publish is refused until the tenant is claimed or unpaused.
+
+    Recognised by :func:`is_paused`: an HTTP 403 (or a socket's error frame)
+    whose message says ``paused``.
+    """
+
+
+def is_paused(status_code: Optional[int], message: str) -> bool:
+    """Whether a refusal says the tenant is paused.
+
+    The rule, kept loose because only the local server's wording is known:
+    a 403 (or no status: a socket's error frame) whose message contains the
+    word ``paused`` in any case. The envelope's ``status`` name is not
+    required (the local server says ``FAILED_PRECONDITION``).
+
+    :param status_code: the HTTP status, or None for an error frame.
+    :param message: the envelope's message or the frame's text.
+    """
+    return status_code in (None, 403) and "paused" in message.lower()
 
 
 class RateLimitedError(CohrtError):
@@ -140,6 +164,8 @@ def error_class(
     if status_code == 401:
         return AuthError
     if status_code == 403:
+        if is_paused(status_code, message):
+            return TenantPausedError
         if status == "PERMISSION_DENIED" and "provision" not in message.lower():
             return AuthError
         return NotProvisionedError
@@ -162,7 +188,30 @@ def error_from_frame(text: str) -> CohrtError:
     """
     if text.startswith("Failed to persist"):
         return ServerError(text)
+    if is_paused(None, text):
+        return TenantPausedError(text)
     return BadRequestError(text)
+
+
+def header(headers: Optional[Mapping[str, str]], name: str) -> Optional[str]:
+    """The value of header ``name`` whatever the case of its key, or None.
+
+    requests' headers ignore case, but websocket-client hands a refused
+    handshake's headers over as a plain dict with lower-cased names.
+
+    :param headers: response headers, any mapping.
+    :param name: the header's name.
+    """
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is not None:
+        return value
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
 
 
 def _parse_retry_after(value: Optional[str]) -> Optional[float]:
@@ -209,7 +258,7 @@ def error_from_response(
     if not message:
         message = "no details"
     full = f"{context} failed: {message}"
-    retry_after = _parse_retry_after((headers or {}).get("Retry-After"))
+    retry_after = _parse_retry_after(header(headers, "Retry-After"))
     kwargs: dict[str, Any] = {"status_code": status_code, "status": status}
     cls = error_class(status_code, status, message)
     exc: CohrtError

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, Optional
 import websocket
 
 from .acks import AckQueue
-from .errors import CohrtConnectionError, CohrtError, RateLimitedError, error_from_frame
+from .errors import (
+    CohrtConnectionError,
+    CohrtError,
+    NotProvisionedError,
+    RateLimitedError,
+    error_from_frame,
+)
 from .handshake import Handshake
 from .inbox import Inbox
 
@@ -172,6 +178,12 @@ class SocketReader:
                 ws, presence, early = self._connect()
             except CohrtError as e:
                 if self._closing.is_set():
+                    return None
+                if isinstance(e, NotProvisionedError):
+                    # Paused or deprovisioned: no later attempt can succeed until
+                    # someone acts on the tenant, so stop instead of storming it.
+                    log.warning("channel %s: reconnect refused, closing: %s", self.name, e)
+                    self._inbox.put(("gave_up", e))
                     return None
                 if isinstance(e, RateLimitedError):
                     retry_after = e.retry_after

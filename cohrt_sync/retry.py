@@ -5,6 +5,12 @@ returns a new policy with one more attempt recorded, and
 :meth:`Retry.get_backoff` says how long to wait before the next attempt. The
 caller does the waiting (on an :class:`threading.Event`, so ``close()`` can
 interrupt it). That keeps the policy testable as a pure value.
+
+A policy may carry a ``budget``: the wall-clock seconds one call may spend
+after its first attempt, waits and retried attempts together.
+:meth:`Retry.next_wait` answers ``None`` when the next wait would not end
+inside it (a ``Retry-After`` of a minute, or of a month, against a budget of
+10 s), and the caller raises the error it holds at once.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class Retry:
     :param status_forcelist: HTTP statuses worth retrying.
     :param respect_retry_after: wait what ``Retry-After`` says on 429/503.
     :param retry_after_max: ceiling on an honoured ``Retry-After``.
+    :param budget: wall-clock seconds one call may spend in retries (waits and
+        retried attempts), counted from the start of the call; ``None`` for no
+        limit (channel reconnects, which run until closed).
     :param history: the failed attempts so far (oldest first).
     """
 
@@ -62,6 +71,7 @@ class Retry:
     )
     respect_retry_after: bool = True
     retry_after_max: float = 120.0
+    budget: Optional[float] = 10.0
     history: Tuple[RetryAttempt, ...] = ()
 
     @property
@@ -120,13 +130,48 @@ class Retry:
         jitter = min(max(self.jitter, 0.0), 1.0)
         return float(delay * (1.0 - jitter * rng()))
 
+    def next_wait(
+        self, elapsed: float, rng: Callable[[], float] = random.random
+    ) -> Optional[float]:
+        """Seconds to wait before the next attempt, or ``None`` for "give up now".
+
+        ``None`` when the policy is exhausted, or when the wait would not end
+        inside the budget: a ``Retry-After`` longer than what is left, or
+        longer than ``retry_after_max``, is never slept on (retrying sooner
+        than the server allows would only be refused again).
+
+        :param elapsed: seconds since the call started.
+        :param rng: source of uniform numbers in ``[0, 1)``; inject for tests.
+        """
+        if self.is_exhausted():
+            return None
+        last = self.history[-1] if self.history else None
+        asked = None if last is None or not self.respect_retry_after else last.retry_after
+        if asked is not None and asked > self.retry_after_max:
+            return None
+        wait = self.get_backoff(rng)
+        if self.budget is not None and elapsed + wait >= self.budget:
+            return None
+        return wait
+
+    def remaining(self, elapsed: float) -> Optional[float]:
+        """Seconds of the budget left after ``elapsed``; ``None`` without a budget.
+
+        :param elapsed: seconds since the call started.
+        """
+        return None if self.budget is None else max(0.0, self.budget - elapsed)
+
     def reset(self) -> Retry:
         """Return the same policy with an empty history (after a success)."""
         return attrs.evolve(self, history=())
 
 
-#: Policy for HTTP calls: 3 retries, 0.25 s doubling, capped at 10 s.
+#: Policy for HTTP calls: 3 retries, 0.25 s doubling, capped at 10 s, all
+#: within a budget of 10 s per call.
 DEFAULT_RETRY = Retry()
 
-#: Policy for channel reconnects: forever, 0.5 s doubling, capped at 30 s.
-RECONNECT_BACKOFF = Retry(total=None, backoff_factor=0.5, backoff_max=30.0, jitter=0.5)
+#: Policy for channel reconnects: forever, 0.5 s doubling, capped at 30 s;
+#: no budget (a channel reconnects until closed).
+RECONNECT_BACKOFF = Retry(
+    total=None, backoff_factor=0.5, backoff_max=30.0, jitter=0.5, budget=None
+)

@@ -69,3 +69,35 @@ def test_status_forcelist_and_history() -> None:
 
 def test_status_forcelist_accepts_any_iterable() -> None:
     assert Retry(status_forcelist=[500]).status_forcelist == frozenset({500})
+
+
+def test_next_wait_gives_up_when_retry_after_outlasts_the_budget() -> None:
+    r = Retry(total=3, budget=10.0, jitter=0.0)
+    assert r.increment(status=429, retry_after=4).next_wait(elapsed=1.0) == 4
+    # What is left of the budget decides, not the whole budget.
+    assert r.increment(status=429, retry_after=4).next_wait(elapsed=6.5) is None
+    assert r.increment(status=429, retry_after=60).next_wait(elapsed=0.0) is None
+    # A month's Retry-After is refused at once, even without a budget.
+    month = 2_600_000
+    assert attrs.evolve(r, budget=None).increment(status=429, retry_after=month).next_wait(
+        elapsed=0.0) is None
+
+
+def test_next_wait_bounds_plain_backoff_and_attempts() -> None:
+    r = Retry(total=1, backoff_factor=2.0, jitter=0.0, budget=3.0).increment(status=503)
+    assert r.next_wait(elapsed=0.5) == 2.0
+    assert r.next_wait(elapsed=1.5) is None  # 1.5 + 2.0 would end past 3.0
+    assert r.increment(status=503).next_wait(elapsed=0.0) is None  # total spent
+    assert Retry(budget=None).increment(status=503).next_wait(elapsed=1e9) is not None
+
+
+def test_remaining_budget() -> None:
+    assert Retry(budget=10.0).remaining(3.0) == 7.0
+    assert Retry(budget=10.0).remaining(30.0) == 0.0
+    assert Retry(budget=None).remaining(30.0) is None
+
+
+def test_default_budgets() -> None:
+    assert DEFAULT_RETRY.budget == 10.0
+    # Reconnects run until the channel is closed: no per-call budget.
+    assert RECONNECT_BACKOFF.budget is None
