@@ -95,6 +95,8 @@ class Channel(SocketReader):
     _last_rx: float = attrs.field(default=0.0, init=False)
     _ping_sent: Optional[float] = attrs.field(default=None, init=False)
     _dead_reason: Optional[str] = attrs.field(default=None, init=False)
+    #: Why the server closed the channel for good (a paused tenant), if it did.
+    _stopped_by: Optional[CohrtError] = attrs.field(default=None, init=False)
     _handshake_ws: Any = attrs.field(default=None, init=False)
     _hooks: _plugins.ChannelHooks = attrs.field(init=False)
 
@@ -189,6 +191,8 @@ class Channel(SocketReader):
         with self._send_lock:
             ws = self._ws
             if ws is None or self._closing.is_set():
+                if self._stopped_by is not None:
+                    raise self._stopped_by
                 raise ChannelClosedError(
                     f"channel {self.name!r} is {'closed' if self.closed else 'reconnecting'}"
                 )

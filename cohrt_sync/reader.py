@@ -23,7 +23,9 @@ from .errors import (
     CohrtError,
     NotProvisionedError,
     RateLimitedError,
+    TenantPausedError,
     error_from_frame,
+    is_paused,
 )
 from .handshake import Handshake
 from .inbox import Inbox
@@ -55,6 +57,7 @@ class SocketReader:
     _last_rx: float
     _ping_sent: Optional[float]
     _dead_reason: Optional[str]
+    _stopped_by: Optional[CohrtError]
 
     def _connect(self) -> Handshake:
         raise NotImplementedError
@@ -67,8 +70,10 @@ class SocketReader:
                 with self._send_lock:
                     if self._ws is ws:
                         self._ws = None
+                stopped_by = self._stopped_by
                 self._acks.fail_all(
-                    CohrtConnectionError(
+                    stopped_by
+                    or CohrtConnectionError(
                         f"connection to {self.name!r} lost before the ack; "
                         "the publish may or may not have been applied"
                     )
@@ -78,6 +83,12 @@ class SocketReader:
                     break
                 log.debug("channel %s dropped: %s", self.name, reason)
                 self._inbox.put(("disconnected", reason))
+                if stopped_by is not None:
+                    # The server said why it closed, and no reconnect can help.
+                    log.warning("channel %s: closed by the server, not reconnecting: %s",
+                                self.name, stopped_by)
+                    self._inbox.put(("gave_up", stopped_by))
+                    break
                 ws = self._reconnect()
         except Exception:
             log.exception("channel %s: reader crashed", self.name)
@@ -104,6 +115,13 @@ class SocketReader:
                 payload = data if isinstance(data, bytes) else getattr(data, "data", b"")
                 if len(payload) >= 2:
                     code = int.from_bytes(payload[:2], "big")
+                reason = payload[2:].decode("utf-8", "replace")
+                if is_paused(None, reason):
+                    # Set before the socket is let go, so a publish racing the
+                    # close raises this rather than "reconnecting".
+                    self._stopped_by = TenantPausedError(
+                        f"channel {self.name!r} closed by the server ({code}): {reason}"
+                    )
                 return f"server closed ({code})"
         return "closed"
 
