@@ -4,7 +4,8 @@ A child server is killed with SIGKILL mid-stream and restarted on the same
 data dir. The ephemeral tier's 25,000-publish lifetime cap is reached quickly
 by writing the count the tenant has already used into the state database
 (``server.sqlite3``) before the server starts, as a server of the same data
-dir would have left it.
+dir would have left it. The hidden ``serve --clock-offset SECONDS`` moves a
+child server's clock, so the month of a monthly cap turns without waiting.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -122,3 +124,27 @@ def test_lifetime_cap_holds_across_kill_9(tmp_path: Path) -> None:
     assert total >= acked + acked_again
     assert _counters(data)["life:" + PUBLISH] <= CAP
 
+
+def test_clock_offset_turns_the_month_of_a_monthly_cap(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with _serve(data, "--tier", "free"):
+        pass
+    cap = TIERS["free"].monthly[PUBLISH]
+    this_month = int(time.strftime("%Y%m", time.gmtime()))
+    _set_counters(data, {"month_of": this_month, "month:" + PUBLISH: cap})
+
+    def publish(srv: ServerProcess) -> requests.Response:
+        return requests.post(
+            srv.base_url + "/edge/realtime",
+            headers={"Authorization": f"Bearer {KEY}"},
+            json={"channel": "c", "data": 1},
+            timeout=5,
+        )
+
+    with _serve(data, "--tier", "free") as srv:
+        refused = publish(srv)
+        assert refused.status_code == 429
+        wait = int(refused.headers["Retry-After"])
+    with _serve(data, "--tier", "free", "--clock-offset", str(wait + 1)) as srv:
+        assert publish(srv).status_code == 200
+    assert _counters(data)["month:" + PUBLISH] == 1
