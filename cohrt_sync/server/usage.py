@@ -32,6 +32,8 @@ class Usage:
         self.limiter = limiter
         #: Resolved when the tenants dirty now are on disk.
         self._next: Optional[asyncio.Future[None]] = None
+        #: Resolved when the write in flight is on disk.
+        self._writing: Optional[asyncio.Future[None]] = None
         # Made on the server's loop, at the first charge.
         self._wakeup: Optional[asyncio.Event] = None
         self._writer: Optional[asyncio.Task[None]] = None
@@ -52,7 +54,10 @@ class Usage:
 
     async def charge(self, tenant: Tenant, what: str, n: int = 1) -> None:
         """:meth:`reserve`, and wait until the count is on disk."""
-        await durable(self.reserve(tenant, what, n))
+        pending = self.reserve(tenant, what, n)
+        if pending is not None:
+            # Shielded: a cancelled request must not fail the others sharing the write.
+            await asyncio.shield(pending)
 
     def _schedule(self) -> Optional[asyncio.Future[None]]:
         if not self.limiter.dirty:
@@ -70,12 +75,15 @@ class Usage:
             await wakeup.wait()
             wakeup.clear()
             done, self._next = self._next, None
+            self._writing = done
             tenants: List[Tenant] = list(self.limiter.dirty.values())
             self.limiter.dirty.clear()
             try:
                 if tenants:
                     await self.state.save_many(tenants)
             except Exception as e:  # the answers waiting for it fail; the loop goes on
+                for t in tenants:  # and the next write tries these again
+                    self.limiter.dirty.setdefault(t.id, t)
                 if done is not None and not done.done():
                     done.set_exception(e)
                     done.exception()  # retrieved: a charge nobody awaits is no error
@@ -84,20 +92,15 @@ class Usage:
                     done.set_result(None)
 
     async def close(self) -> None:
-        """Write what is still pending, then stop the writer."""
+        """Finish the write in flight and write what is still pending, then stop."""
         pending = self._schedule() if self.limiter.dirty else self._next
-        if pending is not None:
-            await asyncio.wait([pending])
+        waits = [f for f in (self._writing, pending) if f is not None and not f.done()]
+        if waits:
+            await asyncio.wait(waits)
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
         self._writer = self._wakeup = None
 
 
-async def durable(pending: Optional[asyncio.Future[None]]) -> None:
-    """Wait for a charge's write (never cancelling it for the others who share it)."""
-    if pending is not None:
-        await asyncio.shield(pending)
-
-
-__all__ = ["Usage", "durable"]
+__all__ = ["Usage"]
