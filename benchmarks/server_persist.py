@@ -6,8 +6,10 @@ after the row is committed). The same load runs against a server that commits
 concurrent publishes together (the default) and one that commits each message
 on its own (``batch_commits=False``), in the same run; prints msgs/s and the
 ratio (goal: ≥ 5x). Both use SQLite in WAL mode with ``synchronous=FULL``.
+``--tier pro`` (or any tier with a publish cap) adds the durable count of
+every publish, written before its row (see ``cohrt_sync/server/usage.py``).
 
-    python benchmarks/server_persist.py [--publishers 50] [--messages 100]
+    python benchmarks/server_persist.py [--publishers 50] [--messages 100] [--tier pro]
 """
 
 from __future__ import annotations
@@ -68,11 +70,13 @@ async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
     return {"acked": acked, "seconds": elapsed}
 
 
-def _run(batch: bool, publishers: int, messages: int) -> Dict[str, Any]:
+def _run(batch: bool, publishers: int, messages: int, tier: str) -> Dict[str, Any]:
     key = "k_bench"
     with (
         tempfile.TemporaryDirectory() as tmp,
-        LocalServer(keys=[key], provision=True, data_dir=tmp, batch_commits=batch) as srv,
+        LocalServer(
+            keys=[key], provision=True, data_dir=tmp, batch_commits=batch, tier=tier
+        ) as srv,
     ):
         # Each publisher on its own channel: the cost measured is the commit,
         # not fan-out to the other publishers.
@@ -108,6 +112,7 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=50)
     parser.add_argument("--messages", type=int, default=100, help="per publisher")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians")
+    parser.add_argument("--tier", default="unlimited", help="the server's tier")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
@@ -115,8 +120,8 @@ def main() -> None:
         return
     rates: Dict[str, List[float]] = {"batched": [], "single": [], "ceiling": []}
     runs = [
-        ("batched", lambda: _run(True, args.publishers, args.messages)),
-        ("single", lambda: _run(False, args.publishers, args.messages)),
+        ("batched", lambda: _run(True, args.publishers, args.messages, args.tier)),
+        ("single", lambda: _run(False, args.publishers, args.messages, args.tier)),
         ("ceiling", lambda: _ceiling(args.publishers, args.messages)),
     ]
     for r in range(args.rounds):
@@ -128,7 +133,7 @@ def main() -> None:
     print(machine_line())
     print(
         f"publishers={args.publishers} messages each={args.messages} "
-        f"total per run={args.publishers * args.messages} rounds={args.rounds}"
+        f"total per run={args.publishers * args.messages} rounds={args.rounds} tier={args.tier}"
     )
     print(f"batched commits    : {b:10,.0f} msgs/s median  ({runs_text(rates['batched'])})")
     print(f"one commit per msg : {s:10,.0f} msgs/s median  ({runs_text(rates['single'])})")

@@ -50,6 +50,9 @@ def _serve(args: argparse.Namespace) -> int:
         rtk_delay_ms=args.rtk_delay_ms,
         **{name: getattr(args, name) for _, flags in _LIMIT_FLAGS for name, *_ in flags},
     )
+    # Tests move a child server's clock with the hidden --clock-offset, as
+    # LocalServer.advance_clock does in process, so none waits out real time.
+    server.advance_clock(args.clock_offset)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -331,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="omit message ids from live frames and acks, like the spec's example frames",
     )
+    # For tests only: seconds added to the server's clock (token expiry,
+    # per-minute windows, the month of monthly caps).
+    serve.add_argument("--clock-offset", type=float, default=0.0, help=argparse.SUPPRESS)
     for title, flags in _LIMIT_FLAGS:
         group = serve.add_argument_group(title)
         for name, kind, default, text in flags:

@@ -21,6 +21,7 @@ from .hub import Conn, Hub
 from .limits import PAUSE_CLOSE_CODE, PAUSE_REASON, REQUEST, Limiter
 from .state import StateStore, Tenant
 from .tenantdb import IDEMPOTENCY_MAX, IDEMPOTENCY_TTL_S, TenantDB
+from .usage import Usage
 
 #: Where realtime is provisioned when no ``write_region`` is asked for.
 DEFAULT_REGION = "apac"
@@ -43,6 +44,8 @@ class Core:
         self.redactor = Redactor(config.keys)
         self.state = StateStore(data_dir / "server.sqlite3")
         self.limiter = Limiter(config.tier, self.now, self.state, self._close_paused)
+        #: Charges to the caps, durable before what they count is answered.
+        self.usage = Usage(self.state, self.limiter)
         self.hub = Hub(
             self.db_for,
             live_ids=config.live_ids,
@@ -60,7 +63,6 @@ class Core:
         #: Called with the tenant when its realtime resource is deleted
         #: (RealtimeKit removes the tenant's app there).
         self.on_realtime_deleted: List[Callable[[Tenant], Awaitable[None]]] = []
-        self._flusher: Optional[asyncio.Task[None]] = None
         #: Verified edge session bearers: token → (tenant id, expiry).
         self._sessions: collections.OrderedDict[str, Tuple[str, int]] = collections.OrderedDict()
         #: Handlers waiting for their request body (see :meth:`shutdown`).
@@ -105,8 +107,8 @@ class Core:
 
     # -- lifecycle ------------------------------------------------------------
     async def startup(self) -> None:
-        """Provision the keys' tenants if the config asks, open provisioned
-        databases and start flushing usage counters."""
+        """Provision the keys' tenants if the config asks and open provisioned
+        databases."""
         if self.config.provision:
             for key in self.config.keys:
                 tenant = self.state.by_key(key)
@@ -117,15 +119,6 @@ class Core:
                 db = await self.db_for(tenant.id)
                 if db is not None:
                     await db.call(db.ensure_schema)
-        self._flusher = asyncio.ensure_future(self._flush_counters())
-
-    async def _flush_counters(self) -> None:
-        while True:
-            await asyncio.sleep(2)
-            dirty = list(self.limiter.dirty.values())
-            self.limiter.dirty.clear()
-            for tenant in dirty:
-                await self.state.save(tenant)
 
     async def shutdown(self) -> None:
         """Close sockets gracefully, finish queued publishes, close databases."""
@@ -139,8 +132,7 @@ class Core:
         await asyncio.gather(
             *(close_quietly(c, 1001, "server shutting down") for c in self.hub.conns())
         )
-        if self._flusher is not None:
-            self._flusher.cancel()
+        await self.usage.close()
         loop = asyncio.get_running_loop()
         for db in list(self.dbs.values()):
             await loop.run_in_executor(None, db.close)

@@ -159,6 +159,9 @@ class Pending:
     id: Optional[int] = None
     #: Stored with the row, in its transaction, so a retry after a restart replays.
     idempotency_key: Optional[str] = None
+    #: Resolved once the publish is counted on disk (see :mod:`.usage`); None
+    #: when the tier keeps no count of publishes.
+    counted: Optional[asyncio.Future[None]] = None
 
 
 class PersistError(Exception):
@@ -324,6 +327,7 @@ class Hub:
                         p.future.set_exception(PersistError("internal error"))
 
     async def _process(self, tenant_id: str, batch: List[Pending]) -> None:
+        await _wait_counted(batch)
         to_write = [p for p in batch if p.persist and p.error is None]
         if to_write:
             await self._persist(tenant_id, to_write)
@@ -403,3 +407,13 @@ class Hub:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
+
+async def _wait_counted(batch: List[Pending]) -> None:
+    # A publish is counted on disk before its row is written or it is
+    # answered: a crash can then lose a count only with its publish.
+    counts = {id(p.counted): p.counted for p in batch if p.counted is not None}
+    if counts:
+        await asyncio.wait(list(counts.values()))
+    for p in batch:
+        if p.counted is not None and p.error is None and p.counted.exception() is not None:
+            p.error = f"Failed to record usage: {p.counted.exception()}"

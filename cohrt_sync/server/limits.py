@@ -105,7 +105,8 @@ class Limiter:
         )
         #: Account name → the tenant holding the account's buckets.
         self._holders: Dict[str, Tenant] = {}
-        #: Tenants whose counters changed since the last flush.
+        #: Tenants whose counters or pause changed since they were last written
+        #: (see :mod:`.usage`).
         self.dirty: Dict[str, Tenant] = {}
         # Unpauses asked for while no server ran.
         self._apply_unpauses()
@@ -197,16 +198,16 @@ class Limiter:
                     retry_after=_seconds_to_next_month(now),
                 )
             counters["month:" + what] = counters.get("month:" + what, 0) + n
+            self.dirty[holder.id] = holder
         cap = tier.lifetime.get(what)
         if cap is not None:
             used = tenant.counters.get("life:" + what, 0)
             if used + n > cap:
                 self._pause(tenant, f"{cap} {what} per ephemeral tenant lifetime exceeded")
             tenant.counters["life:" + what] = used + n
+            self.dirty[tenant.id] = tenant
         if limit is not None:
             self._windows[(holder.id, what)].extend([now] * n)
-        self.dirty[tenant.id] = tenant
-        self.dirty[holder.id] = holder
 
     def _pause(self, tenant: Tenant, why: str) -> None:
         tenant.paused = True

@@ -70,7 +70,7 @@ async def mint_token(request: web.Request) -> web.Response:
         ttl = int(ttl)  # JSON has one number type: 300.0 is 300, as for user_id
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 3600:
         raise ApiError(400, '"ttl" must be an integer number of seconds from 60 to 3600')
-    core.limiter.take(tenant, MINT)
+    await core.usage.charge(tenant, MINT)
     token = tokens.mint(
         tenant.secret,
         tenant=tenant.id,
@@ -115,7 +115,7 @@ async def http_publish(request: web.Request) -> web.Response:
     else:
         fut = asyncio.get_running_loop().create_future()
     try:
-        core.limiter.take(tenant, PUBLISH)
+        counted = core.usage.reserve(tenant, PUBLISH)
     except ApiError:
         if idem_key:
             core.forget(tenant, idem_key)
@@ -131,6 +131,7 @@ async def http_publish(request: web.Request) -> web.Response:
                 core.now_ms(),
                 future=fut,
                 idempotency_key=idem_key if persist else None,
+                counted=counted,
             ),
         )
     except ShuttingDown:
@@ -156,7 +157,7 @@ async def history(request: web.Request) -> web.Response:
     channel = check_channel(request.query.get("channel"))
     after = int_param(request, "after", 0, 0, None)
     limit = int_param(request, "limit", 50, 1, 100)
-    core.limiter.take(tenant, HISTORY)
+    await core.usage.charge(tenant, HISTORY)
     db = await core.require_db(tenant)
     try:
         messages = await db.call(db.history, channel, after, limit)

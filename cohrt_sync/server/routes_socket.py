@@ -111,12 +111,16 @@ def _on_frame(core: Core, tenant: Tenant, conn: Conn, text: str) -> None:
         persist = check_persist(msg.get("persist"))
         data_json = encode_data(core, msg["data"])
         core.limiter.check_paused(tenant)
-        core.limiter.take(tenant, PUBLISH)
+        counted = core.usage.reserve(tenant, PUBLISH)
     except ApiError as e:
         _refuse(core, tenant, conn, e.message)
         return
     _submit(
-        core, tenant, Pending(conn.channel, event, data_json, persist, core.now_ms(), sender=conn)
+        core,
+        tenant,
+        Pending(
+            conn.channel, event, data_json, persist, core.now_ms(), sender=conn, counted=counted
+        ),
     )
 
 

@@ -223,10 +223,26 @@ class StateStore(SqliteWorker):
 
     async def save(self, tenant: Tenant) -> None:
         """Persist ``tenant``'s current fields without blocking the event loop."""
-        snapshot = attrs.evolve(
-            tenant, counters=dict(tenant.counters), extra=json.loads(json.dumps(tenant.extra))
-        )
-        await self.call(self._write, snapshot)
+        await self.save_many([tenant])
+
+    async def save_many(self, tenants: List[Tenant]) -> None:
+        """Persist the current fields of ``tenants`` in one transaction (one fsync)."""
+        snapshots = [
+            attrs.evolve(t, counters=dict(t.counters), extra=json.loads(json.dumps(t.extra)))
+            for t in tenants
+        ]
+        await self.call(self._write_in_one_transaction, snapshots)
+
+    def _write_in_one_transaction(self, tenants: List[Tenant]) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for t in tenants:
+                self._write(t)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def save_all_now(self) -> None:
         """Write every tenant and wait for it (before serving, or at shutdown)."""

@@ -132,9 +132,11 @@ class RealtimeKitService:
             raise not_found("meeting", meeting_id)
         return app_id, stored
 
-    def mint(self, tenant: Tenant, app_id: str, meeting_id: str, part: Mapping[str, Any]) -> str:
+    async def mint(
+        self, tenant: Tenant, app_id: str, meeting_id: str, part: Mapping[str, Any]
+    ) -> str:
         """A signed participant token, counted against the tier's cap."""
-        self.core.limiter.take(tenant, RTK_PARTICIPANT)
+        await self.core.usage.charge(tenant, RTK_PARTICIPANT)
         return self.sign(tenant, app_id, meeting_id, part)
 
     def sign(self, tenant: Tenant, app_id: str, meeting_id: str, part: Mapping[str, Any]) -> str:
@@ -264,7 +266,7 @@ class RealtimeKitService:
             "created_at": now,
             "updated_at": now,
         }
-        token = self.mint(tenant, app_id, meeting["id"], part)
+        token = await self.mint(tenant, app_id, meeting["id"], part)
         await self.store.call(self.store.insert_participant, meeting["id"], part)
         return ok({**part, "token": token}, status=201)
 
@@ -290,7 +292,7 @@ class RealtimeKitService:
         fields = participant_fields(await self.body(request), create=False)
         meeting_id = at.meeting["id"]
         # Count the token before changing anything, so a refusal leaves no trace.
-        self.core.limiter.take(at.tenant, RTK_PARTICIPANT)
+        await self.core.usage.charge(at.tenant, RTK_PARTICIPANT)
         updated = await self.store.call(
             self.store.update_participant,
             meeting_id,
@@ -317,7 +319,8 @@ class RealtimeKitService:
         meeting_id = at.meeting["id"]
         if at.meeting["status"] != "ACTIVE":
             raise bad(f"meeting {meeting_id} is INACTIVE; no tokens are issued for it")
-        return ok({"token": self.mint(at.tenant, at.app_id, meeting_id, at.participant)})
+        token = await self.mint(at.tenant, at.app_id, meeting_id, at.participant)
+        return ok({"token": token})
 
     # -- presets and local extensions -------------------------------------------------------------
     async def list_presets(self, request: web.Request) -> web.Response:
