@@ -17,12 +17,16 @@ import hashlib
 import json
 import secrets
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import attrs
 
 from ._sqlite import SqliteWorker
+
+#: How often a running server looks for an operator's change to the state file.
+REFRESH_INTERVAL_S = 0.05
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tenants (
@@ -101,6 +105,7 @@ class StateStore(SqliteWorker):
         # for the writer in WAL mode, and cost microseconds.
         self._watch = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._seen_version = self._data_version()
+        self._looked_at = time.monotonic()
         self._seen_admin = self._admin_version()
 
     def _setup(self, conn: sqlite3.Connection) -> None:
@@ -121,6 +126,13 @@ class StateStore(SqliteWorker):
 
         :returns: whether anything was re-read.
         """
+        # Called for every decision on the hot path (each publish): look at
+        # the file at most every REFRESH_INTERVAL_S. An operator's command is
+        # a process of its own that takes far longer to start than that.
+        now = time.monotonic()
+        if now - self._looked_at < REFRESH_INTERVAL_S:
+            return False
+        self._looked_at = now
         version = self._data_version()
         if version == self._seen_version:
             return False
