@@ -19,6 +19,7 @@ from .connlimits import ConnLimits
 from .errors import ApiError
 from .hub import Conn, Hub
 from .limits import PAUSE_CLOSE_CODE, PAUSE_REASON, REQUEST, Limiter
+from .outbox import close_or_abort
 from .state import StateStore, Tenant
 from .tenantdb import IDEMPOTENCY_MAX, IDEMPOTENCY_TTL_S, TenantDB
 from .usage import Usage
@@ -310,12 +311,8 @@ def _bearer(request: web.Request) -> Optional[str]:
 
 
 async def close_quietly(conn: Conn, code: int, reason: str) -> None:
-    """Close ``conn`` with ``code``; abort it if the close does not finish in 2 s."""
-    try:
-        await asyncio.wait_for(conn.ws.close(code=code, message=reason.encode()), timeout=2)
-    except (asyncio.TimeoutError, ConnectionError, RuntimeError):
-        conn.abort()
-
+    """Close ``conn`` with ``code``; abort it 2 s later whatever the close did."""
+    await close_or_abort(conn.ws, code, reason, conn.abort, deadline=2.0)
 
 
 __all__ = ["CORE", "DEFAULT_REGION", "Core", "close_quietly"]

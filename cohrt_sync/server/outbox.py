@@ -125,20 +125,24 @@ class Budget:
 
 
 async def close_or_abort(
-    ws: web.WebSocketResponse, code: int, reason: str, abort: Callable[[], None]
+    ws: web.WebSocketResponse,
+    code: int,
+    reason: str,
+    abort: Callable[[], None],
+    deadline: float = CLOSE_DEADLINE_S,
 ) -> None:
-    """Send a close frame; abort the connection :data:`CLOSE_DEADLINE_S` later regardless.
+    """Send a close frame; abort the connection ``deadline`` seconds later regardless.
 
     The abort is unconditional: a close handshake that fails, or whose frame
     is stuck behind data the peer never reads, leaves aiohttp flushing a
     transport that never drains. Aborting a connection that already closed
     does nothing.
     """
-    timer = asyncio.get_running_loop().call_later(CLOSE_DEADLINE_S, abort)
+    timer = asyncio.get_running_loop().call_later(deadline, abort)
     try:
         # A close reason is at most 123 bytes.
         message = reason.encode("utf-8")[:123]
-        await asyncio.wait_for(ws.close(code=code, message=message), CLOSE_DEADLINE_S)
+        await asyncio.wait_for(ws.close(code=code, message=message), deadline)
     except (asyncio.TimeoutError, ConnectionError, RuntimeError):
         timer.cancel()
         abort()
