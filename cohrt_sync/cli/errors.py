@@ -6,7 +6,7 @@ import errno
 import socket
 from typing import Optional
 
-from ..errors import CohrtConnectionError, NotProvisionedError, TenantPausedError
+from ..errors import AuthError, CohrtConnectionError, NotProvisionedError, TenantPausedError
 
 __all__ = ["explain"]
 
@@ -51,6 +51,11 @@ def explain(command: str, exc: BaseException, base_url: Optional[str]) -> str:
         return prefix + (
             "realtime is not provisioned for this key: run `cohrt-sync provision` "
             "(with the same --base-url and key), then try again"
+        )
+    if isinstance(exc, AuthError):
+        return prefix + (
+            f"{exc} (check --key or $COHESIVITY_KEY; `cohrt-sync serve` prints the key it"
+            " generated, or accepts yours with --key)"
         )
     if isinstance(exc, CohrtConnectionError) and base_url:
         cause = _os_error(exc)

@@ -115,3 +115,9 @@ def test_every_positional_argument_is_described_and_defaults_are_shown() -> None
     assert seen >= 8
     help_text = run("listen", "--help").stdout
     assert "(default: cohrt-sync-cli)" in " ".join(help_text.split())
+
+
+def test_a_wrong_key_says_where_the_key_comes_from(server: LocalServer) -> None:
+    line = one_line(run("history", "c", base_url=server.base_url, key="k_wrong_123"))
+    assert "401" in line and "check --key or $COHESIVITY_KEY" in line
+    assert "k_wrong_123" not in line
