@@ -273,6 +273,8 @@ def add_server_commands(sub: Any, formatter: Any) -> None:
             "--data-dir", type=Path, required=True, help="the server's data dir (may be running)"
         )
         if name == "claim":
-            cmd.add_argument("--tier", required=True, choices=["free", "plus", "pro"])
+            cmd.add_argument(
+                "--tier", required=True, choices=["free", "plus", "pro"], help="the tier to run at"
+            )
             cmd.add_argument("--account", default=None, help="share this account's buckets")
         cmd.set_defaults(func=tenant)
