@@ -1,4 +1,4 @@
-"""Channel.publish_many: many messages pipelined on one socket, in order, all or none checked first."""
+"""Channel.publish_many: many messages pipelined on one socket, in order, each checked first."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A worker's ``run_forever()`` under SIGTERM (systemd, Docker, Kubernetes), as real child processes.
+"""A worker's ``run_forever()`` under SIGTERM (systemd, Docker, Kubernetes), in child processes.
 
 Where the library owns the main thread, SIGTERM closes like Ctrl-C: every
 channel's ``on_closed`` fires, the socket closes (others see the worker
