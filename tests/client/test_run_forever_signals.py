@@ -32,7 +32,14 @@ WORKER = textwrap.dedent(
     client.subscribe(os.environ["CHANNEL"], user_id="worker")
     mode = os.environ["MODE"]
     if mode == "library":
-        print("ready", flush=True)
+        # "ready" once run_forever() has installed its handler, not before.
+        def announce():
+            for _ in range(1000):  # 5 s at most
+                if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                    break
+                threading.Event().wait(0.005)
+            print("ready", flush=True)
+        threading.Thread(target=announce, name="announce", daemon=True).start()
         client.run_forever()
     elif mode == "app-handler":
         # The application's own handler stays; it stops the client from a thread
