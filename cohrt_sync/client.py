@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import time
 import weakref
@@ -19,6 +20,7 @@ import attrs
 import pluggy
 
 from ._http import HttpTransport, make_session
+from ._signals import SignalReceived, raise_on_signals
 from .channel import Channel
 from .errors import BadRequestError, ChannelClosedError, CohrtError, InvalidArgumentTypeError
 from .http_api import HttpApi
@@ -324,11 +326,29 @@ class Client(HttpApi):
             self._closed.wait(slice_)
         return self._closed.is_set()
 
-    def run_forever(self) -> None:
-        """Listen until :meth:`close` or Ctrl-C; then close cleanly."""
+    def run_forever(self, *, handle_sigterm: bool = True) -> None:
+        """Listen until :meth:`close`, Ctrl-C or SIGTERM; then close cleanly.
+
+        Every way out closes the client: each channel's ``on_closed`` fires
+        and its socket sends a close frame, so the other members see it leave.
+        Ctrl-C returns normally; so does SIGTERM (``systemctl stop``,
+        ``docker stop``, Kubernetes), so a worker's process exits 0.
+
+        SIGTERM is caught only where the library may own it: when this runs
+        in the main thread and the application has set no SIGTERM handler of
+        its own (the previous handler is restored on return). Otherwise stop
+        it yourself with :meth:`close` from your own handler's thread
+        (``docs/lifecycle.md``).
+
+        :param handle_sigterm: ``False`` leaves SIGTERM to its current handler.
+        """
+        signums = (signal.SIGTERM,) if handle_sigterm else ()
         try:
-            self.wait()
+            with raise_on_signals(signums):
+                self.wait()
         except KeyboardInterrupt:
             log.info("interrupted; closing")
+        except SignalReceived as e:
+            log.info("%s; closing", e)
         finally:
             self.close()
