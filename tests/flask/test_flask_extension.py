@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -128,3 +129,26 @@ def test_cohrt_sync_imports_without_flask() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.startswith("no flask:")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (gunicorn --preload's model)")
+def test_a_forked_worker_builds_its_own_client(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    cohrt = app.extensions["test_cohrt"]
+    with app.app_context():
+        parent = cohrt.client  # as if the master had used it before forking
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        try:
+            with app.app_context():
+                fresh = cohrt.client is not parent and cohrt.client is cohrt.client
+            os.write(write, b"fresh" if fresh else b"shared")
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        assert answer.read() == b"fresh"
+    os.waitpid(pid, 0)
+    with app.app_context():
+        assert cohrt.client is parent
