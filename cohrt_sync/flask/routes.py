@@ -189,8 +189,7 @@ def publish() -> Response:
     )
 
 
-@blueprint.get("/cohrt-sync.js")
-def script() -> Response:
-    """The browser client, an ES module (docs/flask.md, "The browser client")."""
-    resp = send_from_directory(STATIC, "cohrt-sync.js", mimetype="text/javascript", max_age=300)
-    return resp
+@blueprint.get('/<any("cohrt-sync.js", "cohrt-sync-delivery.js"):name>')
+def script(name: str) -> Response:
+    """The browser client, an ES module, and the delivery module it imports (docs/flask.md)."""
+    return send_from_directory(STATIC, name, mimetype="text/javascript", max_age=300)

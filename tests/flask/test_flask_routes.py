@@ -90,10 +90,15 @@ def test_publish_with_an_idempotency_key_is_applied_once(
 
 
 def test_the_browser_client_is_served_as_an_es_module(make_app: Callable[..., Flask]) -> None:
-    r = make_app().test_client().get("/realtime/cohrt-sync.js")
+    c = make_app().test_client()
+    r = c.get("/realtime/cohrt-sync.js")
     assert r.status_code == 200
     assert r.mimetype == "text/javascript"
     assert "export async function subscribe" in r.get_data(as_text=True)
+    assert 'from "./cohrt-sync-delivery.js"' in r.get_data(as_text=True)
+    imported = c.get("/realtime/cohrt-sync-delivery.js")
+    assert imported.status_code == 200 and "export class Ledger" in imported.get_data(as_text=True)
+    assert c.get("/realtime/app.py").status_code == 404
 
 
 def test_every_route_answers_401_without_a_user(

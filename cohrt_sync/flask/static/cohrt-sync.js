@@ -11,10 +11,8 @@
 //   import { subscribe } from "/realtime/cohrt-sync.js";
 //   const ch = await subscribe("chat:lobby", { onMessage(msg) { ... } });
 
-/** How many delivered ids are remembered to drop a repeat. */
-const DEDUPE_WINDOW = 10000;
-/** Id-less live messages kept before they are reconciled with history. */
-const PENDING_COMPACT_AT = 2000;
+import { Ledger } from "./cohrt-sync-delivery.js";
+
 const PAGE = 100;
 
 /** An error from a route, a socket or a publish. */
@@ -33,35 +31,6 @@ export class CohrtError extends Error {
     /** Seconds to wait from Retry-After, or null. */
     this.retryAfter = retryAfter;
   }
-}
-
-// JSON with sorted keys: a history row and the live frame of the same message
-// must give the same fingerprint.
-function canonical(value) {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const keys = Object.keys(value).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
-  }
-  return JSON.stringify(value === undefined ? null : value);
-}
-
-function fingerprint(msg) {
-  return `${msg.created_at_ms}\u001f${msg.event}\u001f${canonical(msg.data)}`;
-}
-
-/** A counted set of fingerprints. */
-class Multiset {
-  constructor() { this.counts = new Map(); }
-  add(key) { this.counts.set(key, (this.counts.get(key) || 0) + 1); }
-  take(key) {
-    const n = this.counts.get(key) || 0;
-    if (n <= 0) return false;
-    if (n === 1) this.counts.delete(key); else this.counts.set(key, n - 1);
-    return true;
-  }
-  get size() { return this.counts.size; }
-  clear() { this.counts.clear(); }
 }
 
 function toMessage(raw, channel) {
@@ -128,8 +97,6 @@ export class Channel {
     this.status = "connecting";
     /** Persisted messages with id <= startId came before this subscription (scrollback). */
     this.startId = null;
-    /** Highest persisted id delivered: where the next catch-up starts. */
-    this.lastId = null;
     /** How many times the socket was reopened after a drop. */
     this.reconnects = 0;
     this.closed = false;
@@ -137,12 +104,8 @@ export class Channel {
     this._hold = true; // frames wait in _buffer while a catch-up runs
     this._buffer = [];
     this._acks = [];
-    this._seen = new Set();
-    this._idsSeen = false;
-    this._pending = []; // id-less messages delivered live: {fp, created}
-    this._replayed = new Multiset();
-    this._replayedUntil = 0;
-    this._compacting = false;
+    this._ledger = new Ledger(
+      (after) => this._rows(after), (msg) => this._call("onMessage", msg), (e) => this._error(e));
     this._wake = null;
     this._lastTyping = 0;
   }
@@ -243,9 +206,9 @@ export class Channel {
         // Taken after subscribing: every later row was committed while the socket listened.
         const r = await this._request("GET", "history", { query: { channel: this.name, latest: 1, limit: 1 } });
         this.startId = Number.isInteger(r.last_id) ? r.last_id : 0;
-        if (this.lastId === null) this.lastId = this.startId;
+        if (this._ledger.lastId === null) this._ledger.lastId = this.startId;
       } else {
-        await this._recover();
+        await this._ledger.recover(() => this.closed);
       }
     } catch (e) {
       ws.onclose = null;
@@ -333,7 +296,7 @@ export class Channel {
       return;
     }
     if (action === "connected" || action === "subscribed" || action === "pong") return;
-    if (frame.data !== undefined) this._live(toMessage(frame, this.name));
+    if (frame.data !== undefined) this._ledger.live(toMessage(frame, this.name));
   }
 
   _release() {
@@ -376,32 +339,7 @@ export class Channel {
     this._call("onStatus", state);
   }
 
-  // -- exactly once, in order -----------------------------------------------------
-  _remember(id) {
-    this._seen.add(id);
-    if (this._seen.size > DEDUPE_WINDOW) this._seen.delete(this._seen.values().next().value);
-    if (this.lastId === null || id > this.lastId) this.lastId = id;
-  }
-
-  _live(msg) {
-    if (msg.id !== null) {
-      if (!this._idsSeen) { this._idsSeen = true; this._pending = []; }
-      if (this._seen.has(msg.id)) return;
-      this._remember(msg.id);
-      this._call("onMessage", msg);
-      return;
-    }
-    if (this._idsSeen) { this._call("onMessage", msg); return; } // never persisted
-    const fp = fingerprint(msg);
-    if (this._replayed.size) {
-      if (msg.created_at_ms !== null && msg.created_at_ms > this._replayedUntil) this._replayed.clear();
-      else if (this._replayed.take(fp)) return; // the catch-up delivered it already
-    }
-    this._pending.push({ fp, created: msg.created_at_ms || 0 });
-    this._call("onMessage", msg);
-    if (this._pending.length >= PENDING_COMPACT_AT && !this._compacting) this._compact();
-  }
-
+  // Every persisted message with id > after, page by page.
   async* _rows(after) {
     for (;;) {
       const page = await this.history({ after, limit: PAGE });
@@ -411,52 +349,9 @@ export class Channel {
     }
   }
 
-  // Deliver what history holds past the cursor and the socket did not: runs
-  // while the new socket's frames wait, so missed messages come first.
-  async _recover() {
-    this._replayed.clear();
-    this._replayedUntil = 0;
-    const live = new Multiset();
-    for (const p of this._pending) live.add(p.fp);
-    for await (const item of this._rows(this.lastId || 0)) {
-      if (this.closed) return;
-      if (item.id === null || this._seen.has(item.id)) continue;
-      this._remember(item.id);
-      const fp = fingerprint(item);
-      if (live.take(fp)) continue; // delivered live before the drop
-      this._replayed.add(fp);
-      this._replayedUntil = Math.max(this._replayedUntil, item.created_at_ms || 0);
-      this._call("onMessage", item);
-    }
-    // Every message received live was committed before it was broadcast, so
-    // pending ones history did not hold were never persisted.
-    this._pending = [];
-  }
-
-  // Give id-less live deliveries their ids by matching history, so memory stays bounded.
-  async _compact() {
-    this._compacting = true;
-    try {
-      const live = new Multiset();
-      for (const p of this._pending) live.add(p.fp);
-      const matched = new Multiset();
-      let lastMatch = null;
-      for await (const item of this._rows(this.lastId || 0)) {
-        if (this._seen.has(item.id)) continue;
-        const fp = fingerprint(item);
-        if (!live.take(fp)) break; // its frame is still on the way
-        matched.add(fp);
-        this._remember(item.id);
-        lastMatch = item.created_at_ms || 0;
-      }
-      this._pending = this._pending.filter(
-        (p) => !matched.take(p.fp) && (lastMatch === null || p.created >= lastMatch));
-    } catch (e) {
-      this._error(e);
-    } finally {
-      if (this._pending.length > PENDING_COMPACT_AT) this._pending = this._pending.slice(-PENDING_COMPACT_AT / 2);
-      this._compacting = false;
-    }
+  /** Highest persisted id delivered: where the next catch-up starts. */
+  get lastId() {
+    return this._ledger.lastId;
   }
 
   // -- publishing -----------------------------------------------------------------
