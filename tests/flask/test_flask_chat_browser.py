@@ -54,7 +54,7 @@ def chat(request: pytest.FixtureRequest) -> Iterator[Any]:
     thread = threading.Thread(target=http.serve_forever, name="flask-chat-test", daemon=True)
     thread.start()
     try:
-        yield srv, f"http://127.0.0.1:{http.server_port}"
+        yield srv, f"http://127.0.0.1:{http.server_port}", request.param
     finally:
         http.shutdown()
         thread.join(5)
@@ -81,7 +81,7 @@ def log_texts(page: Any) -> List[str]:
 
 
 def test_two_users_chat_type_and_catch_up_after_a_drop(chat: Any) -> None:
-    srv, url = chat
+    srv, url, live_ids = chat
     channel = "room:lobby"
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM)
@@ -137,5 +137,22 @@ def test_two_users_chat_type_and_catch_up_after_a_drop(chat: Any) -> None:
                 "window.chatLog.some(m => m.text === 'back')", timeout=DEADLINE_MS
             )
             assert log_texts(alice) == [*expected, "back"]
+
+            # A socket publish resolves on the server's ack; it carries no stamped sender.
+            ack = alice.evaluate("window.chatChannel.publish({text: 'sock'})")
+            assert ack["action"] == "published" and ack["event"] == "message"
+            assert isinstance(ack["id"], int) == live_ids
+            bob.wait_for_function(
+                "window.chatLog.some(m => m.text === 'sock')", timeout=DEADLINE_MS
+            )
+            last = bob.evaluate("(m => [m.text, m.sender ?? null])(window.chatLog.at(-1))")
+            assert last == ["sock", None]
+
+            # close(): Bob's socket on the room goes, and Alice sees him leave.
+            bob.evaluate("window.chatChannel.close()")
+            assert bob.evaluate("window.chatChannel.status") == "closed"
+            alice.wait_for_selector(
+                '#presence li[data-id="bob"]', state="detached", timeout=DEADLINE_MS
+            )
         finally:
             browser.close()
