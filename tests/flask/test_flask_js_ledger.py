@@ -65,6 +65,12 @@ SCENARIOS = """async () => {
     await l.recover();
     results.cursor = out;
   }
+  {  // no cursor yet (the anchor never came): rows older than the subscription are not missed
+    const [l, out] = ledger([msg("before", 1, 1), msg("after", 9, 2)]);
+    l.openedAtMs = 5;
+    await l.recover();
+    results.noCursor = [...out, l.lastId];
+  }
   return results;
 }"""
 
@@ -95,4 +101,5 @@ def test_the_js_ledger_emits_each_message_once_in_order(page_url: str) -> None:
         "sameMs": ["x", "x", "x"],
         "ids": ["m5", "m6", "m7", "typing", 7],
         "cursor": ["new"],
+        "noCursor": ["after", 2],
     }

@@ -55,6 +55,8 @@ export class Ledger {
     this.onError = onError;
     /** Highest persisted id delivered: where the next recovery starts. */
     this.lastId = null;
+    /** Epoch ms the subscription began; without a cursor, older rows are not missed. */
+    this.openedAtMs = Date.now();
     this._seen = new Set();
     this._idsSeen = false;
     this._pending = []; // id-less messages delivered live: {fp, created}
@@ -96,12 +98,14 @@ export class Ledger {
     this._replayedUntil = 0;
     const live = new Multiset();
     for (const p of this._pending) live.add(p.fp);
+    const minCreated = this.lastId === null ? this.openedAtMs : null;
     for await (const item of this.rows(this.lastId || 0)) {
       if (isClosed()) return;
       if (item.id === null || this._seen.has(item.id)) continue;
       this.remember(item.id);
       const fp = fingerprint(item);
       if (live.take(fp)) continue; // delivered live before the drop
+      if (minCreated !== null && (item.created_at_ms || 0) < minCreated) continue;
       this._replayed.add(fp);
       this._replayedUntil = Math.max(this._replayedUntil, item.created_at_ms || 0);
       this.emit(item);

@@ -106,6 +106,7 @@ export class Channel {
     this._acks = [];
     this._ledger = new Ledger(
       (after) => this._rows(after), (msg) => this._call("onMessage", msg), (e) => this._error(e));
+    this._recovery = Promise.resolve();
     this._wake = null;
     this._lastTyping = 0;
   }
@@ -161,6 +162,7 @@ export class Channel {
     }
   }
 
+  // Mint a token, open the socket, catch up; true once this socket is the open one.
   async _connect(first) {
     const tok = await this._request("POST", "token", { body: { channel: this.name } });
     if (this.closed) throw new CohrtError(`channel ${this.name} closed`);
@@ -208,16 +210,22 @@ export class Channel {
         this.startId = Number.isInteger(r.last_id) ? r.last_id : 0;
         if (this._ledger.lastId === null) this._ledger.lastId = this.startId;
       } else {
-        await this._ledger.recover(() => this.closed);
+        // One recovery at a time: a socket that drops during its catch-up
+        // stops that walk, and the next one starts where it got to.
+        const run = this._recovery.then(() => this._ledger.recover(() => this.closed || ws !== this._ws));
+        this._recovery = run.catch(() => {});
+        await run;
       }
     } catch (e) {
+      if (ws !== this._ws) return false; // it dropped meanwhile: another attempt owns the channel
       ws.onclose = null;
       ws.close();
       throw e;
     }
-    if (ws !== this._ws || this.closed) return;
+    if (ws !== this._ws || this.closed) return false;
     this._release();
     this._setStatus("open");
+    return true;
   }
 
   _timeout(name) {
@@ -256,8 +264,7 @@ export class Channel {
       await this._sleep(retryAfter !== null ? retryAfter * 1000 : this._backoff(attempt));
       if (this.closed) return;
       try {
-        await this._connect(false);
-        this.reconnects += 1;
+        if (await this._connect(false)) this.reconnects += 1;
         return;
       } catch (e) {
         if (this.closed) return;
