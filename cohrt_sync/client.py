@@ -23,7 +23,7 @@ from .channel import Channel
 from .errors import BadRequestError, ChannelClosedError, CohrtError, InvalidArgumentTypeError
 from .http_api import HttpApi
 from .models import check_channel, check_ttl, check_user_id
-from .plugins import make_plugin_manager
+from .plugins import EntryPointSelection, make_plugin_manager
 from .realtimekit import RealtimeKit
 from .retry import DEFAULT_RETRY, RECONNECT_BACKOFF, Retry
 
@@ -68,9 +68,10 @@ class Client(HttpApi):
         in a repr, exception or log line.
     :param base_url: API root (default ``$COHESIVITY_BASE_URL`` or
         ``https://cohesivity.ai``); a local server's URL works the same.
-    :param plugins: plugin objects to register besides the installed ones.
-    :param load_plugins: load installed plugins from the ``cohrt_sync``
-        entry-point group (``$COHRT_SYNC_LOAD_PLUGINS`` filters them).
+    :param plugins: plugin objects to register.
+    :param entry_points: installed plugins (the ``cohrt_sync`` entry-point
+        group) to load: ``True`` all, a list of names those (an unknown name
+        raises :class:`BadRequestError`), ``False`` (default) none.
     :param timeout: HTTP ``(connect, read)`` timeouts in seconds.
     :param retry: HTTP retry policy.
     :param reconnect_backoff: channel reconnect policy (``total=None``: forever;
@@ -91,7 +92,7 @@ class Client(HttpApi):
     key: Optional[str] = attrs.field(default=None, converter=_default_key)
     base_url: str = attrs.field(default=None, converter=_default_base_url)
     plugins: Sequence[object] = ()
-    load_plugins: bool = True
+    entry_points: EntryPointSelection = False
     timeout: Tuple[float, float] = (5.0, 30.0)
     retry: Retry = DEFAULT_RETRY
     reconnect_backoff: Retry = RECONNECT_BACKOFF
@@ -127,7 +128,7 @@ class Client(HttpApi):
             retry=self.retry,
             session=self.session if self.session is not None else make_session(),
         )
-        self._pm = make_plugin_manager(self.plugins, load_entrypoints=self.load_plugins)
+        self._pm = make_plugin_manager(self.plugins, entry_points=self.entry_points)
         _live_clients.add(self)
 
     def __repr__(self) -> str:
