@@ -59,8 +59,8 @@ class _AppState:
         cfg = self.app.config
         key = cfg.get("COHRT_KEY") or os.environ.get("COHRT_KEY")
         base_url = cfg.get("COHRT_BASE_URL") or os.environ.get("COHRT_BASE_URL")
-        options: Dict[str, Any] = {"load_plugins": False}
-        options.update(cfg.get("COHRT_CLIENT_OPTIONS") or {})
+        # Installed plugins stay out unless COHRT_CLIENT_OPTIONS asks (entry_points=).
+        options: Dict[str, Any] = dict(cfg.get("COHRT_CLIENT_OPTIONS") or {})
         try:
             return Client(key=key, base_url=base_url, **options)
         except BadRequestError as e:

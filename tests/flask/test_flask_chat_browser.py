@@ -109,7 +109,7 @@ def test_two_users_chat_type_and_catch_up_after_a_drop(chat: Any) -> None:
                 "document.getElementById('typing').textContent.includes('Bob typing')",
                 timeout=DEADLINE_MS,
             )
-            with cohrt_sync.Client(key=KEY, base_url=srv.base_url, load_plugins=False) as direct:
+            with cohrt_sync.Client(key=KEY, base_url=srv.base_url) as direct:
                 events = [m.event for m in direct.history(channel, limit=100)]
                 assert events == ["message"]
 

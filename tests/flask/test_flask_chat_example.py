@@ -48,7 +48,7 @@ def test_a_dm_is_open_to_its_two_members_only(example: Any, server: Any) -> None
 
     # Bob heard of it on his private inbox, from the server, with a verified sender.
     inbox = module.inbox_channel(SECRET, "bob")
-    with cohrt_sync.Client(key=KEY, base_url=server.base_url, load_plugins=False) as direct:
+    with cohrt_sync.Client(key=KEY, base_url=server.base_url) as direct:
         (request,) = direct.history(inbox)
     assert request.event == "dm_request"
     assert request.data == {"channel": channel, "sender": {"id": "alice", "name": "Alice"}}

@@ -38,7 +38,7 @@ def test_token_answers_a_socket_url_for_the_logged_in_user(
 def test_history_pages_through_the_servers_key(
     make_app: Callable[..., Flask], server: Any, channel: str
 ) -> None:
-    with cohrt_sync.Client(key=KEY, base_url=server.base_url, load_plugins=False) as direct:
+    with cohrt_sync.Client(key=KEY, base_url=server.base_url) as direct:
         ids = [direct.publish(channel, {"n": n}).id for n in range(3)]
     c = make_app().test_client()
     login(c)
@@ -65,7 +65,7 @@ def test_publish_stamps_the_verified_sender(
     ack = r.json
     assert ack["channel"] == channel and ack["event"] == "message" and isinstance(ack["id"], int)
     assert ack["data"] == {"text": "hi", "sender": {"id": "17", "name": "Bob"}}
-    with cohrt_sync.Client(key=KEY, base_url=server.base_url, load_plugins=False) as direct:
+    with cohrt_sync.Client(key=KEY, base_url=server.base_url) as direct:
         (msg,) = direct.history(channel)
     assert msg.data == {"text": "hi", "sender": {"id": "17", "name": "Bob"}}
     typing = c.post(
