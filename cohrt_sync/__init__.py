@@ -11,7 +11,7 @@ __version__ = "0.1.0.dev0"
 
 from .channel import Channel
 from .client import Client
-from .dm import accept_dm_request, dm_channel, send_dm_request, user_channel
+from .dm import accept_dm_request, dm_channel, private_channel, send_dm_request, user_channel
 from .errors import (
     AuthError,
     BadRequestError,
@@ -75,6 +75,7 @@ __all__ = [
     "dm_channel",
     "hookimpl",
     "hookspec",
+    "private_channel",
     "send_dm_request",
     "user_channel",
 ]

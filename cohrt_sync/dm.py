@@ -6,10 +6,17 @@
 3. The recipient's ``on_dm_request`` hook fires (the built-in
    :class:`DmRequestRouter` plugin, registered as ``cohrt_sync.dm``, fires
    it); it opens the DM channel (:func:`accept_dm_request`) and fetches history.
+
+A connection token opens *any* channel of the tenant, so ``dm:3_17`` is
+readable by anyone who can guess it. :func:`private_channel` derives names
+only the holder of a server-side secret can compute (see docs/flask.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from .errors import BadRequestError
@@ -21,7 +28,14 @@ if TYPE_CHECKING:
     from .http_api import HttpApi
     from .models import Message, PublishAck
 
-__all__ = ["DmRequestRouter", "accept_dm_request", "dm_channel", "send_dm_request", "user_channel"]
+__all__ = [
+    "DmRequestRouter",
+    "accept_dm_request",
+    "dm_channel",
+    "private_channel",
+    "send_dm_request",
+    "user_channel",
+]
 
 UserId = Union[str, int]
 
@@ -45,6 +59,50 @@ def dm_channel(a: UserId, b: UserId) -> str:
     """
     ids = sorted((check_user_id(a), check_user_id(b)), key=_sort_key)
     return f"dm:{ids[0]}_{ids[1]}"
+
+
+#: Shortest secret :func:`private_channel` accepts, in bytes (128 bits).
+MIN_SECRET_BYTES = 16
+
+
+def private_channel(secret: Union[str, bytes], *parts: UserId, prefix: str = "private") -> str:
+    """An unguessable channel name: ``<prefix>:`` and a keyed HMAC of ``parts``.
+
+    ``HMAC-SHA256(secret, JSON list of the parts as strings)``, cut to 128
+    bits (32 hex digits). The same secret and parts always give the same
+    name, so every process of an app computes it; without the secret nobody
+    can, even knowing the parts. Keep the secret on the server (Flask's
+    ``SECRET_KEY`` will do) and hand the name only to users the app
+    authorised for it. Parts are used in order: for a DM sort the ids
+    first, as :func:`dm_channel` does.
+
+    >>> private_channel("0123456789abcdef", "dm", 3, 17)[:8]
+    'private:'
+
+    :param secret: the server-side key, at least 16 bytes.
+    :param parts: what the channel is for (``"dm", 3, 17``); ``str`` or ``int``.
+    :param prefix: the readable start of the name (it reveals only the kind).
+    :raises BadRequestError: a short or missing secret, no parts, a bad part.
+    """
+    key = secret.encode() if isinstance(secret, str) else secret
+    if not isinstance(key, bytes) or len(key) < MIN_SECRET_BYTES:
+        raise BadRequestError(
+            f"private_channel needs a secret of at least {MIN_SECRET_BYTES} bytes "
+            "(for example secrets.token_hex(32), kept on the server)"
+        )
+    if not parts:
+        raise BadRequestError("private_channel needs at least one part, like 'dm', 3, 17")
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, (str, int)):
+            raise BadRequestError(
+                f"private_channel parts must be str or int, not {type(part).__name__}"
+            )
+    if not isinstance(prefix, str) or not prefix or ":" in prefix:
+        raise BadRequestError("prefix must be a non-empty str without ':'")
+    # JSON keeps ("a:b", "c") and ("a", "b:c") apart.
+    message = json.dumps([str(p) for p in parts], ensure_ascii=False).encode()
+    digest = hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+    return f"{prefix}:{digest}"
 
 
 def user_channel(user_id: UserId) -> str:

@@ -38,6 +38,7 @@ class HttpApi:
 
     # The field of Client (an attrs class with slots) that the calls use.
     _http: HttpTransport
+    base_url: str
 
     def mint_token(
         self, user_id: Union[str, int], name: Optional[str] = None, ttl: int = 300
@@ -67,7 +68,11 @@ class HttpApi:
         if not isinstance(token, str):
             raise CohrtError("token response carried no token")
         return Token(
-            token=token, expires_in=int(raw.get("expires_in", ttl)), user_id=uid, name=name
+            token=token,
+            expires_in=int(raw.get("expires_in", ttl)),
+            user_id=uid,
+            name=name,
+            base_url=self.base_url,
         )
 
     def publish(

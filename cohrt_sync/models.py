@@ -93,12 +93,36 @@ class Token:
     :param expires_in: lifetime in seconds.
     :param user_id: the user id it was minted for (a string).
     :param name: the display name it carries, if any.
+    :param base_url: the API root of the client that minted it, which
+        :meth:`ws_url` turns into the socket URL.
     """
 
     token: str = attrs.field(repr=False)
     expires_in: int
     user_id: Optional[str] = None
     name: Optional[str] = None
+    base_url: Optional[str] = None
+
+    def ws_url(self, channel: str) -> str:
+        """The full ``ws(s)://…/edge/realtime?token=…&channel=…`` URL of ``channel``.
+
+        What a browser (or any WebSocket client) connects to with this token:
+        ``https`` becomes ``wss``, ``http`` ``ws``. It holds the token, so
+        treat it as the token: answer it to its user only, never log it.
+
+        :param channel: the channel name.
+        :raises BadRequestError: invalid channel, or a token built without
+            ``base_url`` (one not minted by a client).
+        """
+        from .handshake import ws_url  # handshake imports this module
+
+        check_channel(channel)
+        if not self.base_url:
+            raise BadRequestError(
+                "this token has no base_url: mint it with Client.mint_token, "
+                "or build it with Token(..., base_url=...)"
+            )
+        return ws_url(self.base_url, self.token, channel)
 
 
 @attrs.frozen

@@ -10,3 +10,5 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 myst_heading_anchors = 3
 html_theme = "alabaster"
+# The Flask extension's reference builds without the [flask] extra installed.
+autodoc_mock_imports = ["flask"]

@@ -1,0 +1,136 @@
+// flask_chat's page: one room (or DM) channel, the user's private inbox, presence, typing.
+import { subscribe } from "/realtime/cohrt-sync.js";
+
+const cfg = JSON.parse(document.getElementById("config").textContent);
+const $ = (id) => document.getElementById(id);
+const typists = new Map(); // user id -> timer that clears the indicator
+const dms = new Map(); // user id -> {name, channel}
+// What the page delivered, in order (the browser test reads it).
+window.chatLog = [];
+let current = null; // the open room or DM channel
+
+function render(msg) {
+  const li = document.createElement("li");
+  if (msg.id !== null) li.dataset.id = String(msg.id);
+  const who = document.createElement("span");
+  who.className = "who";
+  // The sender was stamped by the server's publish route: trust it, nothing else.
+  who.textContent = (msg.data.sender && msg.data.sender.name) || "?";
+  const text = document.createElement("span");
+  text.textContent = String(msg.data.text ?? "");
+  li.append(who, text);
+  return li;
+}
+
+function line(msg) {
+  const li = render(msg);
+  $("messages").append(li);
+  li.scrollIntoView({ block: "end" });
+}
+
+function showPresence(presence) {
+  const ul = $("presence");
+  ul.replaceChildren();
+  for (const user of presence.values()) {
+    const li = document.createElement("li");
+    li.dataset.id = user.id;
+    li.textContent = user.name || user.id;
+    if (user.id === cfg.me.id) { li.className = "me"; li.textContent += " (you)"; }
+    else li.onclick = () => openDm(user.id, user.name);
+    ul.append(li);
+  }
+}
+
+function showTyping() {
+  const names = [...typists.keys()].map((id) => (current.presence.get(id) || { name: id }).name);
+  $("typing").textContent = names.length ? `${names.join(", ")} typing…` : "";
+}
+
+function onMessage(msg) {
+  if (msg.event === "typing") {
+    const who = msg.data.sender;
+    if (!who || who.id === cfg.me.id) return;
+    clearTimeout(typists.get(who.id));
+    typists.set(who.id, setTimeout(() => { typists.delete(who.id); showTyping(); }, 3000));
+    showTyping();
+    return;
+  }
+  if (msg.event !== "message") return;
+  window.chatLog.push({ id: msg.id, text: msg.data.text, sender: msg.data.sender });
+  if (msg.data.sender) { clearTimeout(typists.get(msg.data.sender.id)); typists.delete(msg.data.sender.id); showTyping(); }
+  line(msg);
+}
+
+// Scrollback: what was persisted before this subscription (id <= startId), the last 50.
+async function scrollback(ch) {
+  let after = 0, older = [];
+  for (;;) {
+    const page = await ch.history({ after, limit: 100 });
+    older.push(...page.filter((m) => m.id <= ch.startId && m.event === "message"));
+    if (page.length < 100 || page[page.length - 1].id >= ch.startId) break;
+    after = page[page.length - 1].id;
+  }
+  // Live messages may be on screen already: the older ones go above them.
+  $("messages").prepend(...older.slice(-50).map(render));
+}
+
+async function open(channel, title) {
+  if (current) current.close();
+  $("messages").replaceChildren();
+  typists.clear();
+  $("title").textContent = title;
+  window.chatLog = [];
+  current = await subscribe(channel, {
+    prefix: cfg.prefix,
+    onMessage,
+    onPresence: showPresence,
+    onStatus(state) { $("status").textContent = state; },
+  });
+  $("status").textContent = current.status;
+  window.chatChannel = current;
+  await scrollback(current);
+}
+
+async function openDm(uid, name) {
+  const r = await fetch(`/dm/${encodeURIComponent(uid)}`, { method: "POST" });
+  if (!r.ok) return;
+  const { channel } = await r.json();
+  dms.set(uid, { name, channel });
+  showDms();
+  await open(channel, `DM with ${name || uid}`);
+}
+
+function showDms() {
+  const ul = $("dms");
+  ul.replaceChildren();
+  for (const [uid, dm] of dms) {
+    const li = document.createElement("li");
+    li.dataset.id = uid;
+    li.textContent = dm.name || uid;
+    li.onclick = () => open(dm.channel, `DM with ${dm.name || uid}`);
+    ul.append(li);
+  }
+}
+
+$("send").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const text = $("text").value.trim();
+  if (!text || !current) return;
+  $("text").value = "";
+  // Through the server route: it stamps data.sender with the logged-in user.
+  await current.publish({ text }, { via: "server" });
+});
+$("text").addEventListener("input", () => { if (current && $("text").value) current.typing(); });
+
+// The private inbox: other users' DM invitations, sent by the server.
+const inbox = await subscribe(cfg.inbox, {
+  prefix: cfg.prefix,
+  onMessage(msg) {
+    if (msg.event !== "dm_request" || !msg.data.sender) return;
+    dms.set(msg.data.sender.id, { name: msg.data.sender.name, channel: msg.data.channel });
+    showDms();
+  },
+});
+for (const msg of await inbox.history({ after: 0, limit: 100 })) inbox.options.onMessage(msg);
+await open(`room:${cfg.room}`, `#${cfg.room}`);
+window.chatReady = true;
