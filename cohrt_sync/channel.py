@@ -152,6 +152,12 @@ class Channel(SocketReader):
         """How many times this channel has reconnected."""
         return self._reconnects
 
+    @property
+    def queue_depth(self) -> int:
+        """Frames received and not yet dispatched to hooks (the overflow policy
+        reconnects at ``queue_size``); a metric of how far hooks lag behind."""
+        return len(self._inbox)
+
     def publish(
         self,
         data: Any,
@@ -188,6 +194,7 @@ class Channel(SocketReader):
             raise BadRequestError("timeout must be a positive number of seconds")
         text = publish_frame(event, encoded, persist)
         pending = PendingAck(event=event)
+        sent_at = time.monotonic()
         with self._send_lock:
             ws = self._ws
             if ws is None or self._closing.is_set():
@@ -211,7 +218,9 @@ class Channel(SocketReader):
         assert pending.frame is not None
         # The frame's event is the literal "published"; report the message's own
         # event like the HTTP ack does, and keep "published" as the action.
-        return PublishAck.from_wire({**pending.frame, "event": event}, self.name, event)
+        ack = PublishAck.from_wire({**pending.frame, "event": event}, self.name, event)
+        self._hooks.call("on_published", ack=ack, seconds=time.monotonic() - sent_at)
+        return ack
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the socket, stop reconnecting, and join both threads.
