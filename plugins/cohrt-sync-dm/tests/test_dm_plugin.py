@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Any, List
 
 import pytest
 from cohrt_sync_dm import DmAcceptor
 
 import cohrt_sync
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 class Inbox:
@@ -46,7 +36,7 @@ class Inbox:
 
 
 def test_entry_point_dm_accepts_by_allow_list_delivers_history_and_closes_when_idle(
-    cohrt_server: Any, cohrt_key: str, monkeypatch: pytest.MonkeyPatch
+    cohrt_server: Any, cohrt_key: str, monkeypatch: pytest.MonkeyPatch, wait_for: Any
 ) -> None:
     monkeypatch.setenv("COHRT_DM_ALLOW", "1, 2")
     monkeypatch.setenv("COHRT_DM_HISTORY", "2")
@@ -74,7 +64,9 @@ def test_entry_point_dm_accepts_by_allow_list_delivers_history_and_closes_when_i
     assert not [t for t in threading.enumerate() if t.name.startswith("cohrt-sync-dm-idle-")]
 
 
-def test_callback_policy_and_activity_keeps_a_dm_open(cohrt_server: Any, cohrt_key: str) -> None:
+def test_callback_policy_and_activity_keeps_a_dm_open(
+    cohrt_server: Any, cohrt_key: str, wait_for: Any
+) -> None:
     asked: List[str] = []
 
     def vip_only(requester: str, channel: Any, message: Any) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, List
 
@@ -18,12 +17,6 @@ from_env = Journal.from_env
 FAST = cohrt_sync.Retry(total=None, backoff_factor=0.05, backoff_max=0.3, budget=None)
 
 
-def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-    return predicate()
 
 
 def kinds(path: Path) -> List[str]:
@@ -31,7 +24,8 @@ def kinds(path: Path) -> List[str]:
 
 
 def test_entry_point_journal_records_a_session_with_a_drop_and_catch_up(
-    cohrt_server: Any, cohrt_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cohrt_server: Any, cohrt_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    wait_for: Any,
 ) -> None:
     path = tmp_path / "events.jsonl"
     monkeypatch.setenv("COHRT_JOURNAL_PATH", str(path))
@@ -56,7 +50,7 @@ def test_entry_point_journal_records_a_session_with_a_drop_and_catch_up(
 
 
 def test_sqlite_journal_rotates_by_size_and_reads_back_in_order(
-    cohrt_server: Any, cohrt_key: str, tmp_path: Path
+    cohrt_server: Any, cohrt_key: str, tmp_path: Path, wait_for: Any
 ) -> None:
     path = tmp_path / "audit.db"
     journal = Journal(path, rotate_bytes=16 * 1024, kinds=["message"])
@@ -95,7 +89,7 @@ def test_daily_rotation_names_files_by_the_day_they_cover(tmp_path: Path) -> Non
 
 
 def test_replay_feeds_recorded_messages_and_presence_to_another_plugin(
-    cohrt_server: Any, cohrt_key: str, tmp_path: Path
+    cohrt_server: Any, cohrt_key: str, tmp_path: Path, wait_for: Any
 ) -> None:
     journal = Journal(tmp_path / "r.jsonl")
     seen: List[Any] = []

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import pytest
 import requests
@@ -18,14 +17,6 @@ FAST = cohrt_sync.Retry(total=None, backoff_factor=0.05, backoff_max=0.3, budget
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def scrape(port: int) -> Samples:
@@ -42,7 +33,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def test_entry_point_metrics_scraped_over_http(
-    cohrt_server: Any, cohrt_key: str, monkeypatch: pytest.MonkeyPatch
+    cohrt_server: Any, cohrt_key: str, monkeypatch: pytest.MonkeyPatch, wait_for: Any
 ) -> None:
     monkeypatch.setenv("COHRT_METRICS_PORT", "0")  # a free port; serve() tells which
 
@@ -94,7 +85,9 @@ def test_entry_point_metrics_scraped_over_http(
     assert not [t for t in threading.enumerate() if t.name == "cohrt-sync-metrics-http"]
 
 
-def test_dispatcher_backlog_is_read_at_scrape_time(cohrt_server: Any, cohrt_key: str) -> None:
+def test_dispatcher_backlog_is_read_at_scrape_time(
+    cohrt_server: Any, cohrt_key: str, wait_for: Any
+) -> None:
     metrics = Metrics(CollectorRegistry(), channel_label=str)
     port = metrics.serve()
     release, entered = threading.Event(), threading.Event()

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import pytest
 from cohrt_sync_webhook import SIGNATURE_HEADER, Webhook, sign, verify
@@ -19,12 +19,6 @@ FAST = cohrt_sync.Retry(total=3, backoff_factor=0.02, backoff_max=0.1, budget=5.
                         status_forcelist={500, 503})
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-    return predicate()
 
 
 class Receiver:
@@ -78,7 +72,8 @@ def webhook_threads() -> List[threading.Thread]:
 
 
 def test_entry_point_webhook_posts_signed_events_and_stops_with_the_client(
-    cohrt_server: Any, cohrt_key: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    cohrt_server: Any, cohrt_key: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+    wait_for: Any,
 ) -> None:
     monkeypatch.setenv("COHRT_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("COHRT_WEBHOOK_SECRET", SECRET)
@@ -106,7 +101,7 @@ def test_entry_point_webhook_posts_signed_events_and_stops_with_the_client(
 
 
 def test_retries_then_dead_letters_what_still_fails(
-    cohrt_server: Any, cohrt_key: str, receiver: Receiver, tmp_path: Path
+    cohrt_server: Any, cohrt_key: str, receiver: Receiver, tmp_path: Path, wait_for: Any
 ) -> None:
     dead = tmp_path / "dead.jsonl"
     hook = Webhook(receiver.url, SECRET, dead_letter=dead, retry=FAST)
@@ -133,7 +128,7 @@ def test_retries_then_dead_letters_what_still_fails(
 
 
 def test_a_stuck_endpoint_never_blocks_the_channel_and_close_keeps_its_deadline(
-    cohrt_server: Any, cohrt_key: str, receiver: Receiver, tmp_path: Path
+    cohrt_server: Any, cohrt_key: str, receiver: Receiver, tmp_path: Path, wait_for: Any
 ) -> None:
     dead = tmp_path / "dead.jsonl"
     hook = Webhook(receiver.url, SECRET, dead_letter=dead, retry=FAST, close_timeout=0.5,
