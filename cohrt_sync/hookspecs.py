@@ -129,6 +129,8 @@ def on_published(channel: Optional[Channel], ack: PublishAck, seconds: float) ->
     Unlike the other hooks it runs on the **publishing** thread, right after
     the ack arrived (the channel's dispatcher may be busy elsewhere), so keep
     it short. Publishes that fail raise to their caller and do not fire it.
+    An exception it raises never fails the publish: it is logged (and, for a
+    channel's publish, reported to :func:`on_error` on the same thread).
 
     :param channel: the :class:`~cohrt_sync.Channel` for
         :meth:`Channel.publish <cohrt_sync.Channel.publish>`; ``None`` for
