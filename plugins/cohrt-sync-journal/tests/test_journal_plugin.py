@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, List
 
@@ -143,3 +146,18 @@ def test_env_configuration_errors_say_which_variable() -> None:
         from_env({"COHRT_JOURNAL_PATH": "j.jsonl", "COHRT_JOURNAL_KINDS": "mesage"})
     j = from_env({"COHRT_JOURNAL_PATH": "j.db", "COHRT_JOURNAL_ROTATE_DAILY": "1"})
     assert repr(j) == "<Journal 'j.db'>" and j.kinds == cohrt_sync_journal.KINDS
+
+
+def test_an_unconfigured_entry_point_stops_the_client_with_one_line(tmp_path: Path) -> None:
+    # A fresh process: this one may have imported the entry point already.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COHRT_JOURNAL_")}
+    code = ("import cohrt_sync; cohrt_sync.Client(key='k', base_url='http://127.0.0.1:9', "
+            "entry_points=['journal'])")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=30, cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == (
+        "ImportError: cohrt_sync plugin 'journal' failed to import: set COHRT_JOURNAL_PATH to "
+        "the journal file, or pass cohrt_sync_journal.Journal(path) in Client(plugins=[...]); "
+        "fix or reinstall the distribution that provides it"
+    )
