@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from typing import Any, Deque, Dict, List, Optional, Sequence
 
 import attrs
@@ -31,6 +32,10 @@ class PendingAck:
     done: threading.Event = attrs.field(factory=threading.Event)
     frame: Optional[Dict[str, Any]] = None
     error: Optional[CohrtError] = None
+    #: ``time.monotonic()`` when queued (just before its frame is sent) and
+    #: when settled: the publish latency ``on_published`` reports.
+    sent_at: float = attrs.field(factory=time.monotonic)
+    settled_at: float = 0.0
 
 
 class AckQueue:
@@ -60,6 +65,7 @@ class AckQueue:
             return False
         pending.frame = frame
         pending.error = error
+        pending.settled_at = time.monotonic()
         pending.done.set()
         return True
 

@@ -151,6 +151,12 @@ class Channel(SocketReader):
         """How many times this channel has reconnected."""
         return self._reconnects
 
+    @property
+    def queue_depth(self) -> int:
+        """Frames received and not yet dispatched to hooks (the overflow policy
+        reconnects at ``queue_size``); a metric of how far hooks lag behind."""
+        return len(self._inbox)
+
     def publish(
         self,
         data: Any,
@@ -229,7 +235,10 @@ class Channel(SocketReader):
                     raise CohrtConnectionError(f"could not send on {self.name!r}: {e}") from e
                 pendings.append(pending)
         wait = self.client.ack_timeout if timeout is None else timeout
-        return await_acks(pendings, wait, self.name, event)
+        acks = await_acks(pendings, wait, self.name, event)
+        for pending, ack in zip(pendings, acks):
+            self._hooks.call("on_published", ack=ack, seconds=pending.settled_at - pending.sent_at)
+        return acks
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the socket, stop reconnecting, and join both threads.

@@ -17,9 +17,23 @@ import pluggy
 
 if TYPE_CHECKING:
     from .channel import Channel
-    from .models import Message, User
+    from .models import Message, PublishAck, User
 
-__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
+__all__ = [
+    "PROJECT_NAME",
+    "hookimpl",
+    "hookspec",
+    "on_closed",
+    "on_connected",
+    "on_disconnected",
+    "on_dm_request",
+    "on_error",
+    "on_join",
+    "on_leave",
+    "on_message",
+    "on_published",
+    "on_reconnected",
+]
 
 #: The pluggy project name, also the entry-point group.
 PROJECT_NAME = "cohrt_sync"
@@ -105,6 +119,24 @@ def on_reconnected(channel: Channel, attempts: int, caught_up: int) -> None:
     :param channel: the :class:`~cohrt_sync.Channel`.
     :param attempts: connection attempts it took.
     :param caught_up: messages recovered from history during the outage.
+    """
+
+
+@hookspec
+def on_published(channel: Optional[Channel], ack: PublishAck, seconds: float) -> None:
+    """A publish was acknowledged by the server.
+
+    Unlike the other hooks it runs on the **publishing** thread, right after
+    the ack arrived (the channel's dispatcher may be busy elsewhere), so keep
+    it short. Publishes that fail raise to their caller and do not fire it.
+    An exception it raises never fails the publish: it is logged (and, for a
+    channel's publish, reported to :func:`on_error` on the same thread).
+
+    :param channel: the :class:`~cohrt_sync.Channel` for
+        :meth:`Channel.publish <cohrt_sync.Channel.publish>`; ``None`` for
+        :meth:`Client.publish <cohrt_sync.Client.publish>` over HTTP.
+    :param ack: the :class:`~cohrt_sync.PublishAck` (``ack.channel`` names the channel).
+    :param seconds: from sending the publish to its ack, retries included.
     """
 
 

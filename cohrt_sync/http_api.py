@@ -9,7 +9,9 @@ client's lifecycle live in :mod:`cohrt_sync.client`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from ._http import RETRY_ALWAYS, RETRY_UNSENT, HttpTransport, encode_json
 from .dm import send_dm_request as _send_dm_request
@@ -27,8 +29,18 @@ from .models import (
     check_user_id,
     publish_frame,
 )
+from .plugins import call_hook
+
+if TYPE_CHECKING:
+    import pluggy
 
 __all__ = ["HttpApi"]
+
+log = logging.getLogger("cohrt_sync.client")
+
+
+def _log_hook_failure(where: str, error: BaseException) -> None:
+    log.error("hook %s raised after an HTTP publish", where, exc_info=error)
 
 
 class HttpApi:
@@ -39,6 +51,11 @@ class HttpApi:
     # The field of Client (an attrs class with slots) that the calls use.
     _http: HttpTransport
     base_url: str
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        """The plugin manager whose plugins hear of each HTTP publish (Client's)."""
+        raise NotImplementedError
 
     def mint_token(
         self, user_id: Union[str, int], name: Optional[str] = None, ttl: int = 300
@@ -108,6 +125,7 @@ class HttpApi:
         ):
             raise BadRequestError("idempotency_key must be a non-empty str")
         body = publish_frame(event, encoded, persist, channel=channel).encode()
+        sent_at = time.monotonic()
         raw = self._http.request(
             "POST",
             "/edge/realtime",
@@ -116,7 +134,14 @@ class HttpApi:
             retry_mode=RETRY_ALWAYS if idempotency_key else RETRY_UNSENT,
             context=f"publish to {channel!r}",
         )
-        return PublishAck.from_wire(raw if isinstance(raw, dict) else {}, channel, event)
+        ack = PublishAck.from_wire(raw if isinstance(raw, dict) else {}, channel, event)
+        self._published(ack, time.monotonic() - sent_at)
+        return ack
+
+    def _published(self, ack: PublishAck, seconds: float) -> None:
+        """Fire ``on_published`` (``channel=None``) for an HTTP publish; failures are logged."""
+        fields = {"channel": None, "ack": ack, "seconds": seconds}
+        call_hook(self.plugin_manager, "on_published", fields, _log_hook_failure)
 
     def history(self, channel: str, after: int = 0, limit: int = 50) -> List[Message]:
         """One page: at most ``limit`` (default 50) persisted messages past ``after``, oldest first.

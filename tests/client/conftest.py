@@ -133,6 +133,10 @@ class Recorder:
         self._add("reconnected", channel, attempts, caught_up)
 
     @cohrt_sync.hookimpl
+    def on_published(self, channel: Any, ack: Any, seconds: float) -> None:
+        self._add("published", channel, ack, seconds)
+
+    @cohrt_sync.hookimpl
     def on_error(self, channel: Any, error: BaseException) -> None:
         self._add("error", channel, error)
 
