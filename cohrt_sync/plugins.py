@@ -121,7 +121,8 @@ def load_entry_points(selection: EntryPointSelection) -> List[Tuple[str, object]
     :param selection: ``True``, ``False`` or a list of entry-point names.
     :returns: ``(name, plugin object)`` pairs in load order.
     :raises BadRequestError: an unknown name, or a selection of the wrong type.
-    :raises ImportError: a plugin named in ``selection`` failed to import.
+    :raises ImportError: a plugin named in ``selection`` could not be loaded
+        (it failed to import, or its entry point refused its configuration).
     """
     installed = installed_entry_points()
     names = _chosen(selection, installed)
@@ -133,11 +134,10 @@ def load_entry_points(selection: EntryPointSelection) -> List[Tuple[str, object]
                     _loaded[name] = installed[name].load()
                 except Exception as e:
                     if selection is True:
-                        log.error("skipping cohrt_sync plugin %r: it failed to import: %s", name, e)
+                        log.error("skipping cohrt_sync plugin %r: could not be loaded: %s", name, e)
                         continue
                     raise ImportError(
-                        f"cohrt_sync plugin {name!r} failed to import: {e}; "
-                        "fix or reinstall the distribution that provides it"
+                        f"cohrt_sync plugin {name!r} could not be loaded: {e}"
                     ) from e
             loaded.append((name, _loaded[name]))
     return loaded

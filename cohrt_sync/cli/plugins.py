@@ -79,7 +79,7 @@ def list_plugins(args: argparse.Namespace) -> int:
         origin = f"{dist} {row['version']}" if dist else "unknown distribution"
         print(f"{row['name']}  ({origin}, module {row['module']})")
         if row["error"]:
-            print(f"    failed to import: {row['error']}")
+            print(f"    not loadable: {row['error']}")
         else:
             print(f"    hooks: {', '.join(row['hooks']) or 'none'}")
     print("load them with --plugin NAME (repeatable) or --plugins (all)")
