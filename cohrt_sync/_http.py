@@ -28,6 +28,7 @@ from .errors import (
     CohrtConnectionError,
     CohrtError,
     CohrtTimeoutError,
+    ProtocolError,
     error_from_response,
 )
 from .retry import DEFAULT_RETRY, Retry
@@ -175,7 +176,7 @@ class HttpTransport:
             raise
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise CohrtError("edge session response carried no token")
+            raise ProtocolError("edge session (POST /edge/session): the answer carried no token")
         expires_in = body.get("expires_in", 60)
         if not isinstance(expires_in, (int, float)) or expires_in <= 0:
             expires_in = 60
@@ -307,13 +308,15 @@ class HttpTransport:
                 try:
                     return resp.json()
                 except ValueError as e:
-                    raise CohrtError(f"{context}: server sent invalid JSON") from e
+                    raise ProtocolError(
+                        f"{context} ({method} {path}): the server sent invalid JSON"
+                    ) from e
             if status == 401 and bearer is not None and not refreshed:
                 # The server may have expired the bearer before our own clock did.
                 refreshed = True
                 self.invalidate_bearer(bearer)
                 continue
-            err = error_from_response(status, resp.content, resp.headers, context=context)
+            err = response_error(status, resp.content, resp.headers, context)
             may_retry = retry.is_retryable_status(status) and (
                 retry_mode == RETRY_ALWAYS or status == 429
             )
@@ -343,6 +346,31 @@ class HttpTransport:
             return None
         connect, read = self.timeout
         return (min(connect, left), min(read, left))
+
+
+def response_error(
+    status: int, body: bytes, headers: Optional[Mapping[str, str]], context: str
+) -> CohrtError:
+    """The :class:`CohrtError` for a refused request, with server-supplied text redacted.
+
+    An error page may echo the request URL, ``?key=`` included.
+
+    :param status: the HTTP status.
+    :param body: the raw response body.
+    :param headers: the response headers.
+    :param context: what was attempted.
+    """
+    err = error_from_response(status, body, headers, context=context)
+    err.message = redact(err.message)
+    err.args = (err.message,)
+    if isinstance(err.body, bytes):
+        err.body = redact(err.body.decode("utf-8", "replace")).encode("utf-8")
+    elif err.body is not None:
+        try:
+            err.body = json.loads(redact(json.dumps(err.body)))
+        except ValueError:
+            err.body = None
+    return err
 
 
 def encode_json(value: Any) -> bytes:

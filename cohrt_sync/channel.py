@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 import attrs
 
 from . import plugins as _plugins
+from ._answers import wrong_shape
 from .acks import AckQueue, PendingAck
 from .delivery import DeliveryLedger
 from .errors import (
@@ -331,7 +332,12 @@ class Channel(SocketReader):
                 params=[self.name],
             )
             value = rows[0].get("last_id") if rows else 0
-            return int(value or 0)
+            if value is None:
+                return 0
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise wrong_shape("the catch-up anchor of subscribe (POST /edge/database)",
+                                  "last_id is not a non-negative integer")
+            return value
         except CohrtError as e:
             log.warning("channel %s: SQL anchor failed (%s); walking history", self.name, e)
         try:
@@ -368,8 +374,28 @@ class Channel(SocketReader):
                 self._dispatch_frame(item[1])
             else:
                 self._dispatch_event(item)
-        except Exception:
-            log.exception("channel %s: internal error dispatching %s", self.name, item[0])
+        except Exception as e:
+            self._dispatch_crashed(item[0], e)
+
+    def _dispatch_crashed(self, kind: Any, exc: Exception) -> None:
+        """A bug or an unforeseen input broke dispatching: a reported drop, not a dead thread.
+
+        Live messages are withheld (the ledger's open gap) until the catch-up of
+        the reconnect this forces has delivered whatever was lost, in order.
+        """
+        log.error("channel %s: internal error dispatching %s; reconnecting", self.name, kind,
+                  exc_info=exc)
+        err = CohrtConnectionError(
+            f"channel {self.name!r}: internal error dispatching {kind} "
+            f"({type(exc).__name__}); reconnecting with catch-up"
+        )
+        err.__cause__ = exc
+        if self.catch_up:
+            self._ledger.gap_open = True
+        try:
+            self._hooks.call("on_error", error=err)
+        finally:
+            self._force_reconnect()
 
     def _dispatch_event(self, item: Tuple[Any, ...]) -> None:
         kind = item[0]

@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optiona
 
 import websocket
 
-from ._http import redact, scrub_exception
+from ._http import redact, response_error, scrub_exception
 from .errors import (
     ChannelClosedError,
     CohrtConnectionError,
     CohrtError,
     CohrtTimeoutError,
     error_from_frame,
-    error_from_response,
 )
 from .models import User
 
@@ -93,8 +92,8 @@ def open_socket(
         ws.connect(url, timeout=timeout, suppress_origin=True)
     except websocket.WebSocketBadStatusException as e:
         ws.shutdown()
-        raise error_from_response(
-            e.status_code, e.resp_body or b"", e.resp_headers or {}, context=context
+        raise response_error(
+            e.status_code, e.resp_body or b"", e.resp_headers or {}, context
         ) from scrub_exception(e)
     except (websocket.WebSocketTimeoutException, TimeoutError) as e:
         ws.shutdown()

@@ -64,34 +64,66 @@ class SocketReader:
 
     def _reader_main(self) -> None:
         ws = self._ws
-        try:
-            while ws is not None and not self._closing.is_set():
+        while ws is not None and not self._closing.is_set():
+            try:
                 reason = self._read_until_drop(ws)
-                with self._send_lock:
-                    if self._ws is ws:
-                        self._ws = None
-                stopped_by = self._stopped_by
-                self._acks.fail_all(
-                    stopped_by
-                    or CohrtConnectionError(
-                        f"connection to {self.name!r} lost before the ack; "
-                        "the publish may or may not have been applied"
-                    )
-                )
-                ws.shutdown()
-                if self._closing.is_set():
+            except Exception as e:
+                # A bug, or a frame no decoder survives (200 KB of nested "["):
+                # a reported drop, then the usual reconnect and catch-up.
+                reason = self._report_crash("reading a frame", e)
+            try:
+                go_on = self._after_drop(ws, reason)
+            except Exception as e:
+                self._report_crash("dropping the socket", e)
+                go_on = not self._closing.is_set()
+            ws = self._reconnect_guarded() if go_on else None
+
+    def _reconnect_guarded(self) -> Any:
+        while not self._closing.is_set():
+            try:
+                return self._reconnect()
+            except Exception as e:
+                self._report_crash("reconnecting", e)
+                if self._closing.wait(1.0):
                     break
-                log.debug("channel %s dropped: %s", self.name, reason)
-                self._inbox.put(("disconnected", reason))
-                if stopped_by is not None:
-                    # The server said why it closed, and no reconnect can help.
-                    log.warning("channel %s: closed by the server, not reconnecting: %s",
-                                self.name, stopped_by)
-                    self._inbox.put(("gave_up", stopped_by))
-                    break
-                ws = self._reconnect()
-        except Exception:
-            log.exception("channel %s: reader crashed", self.name)
+        return None
+
+    def _report_crash(self, doing: str, exc: Exception) -> str:
+        log.error("channel %s: internal error %s; reconnecting", self.name, doing,
+                  exc_info=exc)
+        err = CohrtConnectionError(
+            f"channel {self.name!r}: internal error {doing} ({type(exc).__name__}); "
+            "dropped the socket and reconnecting with catch-up"
+        )
+        err.__cause__ = exc
+        self._inbox.put(("error", err))
+        return f"internal error: {type(exc).__name__}"
+
+    def _after_drop(self, ws: Any, reason: str) -> bool:
+        """Let the dropped socket go and report the drop; False: do not reconnect."""
+        with self._send_lock:
+            if self._ws is ws:
+                self._ws = None
+        stopped_by = self._stopped_by
+        self._acks.fail_all(
+            stopped_by
+            or CohrtConnectionError(
+                f"connection to {self.name!r} lost before the ack; "
+                "the publish may or may not have been applied"
+            )
+        )
+        ws.shutdown()
+        if self._closing.is_set():
+            return False
+        log.debug("channel %s dropped: %s", self.name, reason)
+        self._inbox.put(("disconnected", reason))
+        if stopped_by is not None:
+            # The server said why it closed, and no reconnect can help.
+            log.warning("channel %s: closed by the server, not reconnecting: %s",
+                        self.name, stopped_by)
+            self._inbox.put(("gave_up", stopped_by))
+            return False
+        return True
 
     def _read_until_drop(self, ws: Any) -> str:
         self._last_rx = time.monotonic()
@@ -193,7 +225,17 @@ class SocketReader:
                     return None
             attempts += 1
             try:
-                ws, presence, early = self._connect()
+                try:
+                    ws, presence, early = self._connect()
+                except CohrtError:
+                    raise
+                except Exception as e:
+                    # Not a refusal we know: a bug, or an answer nothing checked.
+                    log.error("channel %s: reconnect attempt crashed", self.name, exc_info=e)
+                    raise CohrtConnectionError(
+                        f"reconnect to {self.name!r} failed: internal error "
+                        f"({type(e).__name__})"
+                    ) from e
             except CohrtError as e:
                 if self._closing.is_set():
                     return None
