@@ -46,11 +46,12 @@ from .errors import (
     CohrtError,
     CohrtTimeoutError,
     InvalidArgumentTypeError,
+    ProtocolError,
 )
 from .handshake import Handshake, open_socket
 from .inbox import STOP, Inbox
 from .models import Message, PublishAck, User, check_data, check_event, publish_frame
-from .presence import Roster
+from .presence import Roster, user_from_wire
 from .reader import SocketReader
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
 __all__ = ["Channel"]
 
 log = logging.getLogger("cohrt_sync.channel")
+
+#: Actions of the protocol itself: never a publication's action.
+_CONTROL_ACTIONS = frozenset({"connected", "subscribed", "published", "publish", "join", "leave"})
 
 
 @attrs.define(eq=False, repr=False)
@@ -419,20 +423,49 @@ class Channel(SocketReader):
     def _dispatch_frame(self, frame: Dict[str, Any]) -> None:
         action = frame.get("action")
         if action == "join":
-            user = User.from_wire(frame.get("user"))
-            if user.id in self._roster:
+            user = user_from_wire(frame.get("user"))
+            if user is None:
+                self._drop_frame("a join with no valid user id")
+            elif user.id in self._roster:
                 self._roster.add(user)
             else:
                 self._hooks.call("on_join", user=user)
         elif action == "leave":
             last_seen = frame.get("last_seen")
-            user = User.from_wire(frame.get("user"), last_seen=last_seen)
-            if user.id in self._roster:
+            user = user_from_wire(frame.get("user"), last_seen=last_seen)
+            if user is None:
+                self._drop_frame("a leave with no valid user id")
+            elif user.id in self._roster:
                 self._hooks.call("on_leave", user=user, last_seen=last_seen)
         elif action in ("connected", "subscribed"):
             return
-        else:
+        elif (
+            # This channel's next message, or a frame to drop (docs/client.md,
+            # "Frames the client drops"): a few dict lookups on the hot path.
+            type(action) is str
+            and action not in _CONTROL_ACTIONS
+            and "data" in frame
+            and frame.get("channel", self.name) == self.name
+            and type(frame.get("event", action)) is str
+        ):
             self._ledger.deliver_live(Message.from_wire(frame, self.name))
+        elif type(action) is str and action not in _CONTROL_ACTIONS:
+            # Shaped like a message but not one of ours: worth telling the app.
+            why = (
+                "a message of another channel"
+                if frame.get("channel", self.name) != self.name
+                else "a message with no data or a non-string event"
+            )
+            self._drop_frame(why, report=True)
+        else:
+            self._drop_frame("a frame with no string action, or a control action out of place")
+
+    def _drop_frame(self, why: str, report: bool = False) -> None:
+        log.warning("channel %s: dropped %s", self.name, why)
+        if report:
+            self._hooks.call(
+                "on_error", error=ProtocolError(f"channel {self.name!r}: dropped {why}")
+            )
 
     def _recover_missed(self) -> int:
         """Deliver from history what went by while disconnected; returns how many.

@@ -24,6 +24,7 @@ from .errors import (
     error_from_frame,
 )
 from .models import User
+from .presence import presence_list
 
 if TYPE_CHECKING:
     from .client import Client
@@ -126,7 +127,7 @@ def open_socket(
                 raise error_from_frame(str(frame["error"]))
             action = frame.get("action")
             if action == "subscribed":
-                users = [User.from_wire(u) for u in frame.get("presence") or []]
+                users = presence_list(frame.get("presence"), channel)
                 break
             if action != "connected":
                 early.append(frame)

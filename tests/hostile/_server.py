@@ -66,6 +66,8 @@ class HostileServer:
         self.on_upgrade: Knob = None
         self.on_subscribed: Knob = None
         self.on_publish: Knob = None
+        #: Entries added to every ``subscribed`` frame's presence (any JSON).
+        self.presence_extra: List[Any] = []
         self._ids = itertools.count(1)
         self._tokens: Dict[str, Dict[str, Any]] = {}
         self._loop = asyncio.new_event_loop()
@@ -250,7 +252,8 @@ class HostileServer:
         self.sockets.append(ws)
         try:
             await ws.send_json({"action": "connected", "channel": channel})
-            await ws.send_json({"action": "subscribed", "channel": channel, "presence": [user]})
+            presence = [user, *self.presence_extra]
+            await ws.send_json({"action": "subscribed", "channel": channel, "presence": presence})
             if self.on_subscribed is not None:
                 await self.on_subscribed(ws, self)
             async for msg in ws:
