@@ -31,12 +31,13 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import attrs
 
 from . import plugins as _plugins
 from ._answers import wrong_shape
+from ._http import cancel_on, cut_request
 from .acks import AckQueue, PendingAck
 from .delivery import DeliveryLedger
 from .errors import (
@@ -108,7 +109,7 @@ class Channel(SocketReader):
     def __attrs_post_init__(self) -> None:
         self._hooks = _plugins.ChannelHooks(self.client.plugin_manager, self, log)
         self._ledger = DeliveryLedger(
-            lambda after: self.client.iter_history(self.name, after=after),
+            self._catch_up_history,
             self._emit,
             match_idless=self.catch_up,
             name=self.name,
@@ -272,6 +273,10 @@ class Channel(SocketReader):
         self._inbox.put(STOP)
         dispatcher = self._dispatcher
         if dispatcher is not None and dispatcher is not current:
+            dispatcher.join(min(0.3, max(0.0, deadline - time.monotonic())))
+            if dispatcher.is_alive():
+                # Perhaps a catch-up's history read that hangs: cut it.
+                cut_request(dispatcher)
             dispatcher.join(max(0.0, deadline - time.monotonic()))
         for thread in (reader, dispatcher):
             if thread is not None and thread is not current and thread.is_alive():
@@ -475,11 +480,16 @@ class Channel(SocketReader):
         cursor: order and exactly-once at the price of one more reconnect.
         """
         delivered, error = self._ledger.recover(self._closing.is_set)
-        if error is not None:
+        if error is not None and not self._closing.is_set():
             log.warning("channel %s: catch-up failed (%s); reconnecting again", self.name, error)
             self._hooks.call("on_error", error=error)
             self._force_reconnect()
         return delivered
+
+    def _catch_up_history(self, after: int) -> Iterator[Message]:
+        # Bound to the closing event, so close() can cut a read that hangs.
+        with cancel_on(self._closing):
+            yield from self.client.iter_history(self.name, after=after)
 
     def _resync_presence(self, users: List[User]) -> None:
         gone, came = self._roster.diff(users)
