@@ -54,6 +54,7 @@ from .inbox import STOP, Inbox
 from .models import Message, PublishAck, User, check_data, check_event, publish_frame
 from .presence import Roster, user_from_wire
 from .reader import SocketReader
+from .retry import Retry
 
 if TYPE_CHECKING:
     from .client import Client
@@ -104,6 +105,10 @@ class Channel(SocketReader):
     #: Why the server closed the channel for good (a paused tenant), if it did.
     _stopped_by: Optional[CohrtError] = attrs.field(default=None, init=False)
     _handshake_ws: Any = attrs.field(default=None, init=False)
+    #: The reconnect backoff carried over while reconnects are not healthy yet.
+    _backoff: Optional[Retry] = attrs.field(default=None, init=False)
+    #: False from a reconnect until its catch-up succeeded.
+    _healthy: bool = attrs.field(default=True, init=False)
     _hooks: _plugins.ChannelHooks = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -211,13 +216,31 @@ class Channel(SocketReader):
                 raise CohrtConnectionError(f"could not send on {self.name!r}: {e}") from e
         wait = self.client.ack_timeout if timeout is None else timeout
         if not pending.done.wait(wait):
-            raise CohrtTimeoutError(f"no ack for publish on {self.name!r} within {wait}s")
+            self._resync_after_lost_ack(ws)
+            raise CohrtTimeoutError(
+                f"no ack for publish on {self.name!r} within {wait}s; the publish may or may "
+                "not have been applied, and the channel is reconnecting to resync"
+            )
         if pending.error is not None:
             raise pending.error
         assert pending.frame is not None
         # The frame's event is the literal "published"; report the message's own
         # event like the HTTP ack does, and keep "published" as the action.
         return PublishAck.from_wire({**pending.frame, "event": event}, self.name, event)
+
+    def _resync_after_lost_ack(self, ws: Any) -> None:
+        """After an ack timeout, acks can no longer be matched in order: reconnect.
+
+        The server acks in order, so one lost ack would make every later
+        publish settle with its predecessor's ack (and time out). Cutting the
+        socket fails every publish still pending on it, and the reconnect
+        (with catch-up) starts a fresh, empty ack queue.
+        """
+        if self._ws is ws and not self._closing.is_set():
+            log.warning("channel %s: an ack timed out; reconnecting to resync the acks",
+                        self.name)
+            self._dead_reason = "ack timeout"
+            self._force_reconnect()
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the socket, stop reconnecting, and join both threads.
@@ -413,7 +436,11 @@ class Channel(SocketReader):
         elif kind == "disconnected":
             self._hooks.call("on_disconnected", reason=item[1])
         elif kind == "reconnected":
-            caught = self._recover_missed() if self.catch_up else 0
+            if self.catch_up:
+                caught = self._recover_missed()
+            else:
+                caught = 0
+                self._healthy = True
             self._resync_presence(item[1])
             self._hooks.call("on_reconnected", attempts=item[2], caught_up=caught)
         elif kind == "error":
@@ -480,7 +507,9 @@ class Channel(SocketReader):
         cursor: order and exactly-once at the price of one more reconnect.
         """
         delivered, error = self._ledger.recover(self._closing.is_set)
-        if error is not None and not self._closing.is_set():
+        if error is None:
+            self._healthy = True
+        elif not self._closing.is_set():
             log.warning("channel %s: catch-up failed (%s); reconnecting again", self.name, error)
             self._hooks.call("on_error", error=error)
             self._force_reconnect()

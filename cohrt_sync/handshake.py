@@ -8,6 +8,7 @@ reconnect. Every failure comes out as a :class:`~cohrt_sync.CohrtError`
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -89,6 +90,48 @@ def open_socket(
         raise ChannelClosedError(f"channel {channel!r} closed")
     timeout = client.connect_timeout
     context = f"subscribe to {channel!r}"
+    # A per-read timeout does not bound a reply trickled a byte at a time:
+    # the watchdog cuts the socket once connect_timeout has passed, whatever
+    # stage the handshake is in.
+    deadline = time.monotonic() + timeout
+    fired = threading.Event()
+    watchdog = threading.Timer(timeout, _cut, (ws, fired))
+    watchdog.name = f"cohrt-sync-handshake-{channel}"
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return _handshake(ws, url, deadline, timeout, context, channel, closing, track)
+    except CohrtError as e:
+        if fired.is_set() and not closing.is_set() and not isinstance(e, CohrtTimeoutError):
+            raise CohrtTimeoutError(
+                f"{context}: no 'subscribed' within {timeout}s"
+            ) from scrub_exception(e)
+        raise
+    finally:
+        watchdog.cancel()
+        watchdog.join(1.0)
+
+
+def _cut(ws: Any, fired: threading.Event) -> None:
+    fired.set()
+    sock = ws.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _handshake(
+    ws: Any,
+    url: str,
+    deadline: float,
+    timeout: float,
+    context: str,
+    channel: str,
+    closing: threading.Event,
+    track: Callable[[Any], None],
+) -> Handshake:
     try:
         ws.connect(url, timeout=timeout, suppress_origin=True)
     except websocket.WebSocketBadStatusException as e:
@@ -109,7 +152,6 @@ def open_socket(
         # close() came while connect() had no socket yet to shut down.
         ws.shutdown()
         raise ChannelClosedError(f"channel {channel!r} closed")
-    deadline = time.monotonic() + timeout
     early: List[Dict[str, Any]] = []
     try:
         while True:
@@ -137,9 +179,9 @@ def open_socket(
     except websocket.WebSocketTimeoutException as e:
         ws.shutdown()
         raise CohrtTimeoutError(f"{context}: no 'subscribed' within {timeout}s") from e
-    except (websocket.WebSocketException, OSError, ValueError) as e:
+    except (websocket.WebSocketException, OSError, ValueError, RecursionError) as e:
         ws.shutdown()
-        raise CohrtConnectionError(f"{context} failed: {e}") from e
+        raise CohrtConnectionError(f"{context} failed: {type(e).__name__}: {e}"[:300]) from e
     # A blocking socket: a read timeout would add a poll() and a GIL round
     # trip to every recv. Pings and dead-peer detection run on the client's
     # keepalive thread instead (see Channel.keepalive_tick).

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
+import attrs
 import websocket
 
 from .acks import AckQueue
@@ -29,6 +30,7 @@ from .errors import (
 )
 from .handshake import Handshake
 from .inbox import Inbox
+from .retry import Retry
 
 if TYPE_CHECKING:
     from .client import Client
@@ -58,6 +60,8 @@ class SocketReader:
     _ping_sent: Optional[float]
     _dead_reason: Optional[str]
     _stopped_by: Optional[CohrtError]
+    _backoff: Optional[Retry]
+    _healthy: bool
 
     def _connect(self) -> Handshake:
         raise NotImplementedError
@@ -169,8 +173,18 @@ class SocketReader:
         sent = self._ping_sent
         if sent is not None:
             if now - sent > client.ping_timeout:
+                # Also the read stall limit: a frame trickled in (or stuck) for
+                # this long keeps the pong unread, so the socket is cut.
                 log.info("channel %s: no pong within %ss", self.name, client.ping_timeout)
                 self._dead_reason = "ping timeout"
+                self._force_reconnect()
+        elif now - self._last_rx >= client.ping_interval:
+            self._ping_sent = now
+            try:
+                ws.ping()
+            except Exception as e:
+                log.info("channel %s: ping failed (%s)", self.name, type(e).__name__)
+                self._dead_reason = "ping failed"
                 self._force_reconnect()
 
     def _on_text(self, data: bytes) -> None:
@@ -201,7 +215,16 @@ class SocketReader:
 
     def _reconnect(self) -> Any:
         client = self.client
-        policy = client.reconnect_backoff.reset()
+        # A reconnect whose catch-up then failed did not end the outage: carry
+        # its backoff on, so a server whose history is down sees the delay
+        # grow as after failed connects, not one token and one socket per
+        # first-step delay. The dispatcher marks the channel healthy again.
+        carried = self._backoff
+        if carried is None or self._healthy:
+            policy = client.reconnect_backoff.reset()
+        else:
+            policy = attrs.evolve(carried, history=carried.history[-16:])
+        self._healthy = False
         retry_after: Optional[float] = None
         attempts = 0
         last_error: Optional[CohrtError] = None
@@ -256,6 +279,7 @@ class SocketReader:
                     ws.shutdown()
                     return None
                 self._ws = ws
+            self._backoff = policy
             self._reconnects += 1
             self._inbox.put(("reconnected", presence, attempts))
             for frame in early:

@@ -115,6 +115,8 @@ class HostileServer:
                 pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     async def _stop(self) -> None:
         for ws in list(self.sockets):
@@ -123,6 +125,11 @@ class HostileServer:
                 transport.abort()
         assert self._runner is not None
         await self._runner.cleanup()
+        # Handlers still stalling on purpose (trickles, hangs) end here.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def call(self, coro: Awaitable[Any], timeout: float = 10.0) -> Any:
         """Run ``coro`` on the server's loop from a test thread; return its result."""
