@@ -342,7 +342,7 @@ class Channel(SocketReader):
             self._ws = ws
             self._inbox.put(("connected",))
             for frame in early:
-                self._inbox.put(("frame", frame))
+                self._inbox.put_frame(frame, 0)
             self._dispatcher = threading.Thread(
                 target=self._dispatch_main, name=f"cohrt-sync-dispatch-{tag}", daemon=True
             )

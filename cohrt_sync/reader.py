@@ -23,12 +23,13 @@ from .errors import (
     CohrtConnectionError,
     CohrtError,
     NotProvisionedError,
+    ProtocolError,
     RateLimitedError,
     TenantPausedError,
     error_from_frame,
     is_paused,
 )
-from .handshake import Handshake
+from .handshake import Handshake, MessageTooLarge
 from .inbox import Inbox
 from .retry import Retry
 
@@ -136,6 +137,10 @@ class SocketReader:
         while not self._closing.is_set():
             try:
                 opcode, data = ws.recv_data(control_frame=True)
+            except MessageTooLarge as e:
+                log.warning("channel %s: %s; reconnecting", self.name, e)
+                self._inbox.put(("error", ProtocolError(f"channel {self.name!r}: {e}")))
+                return "message too large"
             except (websocket.WebSocketException, OSError, AttributeError) as e:
                 # AttributeError: websocket-client after shutdown() has sock=None.
                 return self._dead_reason or f"connection lost: {type(e).__name__}"
@@ -204,14 +209,21 @@ class SocketReader:
             if not self._acks.settle(None, err):
                 self._inbox.put(("error", err))
             return
-        if len(self._inbox) >= self.client.queue_size:
+        inbox = self._inbox
+        size = len(data)
+        client = self.client
+        if len(inbox) >= client.queue_size or (
+            inbox.backlog_bytes + size > client.queue_bytes and len(inbox)
+        ):
             log.warning(
-                "channel %s: dispatcher is %d frames behind; reconnecting to catch up",
+                "channel %s: dispatcher is %d frames (%d bytes) behind; "
+                "reconnecting to catch up",
                 self.name,
-                self.client.queue_size,
+                len(inbox),
+                inbox.backlog_bytes,
             )
             raise _Overflow()
-        self._inbox.put(("frame", frame))
+        inbox.put_frame(frame, size)
 
     def _reconnect(self) -> Any:
         client = self.client
@@ -243,7 +255,10 @@ class SocketReader:
             if self._closing.wait(policy.get_backoff()):
                 return None
             # After an overflow, wait for the backlog to halve before reading more.
-            while len(self._inbox) > client.queue_size // 2:
+            while (
+                len(self._inbox) > client.queue_size // 2
+                or self._inbox.backlog_bytes > client.queue_bytes // 2
+            ):
                 if self._closing.wait(0.05):
                     return None
             attempts += 1
@@ -283,7 +298,7 @@ class SocketReader:
             self._reconnects += 1
             self._inbox.put(("reconnected", presence, attempts))
             for frame in early:
-                self._inbox.put(("frame", frame))
+                self._inbox.put_frame(frame, 0)
             return ws
         return None
 

@@ -238,7 +238,10 @@ class HostileServer:
         frame = json.dumps({**row})
         for ws in list(self.sockets):
             if not ws.closed and getattr(ws, "channel", None) == channel:
-                await ws.send_str(frame)
+                try:
+                    await ws.send_str(frame)
+                except ConnectionError:
+                    pass  # that socket is going; the row is committed all the same
         return row
 
     # -- the socket -------------------------------------------------------------------
