@@ -135,28 +135,26 @@ def _forget_conn(conn: Any) -> None:
             _IN_USE.pop(ident, None)
 
 
-class _TrackedHTTPPool(urllib3.HTTPConnectionPool):
+class _Tracked:
+    """Pool mixin: record the connection each thread takes, forget it when put back."""
+
     def _get_conn(self, timeout: Optional[float] = None) -> Any:
-        conn = super()._get_conn(timeout)
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
         _IN_USE[threading.get_ident()] = conn
         return conn
 
     def _put_conn(self, conn: Any) -> None:
         _IN_USE.pop(threading.get_ident(), None)
         _forget_conn(conn)
-        super()._put_conn(conn)
+        super()._put_conn(conn)  # type: ignore[misc]
 
 
-class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
-    def _get_conn(self, timeout: Optional[float] = None) -> Any:
-        conn = super()._get_conn(timeout)
-        _IN_USE[threading.get_ident()] = conn
-        return conn
+class _TrackedHTTPPool(_Tracked, urllib3.HTTPConnectionPool):
+    pass
 
-    def _put_conn(self, conn: Any) -> None:
-        _IN_USE.pop(threading.get_ident(), None)
-        _forget_conn(conn)
-        super()._put_conn(conn)
+
+class _TrackedHTTPSPool(_Tracked, urllib3.HTTPSConnectionPool):
+    pass
 
 
 class _TrackingAdapter(requests.adapters.HTTPAdapter):

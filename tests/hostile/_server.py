@@ -51,6 +51,28 @@ def accept_key(request: web.Request) -> str:
     return base64.b64encode(digest).decode()
 
 
+def raw_on_first_socket(head: bytes, chunk: bytes = b"", count: int = 0, step: float = 0.0) -> Any:
+    """An ``on_subscribed`` knob writing raw bytes on the first socket only.
+
+    ``head`` goes out at once, then ``chunk`` ``count`` times, every ``step``
+    seconds, while the connection is open (a trickle, or a flood). Later
+    sockets (the client's reconnects) are served normally.
+    """
+
+    async def write(ws: web.WebSocketResponse, server: HostileServer) -> None:
+        if server.hits["socket"] > 1:
+            return
+        transport = ws._req.transport  # type: ignore[attr-defined]
+        transport.write(head)
+        for _ in range(count):
+            if transport.is_closing():
+                return
+            transport.write(chunk)
+            await asyncio.sleep(step)
+
+    return write
+
+
 class HostileServer:
     """The edge API on loopback, with knobs to misbehave; a context manager."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any, Iterator, List
 
@@ -10,7 +9,7 @@ import cohrt_sync
 from cohrt_sync.delivery import REPLAY_WINDOW, DeliveryLedger
 from cohrt_sync.models import Message
 
-from ._server import HostileServer
+from ._server import HostileServer, raw_on_first_socket
 from .conftest import Recorder, wait_until
 
 MB = 2**20
@@ -60,18 +59,10 @@ def test_the_inbox_is_bounded_in_bytes(
 def test_a_frame_header_claiming_2_to_the_62_bytes_is_refused_as_it_arrives(
     hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str
 ) -> None:
-    async def liar(ws: Any, server: HostileServer) -> None:
-        if server.hits["socket"] > 1:
-            return
-        transport = ws._req.transport
-        transport.write(b"\x81\x7f" + (2**62).to_bytes(8, "big"))
-        for _ in range(200):  # then 1 MB every 10 ms, for as long as it is read
-            if transport.is_closing():
-                return
-            transport.write(b"[" * MB)
-            await asyncio.sleep(0.01)
-
-    hostile.on_subscribed = liar
+    # Then 1 MB every 10 ms, for as long as it is read.
+    hostile.on_subscribed = raw_on_first_socket(
+        b"\x81\x7f" + (2**62).to_bytes(8, "big"), b"[" * MB, 200, 0.01
+    )
     client = make_client(plugins=[recorder], max_message_size=1 * MB)
     ch = client.subscribe(channel_name, "alice")
     recorder.wait_for(lambda: recorder.of("disconnected"))
@@ -86,15 +77,12 @@ def test_a_frame_header_claiming_2_to_the_62_bytes_is_refused_as_it_arrives(
 def test_a_message_over_the_limit_in_fragments_is_refused(
     hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str
 ) -> None:
-    async def fragments(ws: Any, server: HostileServer) -> None:
-        if server.hits["socket"] > 1:
-            return
-        transport = ws._req.transport
-        chunk = b" " * 60_000
-        transport.write(b"\x01\x7e" + len(chunk).to_bytes(2, "big") + chunk)  # text, not fin
-        transport.write(b"\x00\x7e" + len(chunk).to_bytes(2, "big") + chunk)  # continuation
-
-    hostile.on_subscribed = fragments
+    chunk = b" " * 60_000
+    size = len(chunk).to_bytes(2, "big")
+    hostile.on_subscribed = raw_on_first_socket(
+        b"\x01\x7e" + size + chunk  # text, not fin
+        + b"\x00\x7e" + size + chunk  # its continuation: 120 000 bytes in all
+    )
     client = make_client(plugins=[recorder], max_message_size=100_000)
     client.subscribe(channel_name, "alice")
     recorder.wait_for(lambda: recorder.of("disconnected"))

@@ -11,7 +11,7 @@ import pytest
 import cohrt_sync
 from cohrt_sync.retry import Retry
 
-from ._server import HostileServer, accept_key, json_response
+from ._server import HostileServer, accept_key, json_response, raw_on_first_socket
 from .conftest import Recorder, wait_until
 
 
@@ -68,18 +68,8 @@ def test_connect_timeout_bounds_a_trickled_handshake(
 def test_a_trickled_frame_is_cut_by_the_read_stall_limit(
     hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str
 ) -> None:
-    async def trickle_frame(ws: Any, server: HostileServer) -> None:
-        if server.hits["socket"] > 1:
-            return
-        transport = ws._req.transport
-        transport.write(b"\x81\x7e\x10\x00")  # a 4096-byte text frame...
-        for _ in range(4096):  # ...sent a byte every 0.05 s (~200 s)
-            if transport.is_closing():
-                return
-            transport.write(b" ")
-            await asyncio.sleep(0.05)
-
-    hostile.on_subscribed = trickle_frame
+    # A 4096-byte text frame, sent a byte every 0.05 s (~200 s).
+    hostile.on_subscribed = raw_on_first_socket(b"\x81\x7e\x10\x00", b" ", 4096, 0.05)
     client = make_client(plugins=[recorder], ping_interval=0.3, ping_timeout=0.5)
     ch = client.subscribe(channel_name, "alice")
     started = time.monotonic()
