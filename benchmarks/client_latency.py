@@ -64,8 +64,7 @@ def client_latency(base_url: str, n: int) -> list:
             arrived.set()
 
     samples = []
-    with cohrt_sync.Client(key=KEY, base_url=base_url, plugins=[Hook()],
-                           load_plugins=False) as client:
+    with cohrt_sync.Client(key=KEY, base_url=base_url, plugins=[Hook()]) as client:
         ch = client.subscribe("bench:client-lat", user_id="lat")
         for i in range(n):
             arrived.clear()

@@ -86,7 +86,7 @@ def raw_sockets(base_url: str, n: int) -> float:
 
 
 def client_channels(base_url: str, n: int) -> float:
-    with cohrt_sync.Client(key=KEY, base_url=base_url, load_plugins=False) as client:
+    with cohrt_sync.Client(key=KEY, base_url=base_url) as client:
         for i in range(5):  # warm up: imports, first bearer, first threads
             client.subscribe(f"mem:warm{i}", user_id="w").close()
         before = settle()

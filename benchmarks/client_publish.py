@@ -39,7 +39,7 @@ def bare(base_url: str, n: int, bearer: bool = False) -> float:
 
 
 def client(base_url: str, n: int) -> float:
-    with cohrt_sync.Client(key=KEY, base_url=base_url, load_plugins=False) as c:
+    with cohrt_sync.Client(key=KEY, base_url=base_url) as c:
         c.publish("bench:client", DATA)  # the bearer mint is a one-off
         start = time.perf_counter()
         for _ in range(n):

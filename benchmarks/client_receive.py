@@ -111,7 +111,7 @@ def client_rate(base_url: str, channel: str, n: int) -> float:
     # happens to a consumer that falls 10,000 frames behind is a policy
     # (docs/client.md), tested, not benchmarked.
     with cohrt_sync.Client(key=KEY, base_url=base_url, plugins=[Counter()],
-                           load_plugins=False, queue_size=n + 100) as client:
+                           queue_size=n + 100) as client:
         client.subscribe(channel, user_id="reader")
         pub = start_flood(base_url, channel, n)
         if not done.wait(120):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Any, Deque, Dict, Optional
+from typing import Any, Deque, Dict, List, Optional, Sequence
 
 import attrs
 
-from .errors import CohrtError
+from .errors import CohrtError, CohrtTimeoutError
+from .models import PublishAck
 
-__all__ = ["AckQueue", "PendingAck"]
+__all__ = ["AckQueue", "PendingAck", "await_acks"]
 
 
 @attrs.define(eq=False)
@@ -66,3 +67,25 @@ class AckQueue:
         """Settle every pending publish with ``error`` (the socket is gone)."""
         while self.settle(None, error):
             pass
+
+
+def await_acks(
+    pendings: Sequence[PendingAck], wait: float, channel: str, event: str
+) -> List[PublishAck]:
+    """Wait for each publish's ack in turn, allowing ``wait`` seconds for each next one.
+
+    :returns: the acks, in order.
+    :raises CohrtTimeoutError: an ack did not come within ``wait`` of the one before.
+    :raises CohrtError: the first publish the server refused (its error).
+    """
+    acks = []
+    for pending in pendings:
+        if not pending.done.wait(wait):
+            raise CohrtTimeoutError(f"no ack for publish on {channel!r} within {wait}s")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.frame is not None
+        # The frame's event is the literal "published"; report the message's own
+        # event like the HTTP ack does, and keep "published" as the action.
+        acks.append(PublishAck.from_wire({**pending.frame, "event": event}, channel, event))
+    return acks

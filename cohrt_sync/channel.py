@@ -31,14 +31,14 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import attrs
 
 from . import plugins as _plugins
 from ._answers import wrong_shape
 from ._http import cancel_on, cut_request
-from .acks import AckQueue, PendingAck
+from .acks import AckQueue, PendingAck, await_acks
 from .delivery import DeliveryLedger
 from .errors import (
     BadRequestError,
@@ -178,7 +178,7 @@ class Channel(SocketReader):
         drops before the ack, :class:`~cohrt_sync.CohrtConnectionError` is
         raised and the message may or may not have been applied (use
         :meth:`cohrt_sync.Client.publish` with an ``idempotency_key`` when that
-        matters).
+        matters). Many messages at once: :meth:`publish_many`.
 
         :param data: the JSON payload.
         :param event: the event type.
@@ -189,16 +189,39 @@ class Channel(SocketReader):
         :raises ChannelClosedError: the channel is closed or reconnecting.
         :raises CohrtTimeoutError: no ack in time.
         """
+        return self.publish_many([data], event, persist, timeout=timeout)[0]
+
+    def publish_many(
+        self,
+        items: Sequence[Any],
+        event: str = "message",
+        persist: bool = True,
+        *,
+        timeout: Optional[float] = None,
+    ) -> List[PublishAck]:
+        """Publish each of ``items``, in order, sending every frame before awaiting the acks.
+
+        The fastest way to publish many messages from a script: pipelined on
+        one socket it needs no round trip per message (docs/client.md has the
+        figures). Every item is checked before any is sent, so bad input
+        publishes nothing. Raises as :meth:`publish` does; after a failure the
+        items before it may have been published.
+
+        :param items: the JSON payloads.
+        :param event: the event type of every item.
+        :param persist: store them in history.
+        :param timeout: seconds to wait for each next ack (default ``ack_timeout``).
+        :returns: one ack per item, in order.
+        """
         check_event(event)
-        encoded = check_data(data)
         if not isinstance(persist, bool):
             raise InvalidArgumentTypeError("persist must be a bool")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
         ):
             raise BadRequestError("timeout must be a positive number of seconds")
-        text = publish_frame(event, encoded, persist)
-        pending = PendingAck(event=event)
+        texts = [publish_frame(event, check_data(data), persist) for data in items]
+        pendings: List[PendingAck] = []
         with self._send_lock:
             ws = self._ws
             if ws is None or self._closing.is_set():
@@ -207,26 +230,25 @@ class Channel(SocketReader):
                 raise ChannelClosedError(
                     f"channel {self.name!r} is {'closed' if self.closed else 'reconnecting'}"
                 )
-            # Appending under the send lock keeps the ack queue in wire order.
-            self._acks.add(pending)
-            try:
-                ws.send(text)
-            except Exception as e:
-                self._acks.discard(pending)
-                raise CohrtConnectionError(f"could not send on {self.name!r}: {e}") from e
+            for text in texts:
+                pending = PendingAck(event=event)
+                # Appending under the send lock keeps the ack queue in wire order.
+                self._acks.add(pending)
+                try:
+                    ws.send(text)
+                except Exception as e:
+                    self._acks.discard(pending)
+                    raise CohrtConnectionError(f"could not send on {self.name!r}: {e}") from e
+                pendings.append(pending)
         wait = self.client.ack_timeout if timeout is None else timeout
-        if not pending.done.wait(wait):
+        try:
+            return await_acks(pendings, wait, self.name, event)
+        except CohrtTimeoutError:
             self._resync_after_lost_ack(ws)
             raise CohrtTimeoutError(
                 f"no ack for publish on {self.name!r} within {wait}s; the publish may or may "
                 "not have been applied, and the channel is reconnecting to resync"
-            )
-        if pending.error is not None:
-            raise pending.error
-        assert pending.frame is not None
-        # The frame's event is the literal "published"; report the message's own
-        # event like the HTTP ack does, and keep "published" as the action.
-        return PublishAck.from_wire({**pending.frame, "event": event}, self.name, event)
+            ) from None
 
     def _resync_after_lost_ack(self, ws: Any) -> None:
         """After an ack timeout, acks can no longer be matched in order: reconnect.

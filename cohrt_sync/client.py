@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import time
 import weakref
@@ -19,11 +20,12 @@ import attrs
 import pluggy
 
 from ._http import HttpTransport, make_session
+from ._signals import SignalReceived, raise_on_signals
 from .channel import Channel
 from .errors import BadRequestError, ChannelClosedError, CohrtError, InvalidArgumentTypeError
 from .http_api import HttpApi
 from .models import check_channel, check_ttl, check_user_id
-from .plugins import make_plugin_manager
+from .plugins import EntryPointSelection, make_plugin_manager
 from .realtimekit import RealtimeKit
 from .retry import DEFAULT_RETRY, RECONNECT_BACKOFF, Retry
 
@@ -68,9 +70,10 @@ class Client(HttpApi):
         in a repr, exception or log line.
     :param base_url: API root (default ``$COHESIVITY_BASE_URL`` or
         ``https://cohesivity.ai``); a local server's URL works the same.
-    :param plugins: plugin objects to register besides the installed ones.
-    :param load_plugins: load installed plugins from the ``cohrt_sync``
-        entry-point group (``$COHRT_SYNC_LOAD_PLUGINS`` filters them).
+    :param plugins: plugin objects to register.
+    :param entry_points: installed plugins (the ``cohrt_sync`` entry-point
+        group) to load: ``True`` all, a list of names those (an unknown name
+        raises :class:`BadRequestError`), ``False`` (default) none.
     :param timeout: HTTP ``(connect, read)`` timeouts in seconds.
     :param retry: HTTP retry policy.
     :param reconnect_backoff: channel reconnect policy (``total=None``: forever;
@@ -96,7 +99,7 @@ class Client(HttpApi):
     key: Optional[str] = attrs.field(default=None, converter=_default_key)
     base_url: str = attrs.field(default=None, converter=_default_base_url)
     plugins: Sequence[object] = ()
-    load_plugins: bool = True
+    entry_points: EntryPointSelection = False
     timeout: Tuple[float, float] = (5.0, 30.0)
     retry: Retry = DEFAULT_RETRY
     reconnect_backoff: Retry = RECONNECT_BACKOFF
@@ -136,7 +139,7 @@ class Client(HttpApi):
             retry=self.retry,
             session=self.session if self.session is not None else make_session(),
         )
-        self._pm = make_plugin_manager(self.plugins, load_entrypoints=self.load_plugins)
+        self._pm = make_plugin_manager(self.plugins, entry_points=self.entry_points)
         _live_clients.add(self)
 
     def __repr__(self) -> str:
@@ -332,11 +335,29 @@ class Client(HttpApi):
             self._closed.wait(slice_)
         return self._closed.is_set()
 
-    def run_forever(self) -> None:
-        """Listen until :meth:`close` or Ctrl-C; then close cleanly."""
+    def run_forever(self, *, handle_sigterm: bool = True) -> None:
+        """Listen until :meth:`close`, Ctrl-C or SIGTERM; then close cleanly.
+
+        Every way out closes the client: each channel's ``on_closed`` fires
+        and its socket sends a close frame, so the other members see it leave.
+        Ctrl-C returns normally; so does SIGTERM (``systemctl stop``,
+        ``docker stop``, Kubernetes), so a worker's process exits 0.
+
+        SIGTERM is caught only where the library may own it: when this runs
+        in the main thread and the application has set no SIGTERM handler of
+        its own (the previous handler is restored on return). Otherwise stop
+        it yourself with :meth:`close` from your own handler's thread
+        (``docs/lifecycle.md``).
+
+        :param handle_sigterm: ``False`` leaves SIGTERM to its current handler.
+        """
+        signums = (signal.SIGTERM,) if handle_sigterm else ()
         try:
-            self.wait()
+            with raise_on_signals(signums):
+                self.wait()
         except KeyboardInterrupt:
             log.info("interrupted; closing")
+        except SignalReceived as e:
+            log.info("%s; closing", e)
         finally:
             self.close()

@@ -137,9 +137,9 @@ def run_demo(out: TextIO = sys.stdout, rtk_delay_ms: int = 300) -> int:
         say(f"cohrt-sync demo: local server at {srv.base_url} (temporary database)")
 
         alice_log, bob_log = Transcript("alice", say), Transcript("bob", say)
-        server_side = Client(key=key, base_url=srv.base_url, load_plugins=False)
-        alice = Client(key=key, base_url=srv.base_url, plugins=[alice_log], load_plugins=False)
-        bob = Client(key=key, base_url=srv.base_url, plugins=[bob_log], load_plugins=False)
+        server_side = Client(key=key, base_url=srv.base_url)
+        alice = Client(key=key, base_url=srv.base_url, plugins=[alice_log])
+        bob = Client(key=key, base_url=srv.base_url, plugins=[bob_log])
         try:
             step("1. Provision realtime (the agent's job, once)")
             info = server_side.provision(write_region="eu")

@@ -112,11 +112,13 @@ class HttpApi:
         return PublishAck.from_wire(ack, channel, event)
 
     def history(self, channel: str, after: int = 0, limit: int = 50) -> List[Message]:
-        """One page of persisted messages with ``id > after``, oldest first.
+        """One page: at most ``limit`` (default 50) persisted messages past ``after``, oldest first.
+
+        For every message, use :meth:`iter_history`, which pages for you.
 
         :param channel: the channel name.
         :param after: id cursor (exclusive); 0 for the beginning.
-        :param limit: page size, 1 to 100.
+        :param limit: page size, 1 to 100 (the API's default is 50).
         """
         check_channel(channel)
         check_after(after)

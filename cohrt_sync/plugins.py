@@ -1,23 +1,25 @@
 """The plugin manager (hook specs, built-in and installed plugins) and calling hooks.
 
-Installed plugins are found once per process through the ``cohrt_sync``
-entry-point group. ``COHRT_SYNC_LOAD_PLUGINS`` controls autoloading: unset
-loads every installed plugin, an empty value loads none, and a comma-separated
-list loads only the entry points with those names.
+Installed plugins (the ``cohrt_sync`` entry-point group) load into a client
+only when that client asks: a library is embedded in apps that did not all ask
+for every plugin installed beside it. ``entry_points=True`` loads every
+installed one, a list of names loads those (an unknown name raises before
+anything is imported), ``False`` none. A plugin that is not asked for is never
+imported.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import threading
-from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Sequence, Tuple, Union
 
 import pluggy
 
 from . import hookspecs
 from .dm import DmRequestRouter
+from .errors import BadRequestError
 from .hookspecs import PROJECT_NAME, hookimpl
 from .presence import PresenceTracker
 
@@ -27,10 +29,11 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PLUGINS",
     "ENTRYPOINT_GROUP",
-    "ENV_LOAD_PLUGINS",
     "ChannelHooks",
+    "EntryPointSelection",
     "call_hook",
-    "installed_plugins",
+    "installed_entry_points",
+    "load_entry_points",
     "make_plugin_manager",
 ]
 
@@ -38,8 +41,10 @@ log = logging.getLogger("cohrt_sync.plugins")
 
 #: Entry-point group scanned for installed plugins.
 ENTRYPOINT_GROUP = PROJECT_NAME
-#: Environment variable: unset = load all, ``""`` = none, ``"a,b"`` = only those.
-ENV_LOAD_PLUGINS = "COHRT_SYNC_LOAD_PLUGINS"
+
+#: What a client loads from the entry-point group: ``True`` every installed
+#: plugin, ``False`` none, or the names of the ones to load.
+EntryPointSelection = Union[bool, Sequence[str]]
 
 
 class LifecycleLogger:
@@ -68,72 +73,95 @@ DEFAULT_PLUGINS: Tuple[Tuple[str, Callable[[], object]], ...] = (
     ("cohrt_sync.lifecycle", LifecycleLogger),
 )
 
-_installed_lock = threading.Lock()
-_installed: Optional[List[Tuple[str, object]]] = None
+_loaded_lock = threading.Lock()
+# Entry points are imported once per process, each only when first asked for.
+_loaded: Dict[str, object] = {}
 
 
-def _entry_points() -> List[Any]:
+def installed_entry_points() -> Dict[str, Any]:
+    """The installed plugins' entry points by name, without importing any of them.
+
+    :returns: ``{name: importlib.metadata.EntryPoint}``; ``ep.dist`` (3.10+)
+        names the distribution that provides it.
+    """
     eps: Any = importlib.metadata.entry_points()
     if hasattr(eps, "select"):
-        return list(eps.select(group=ENTRYPOINT_GROUP))
-    # Python 3.9 returns a dict of group -> entry points.
-    return list(eps.get(ENTRYPOINT_GROUP, ()))  # pragma: no cover
+        found = list(eps.select(group=ENTRYPOINT_GROUP))
+    else:  # pragma: no cover - Python 3.9 returns a dict of group -> entry points
+        found = list(eps.get(ENTRYPOINT_GROUP, ()))
+    return {ep.name: ep for ep in found}
 
 
-def installed_plugins() -> List[Tuple[str, object]]:
-    """Every plugin in the ``cohrt_sync`` entry-point group, loaded once per process.
+def _chosen(selection: EntryPointSelection, installed: Mapping[str, Any]) -> List[str]:
+    if selection is True:
+        return sorted(installed)
+    if selection is False:
+        return []
+    if isinstance(selection, str) or not all(isinstance(n, str) for n in selection):
+        raise BadRequestError(
+            f"entry_points takes True, False or a list of plugin names, not {selection!r}"
+        )
+    unknown = [name for name in selection if name not in installed]
+    if unknown:
+        have = ", ".join(sorted(installed)) or "none"
+        raise BadRequestError(
+            f"no installed cohrt_sync plugin named {', '.join(map(repr, unknown))} "
+            f"(installed: {have}); check the name with `cohrt-sync plugins`"
+        )
+    return list(dict.fromkeys(selection))
 
-    A plugin that fails to import is logged and skipped, so one broken
-    distribution cannot break every client.
 
-    :returns: ``(entry-point name, loaded object)`` pairs.
+def load_entry_points(selection: EntryPointSelection) -> List[Tuple[str, object]]:
+    """Import the selected installed plugins (each at most once per process).
+
+    With ``True``, a plugin that fails to import is logged and skipped, so one
+    broken distribution cannot break every client; a plugin asked for by name
+    that fails to import raises, because the caller said it needs it.
+
+    :param selection: ``True``, ``False`` or a list of entry-point names.
+    :returns: ``(name, plugin object)`` pairs in load order.
+    :raises BadRequestError: an unknown name, or a selection of the wrong type.
+    :raises ImportError: a plugin named in ``selection`` failed to import.
     """
-    global _installed
-    with _installed_lock:
-        if _installed is None:
-            found: List[Tuple[str, object]] = []
-            for ep in _entry_points():
+    installed = installed_entry_points()
+    names = _chosen(selection, installed)
+    loaded: List[Tuple[str, object]] = []
+    with _loaded_lock:
+        for name in names:
+            if name not in _loaded:
                 try:
-                    found.append((ep.name, ep.load()))
-                except Exception:
-                    log.exception("could not load cohrt_sync plugin %r", ep.name)
-            _installed = found
-        return list(_installed)
-
-
-def _allowed(env: Mapping[str, str]) -> Optional[set[str]]:
-    raw = env.get(ENV_LOAD_PLUGINS)
-    if raw is None:
-        return None
-    return {name.strip() for name in raw.split(",") if name.strip()}
+                    _loaded[name] = installed[name].load()
+                except Exception as e:
+                    if selection is True:
+                        log.error("skipping cohrt_sync plugin %r: it failed to import: %s", name, e)
+                        continue
+                    raise ImportError(
+                        f"cohrt_sync plugin {name!r} failed to import: {e}; "
+                        "fix or reinstall the distribution that provides it"
+                    ) from e
+            loaded.append((name, _loaded[name]))
+    return loaded
 
 
 def make_plugin_manager(
     plugins: Any = (),
     *,
-    load_entrypoints: bool = True,
-    env: Optional[Mapping[str, str]] = None,
+    entry_points: EntryPointSelection = False,
 ) -> pluggy.PluginManager:
-    """Build a plugin manager with the specs, defaults, installed and given plugins.
+    """Build a plugin manager with the specs, built-ins, chosen installed and given plugins.
 
-    :param plugins: extra plugin objects to register.
-    :param load_entrypoints: load installed plugins (subject to the env variable).
-    :param env: environment to read ``COHRT_SYNC_LOAD_PLUGINS`` from
-        (default ``os.environ``).
+    :param plugins: plugin objects to register.
+    :param entry_points: installed plugins to load (:func:`load_entry_points`).
     :raises pluggy.PluginValidationError: when a plugin implements an unknown hook.
+    :raises BadRequestError: an unknown plugin name.
     """
+    loaded = load_entry_points(entry_points)
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     for name, factory in DEFAULT_PLUGINS:
         pm.register(factory(), name=name)
-    if load_entrypoints:
-        allowed = _allowed(os.environ if env is None else env)
-        for name, plugin in installed_plugins():
-            if allowed is not None and name not in allowed:
-                pm.set_blocked(name)
-                continue
-            if pm.get_plugin(name) is None and not pm.is_registered(plugin):
-                pm.register(plugin, name=name)
+    for name, plugin in loaded:
+        pm.register(plugin, name=name)
     for plugin in plugins:
         pm.register(plugin)
     pm.check_pending()

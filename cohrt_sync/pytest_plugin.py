@@ -55,7 +55,6 @@ def cohrt_client(cohrt_server: Any, cohrt_key: str) -> Iterator[Client]:
     client = Client(
         key=cohrt_key,
         base_url=cohrt_server.base_url,
-        load_plugins=False,
         reconnect_backoff=Retry(total=None, backoff_factor=0.05, backoff_max=1.0),
     )
     try:

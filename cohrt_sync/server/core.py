@@ -115,11 +115,23 @@ class Core:
                 tenant = self.state.by_key(key)
                 if tenant is not None and not tenant.realtime:
                     await self.provision(tenant)
+        counts: Dict[str, Dict[str, int]] = {}
         for tenant in self.state.all():
             if tenant.realtime:
                 db = await self.db_for(tenant.id)
                 if db is not None:
                     await db.call(db.ensure_schema)
+                    counts[tenant.id] = await self._usage_counts(db, tenant)
+        self.limiter.load_counts(counts)
+
+    async def _usage_counts(self, db: TenantDB, tenant: Tenant) -> Dict[str, int]:
+        stored = await db.call(db.usage_counts)
+        if not stored:
+            seeds = self.limiter.seed_counts(tenant)
+            if seeds:
+                await db.call(db.insert_batch, [], seeds)
+                stored = dict(seeds)
+        return stored
 
     async def shutdown(self) -> None:
         """Close sockets gracefully, finish queued publishes, close databases."""

@@ -159,9 +159,9 @@ class Pending:
     id: Optional[int] = None
     #: Stored with the row, in its transaction, so a retry after a restart replays.
     idempotency_key: Optional[str] = None
-    #: Resolved once the publish is counted on disk (see :mod:`.usage`); None
-    #: when the tier keeps no count of publishes.
-    counted: Optional[asyncio.Future[None]] = None
+    #: Usage buckets the publish is counted in, in the transaction that
+    #: stores the batch (see :mod:`.usage`); empty when the tier keeps no count.
+    counts: Tuple[str, ...] = ()
 
 
 class PersistError(Exception):
@@ -327,25 +327,26 @@ class Hub:
                         p.future.set_exception(PersistError("internal error"))
 
     async def _process(self, tenant_id: str, batch: List[Pending]) -> None:
-        await _wait_counted(batch)
         to_write = [p for p in batch if p.persist and p.error is None]
-        if to_write:
-            await self._persist(tenant_id, to_write)
+        live_counted = [p for p in batch if not p.persist and p.counts and p.error is None]
+        if to_write or live_counted:
+            db = await self._db_for(tenant_id)
+            if db is None:
+                for p in to_write + live_counted:
+                    p.error = "Failed to persist message: the tenant has no database"
+            else:
+                await self._persist(db, to_write, live_counted)
         for p in batch:
             self._finish(tenant_id, p)
 
-    async def _persist(self, tenant_id: str, items: List[Pending]) -> None:
-        db = await self._db_for(tenant_id)
-        if db is None:
-            for p in items:
-                p.error = "Failed to persist message: the tenant has no database"
-            return
+    async def _persist(self, db: TenantDB, items: List[Pending], live: List[Pending]) -> None:
+        """Store ``items`` and count them and ``live`` (not stored) in one transaction."""
         rows = [
             (p.channel, p.event, p.data_json, p.created_at_ms, p.idempotency_key) for p in items
         ]
         if self.batch_commits:
             try:
-                ids = await db.call(db.insert_batch, rows)
+                ids = await db.call(db.insert_batch, rows, _counts(items + live))
             except Exception:
                 # One bad row must not fail its neighbours: retry them one by one
                 # so each gets its own verdict.
@@ -356,9 +357,15 @@ class Hub:
                 return
         for p, row in zip(items, rows):
             try:
-                p.id = (await db.call(db.insert_batch, [row]))[0]
+                p.id = (await db.call(db.insert_batch, [row], _counts([p])))[0]
             except Exception as e:
                 p.error = f"Failed to persist message: {e}"
+        if live:
+            try:
+                await db.call(db.insert_batch, [], _counts(live))
+            except Exception as e:
+                for p in live:
+                    p.error = f"Failed to record usage: {e}"
 
     def _finish(self, tenant_id: str, p: Pending) -> None:
         if p.error is not None:
@@ -408,12 +415,10 @@ class Hub:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _wait_counted(batch: List[Pending]) -> None:
-    # A publish is counted on disk before its row is written or it is
-    # answered: a crash can then lose a count only with its publish.
-    counts = {id(p.counted): p.counted for p in batch if p.counted is not None}
-    if counts:
-        await asyncio.wait(list(counts.values()))
+def _counts(batch: List[Pending]) -> List[Tuple[str, int]]:
+    """How much each usage bucket grows by ``batch``."""
+    grow: Dict[str, int] = collections.Counter()
     for p in batch:
-        if p.counted is not None and p.error is None and p.counted.exception() is not None:
-            p.error = f"Failed to record usage: {p.counted.exception()}"
+        for bucket in p.counts:
+            grow[bucket] += 1
+    return list(grow.items())

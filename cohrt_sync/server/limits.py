@@ -10,6 +10,12 @@ Which tier applies is decided per tenant: the tier claimed for its key, else
 the server's default. Keys of one account at a claimed tier share one set of
 per-minute and monthly buckets, kept in the account's first tenant (by id).
 docs/limits.md is the user's account of all this.
+
+Publishes are counted durably in each tenant's own database, in the
+transaction that stores them (:meth:`Limiter.buckets` names where), and those
+counts replace the in-memory ones when the server starts
+(:meth:`Limiter.load_counts`). Everything else is counted in the state
+database (:mod:`.usage`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import calendar
 import collections
 import math
 import time
-from typing import Callable, Deque, Dict, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import attrs
 
@@ -33,6 +39,11 @@ RTK_PARTICIPANT = "participant tokens"
 
 #: The tiers a key can be claimed at; an account shares their buckets.
 CLAIMED = ("free", "plus", "pro")
+#: What is counted in the tenant's database rather than the state database.
+COUNTED_WITH_ROWS = (PUBLISH,)
+#: Counter naming the tenant's current ephemeral lifetime (an unpause starts a new one).
+LIFE_EPOCH = "life_epoch"
+
 #: Close code of the sockets of a tenant that becomes paused; the reason
 #: starts with :data:`PAUSE_REASON`.
 PAUSE_CLOSE_CODE = 4003
@@ -137,6 +148,7 @@ class Limiter:
         tenant.unpauses_done = tenant.unpause_requests
         for name in [k for k in tenant.counters if k.startswith("life:")]:
             del tenant.counters[name]
+        tenant.counters[LIFE_EPOCH] = tenant.counters.get(LIFE_EPOCH, 0) + 1
         self.dirty[tenant.id] = tenant
 
     def check_paused(self, tenant: Tenant) -> None:
@@ -186,11 +198,7 @@ class Limiter:
         counters = holder.counters
         cap = tier.monthly.get(what)
         if cap is not None:
-            month = time.strftime("%Y-%m", time.gmtime(now))
-            if counters.get("month_of") != int(month.replace("-", "")):
-                for k in tier.monthly:
-                    counters.pop("month:" + k, None)
-                counters["month_of"] = int(month.replace("-", ""))
+            _roll_month(counters, now)
             if counters.get("month:" + what, 0) + n > cap:
                 raise ApiError(
                     429,
@@ -216,6 +224,58 @@ class Limiter:
             self._on_pause(tenant, why)
         raise ApiError(403, f"tenant is paused: {why}")
 
+    def buckets(self, tenant: Tenant, what: str) -> Tuple[str, ...]:
+        """Where a durable count of ``what`` by ``tenant`` goes, or () if its tier keeps none.
+
+        A tenant counts in its own database: its current lifetime, and the
+        month (UTC), which an account's holder sums over its members.
+        """
+        tier = self.tier_of(tenant)
+        if not (tier.per_minute or tier.monthly or tier.lifetime):
+            return ()
+        return _buckets(tenant, what, self._clock())
+
+    def load_counts(self, counts: Dict[str, Dict[str, int]]) -> None:
+        """Take the durable counts of each tenant's database as the ones to decide by.
+
+        :param counts: tenant id → bucket → count (:meth:`TenantDB.usage_counts`).
+        """
+        if self._state is None:
+            return
+        now = self._clock()
+        self._holders.clear()
+        months: Dict[Tuple[str, str], int] = collections.Counter()
+        for tenant_id, stored in counts.items():
+            tenant = self._state.tenants.get(tenant_id)
+            if tenant is None:
+                continue
+            holder = self._holder(tenant, self.tier_of(tenant))
+            _roll_month(holder.counters, now)
+            for what in COUNTED_WITH_ROWS:
+                life, month = _buckets(tenant, what, now)
+                tenant.counters["life:" + what] = stored.get(life, 0)
+                months[(holder.id, what)] += stored.get(month, 0)
+            self.dirty[tenant.id] = tenant
+            self.dirty[holder.id] = holder
+        for (holder_id, what), n in months.items():
+            self._state.tenants[holder_id].counters["month:" + what] = n
+
+    def seed_counts(self, tenant: Tenant) -> List[Tuple[str, int]]:
+        """Buckets for a database that holds no count yet, from the state database's.
+
+        A data dir from a server that counted publishes only in the state
+        database carries its counts over rather than starting from zero.
+        """
+        now = self._clock()
+        counters = tenant.counters
+        seeds: List[Tuple[str, int]] = []
+        for what in COUNTED_WITH_ROWS:
+            life, month = _buckets(tenant, what, now)
+            seeds.append((life, counters.get("life:" + what, 0)))
+            if counters.get("month_of") == _month(now):
+                seeds.append((month, counters.get("month:" + what, 0)))
+        return [(bucket, n) for bucket, n in seeds if n]
+
     def sockets_cap(self, tenant: Tenant) -> Optional[int]:
         """Concurrent sockets ``tenant`` may hold, or None."""
         return self.tier_of(tenant).sockets
@@ -226,6 +286,27 @@ def check_tier(name: str) -> Tier:
     if name not in TIERS:
         raise ValueError(f"unknown tier {name!r}; choose from {', '.join(TIERS)}")
     return TIERS[name]
+
+
+def _buckets(tenant: Tenant, what: str, now: float) -> Tuple[str, str]:
+    """The tenant's lifetime and monthly usage buckets of ``what`` at ``now``."""
+    epoch = tenant.counters.get(LIFE_EPOCH, 0)
+    return (f"life{epoch}:{what}", f"month{_month(now)}:{what}")
+
+
+def _month(now: float) -> int:
+    """The UTC month of ``now`` as YYYYMM."""
+    t = time.gmtime(now)
+    return t.tm_year * 100 + t.tm_mon
+
+
+def _roll_month(counters: Dict[str, int], now: float) -> None:
+    """Start the monthly counters afresh when the month has turned since they counted."""
+    month = _month(now)
+    if counters.get("month_of") != month:
+        for name in [k for k in counters if k.startswith("month:")]:
+            del counters[name]
+        counters["month_of"] = month
 
 
 def _seconds_to_next_month(now: float) -> int:

@@ -115,7 +115,7 @@ async def http_publish(request: web.Request) -> web.Response:
     else:
         fut = asyncio.get_running_loop().create_future()
     try:
-        counted = core.usage.reserve(tenant, PUBLISH)
+        counts = core.usage.reserve_with_rows(tenant, PUBLISH)
     except ApiError:
         if idem_key:
             core.forget(tenant, idem_key)
@@ -131,7 +131,7 @@ async def http_publish(request: web.Request) -> web.Response:
                 core.now_ms(),
                 future=fut,
                 idempotency_key=idem_key if persist else None,
-                counted=counted,
+                counts=counts,
             ),
         )
     except ShuttingDown:

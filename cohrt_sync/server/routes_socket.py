@@ -111,7 +111,7 @@ def _on_frame(core: Core, tenant: Tenant, conn: Conn, text: str) -> None:
         persist = check_persist(msg.get("persist"))
         data_json = encode_data(core, msg["data"])
         core.limiter.check_paused(tenant)
-        counted = core.usage.reserve(tenant, PUBLISH)
+        counts = core.usage.reserve_with_rows(tenant, PUBLISH)
     except ApiError as e:
         _refuse(core, tenant, conn, e.message)
         return
@@ -119,7 +119,7 @@ def _on_frame(core: Core, tenant: Tenant, conn: Conn, text: str) -> None:
         core,
         tenant,
         Pending(
-            conn.channel, event, data_json, persist, core.now_ms(), sender=conn, counted=counted
+            conn.channel, event, data_json, persist, core.now_ms(), sender=conn, counts=counts
         ),
     )
 

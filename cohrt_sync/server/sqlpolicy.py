@@ -51,9 +51,10 @@ CREATE TEMP TABLE/VIEW/TRIGGER/INDEX  refused   temp objects outlive the request
 and anything created in ``temp``                connection and escape the storage quota
 CREATE TRIGGER on realtime_messages   refused   a trigger could drop or alter a row after
                                                 the server acknowledged it
-anything naming the idempotency       refused   it holds the server's replay records; see
-table (read, write, drop, alter,                :data:`HIDDEN_TABLES` (ANALYZE may count
-index, trigger, pragma)                         its rows, as a plain ANALYZE does)
+anything naming the idempotency or    refused   they hold the server's replay records and
+usage table (read, write, drop,                 the tier's publish counts; see
+alter, index, trigger, pragma)                  :data:`HIDDEN_TABLES` (ANALYZE may count
+                                                their rows, as a plain ANALYZE does)
 PRAGMA in :data:`SAFE_PRAGMAS`        allowed   read-only introspection, also as
                                                 table-valued ``pragma_*()`` functions,
                                                 which SQLite authorizes as the pragma;
@@ -125,7 +126,9 @@ PROTECTED_TABLES = frozenset({"realtime_messages"})
 
 #: The server's own bookkeeping in the tenant file, out of direct SQL's reach.
 IDEMPOTENCY_TABLE = "_cohrt_idempotency_keys"
-HIDDEN_TABLES = frozenset({IDEMPOTENCY_TABLE})
+#: Durable publish counts of the tier's caps, written with the rows they count.
+USAGE_TABLE = "_cohrt_usage"
+HIDDEN_TABLES = frozenset({IDEMPOTENCY_TABLE, USAGE_TABLE})
 
 _TEMP_CREATES = frozenset(
     {
@@ -203,7 +206,10 @@ def decide(
         # Here arg1 is the database and the last argument a column name.
         dbname = arg1
     if (a1 in HIDDEN_TABLES or a2 in HIDDEN_TABLES) and action != sqlite3.SQLITE_ANALYZE:
-        return "the server's idempotency table is not accessible to direct SQL"
+        return (
+            "the server's own tables (idempotency records, usage counts)"
+            " are not accessible to direct SQL"
+        )
     if action == sqlite3.SQLITE_PRAGMA:
         return _pragma(a1, arg2)
     if action in _TEMP_CREATES or (action in _CREATES and (dbname or "").lower() == "temp"):

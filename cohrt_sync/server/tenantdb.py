@@ -1,4 +1,4 @@
-"""One tenant's SQLite database: realtime_messages, history, idempotency and direct SQL.
+"""One tenant's SQLite database: realtime_messages, history, idempotency, usage and direct SQL.
 
 It runs on the tenant's own worker thread (:class:`SqliteWorker`), which
 serialises all access. The server's own statements use one connection; a
@@ -17,7 +17,7 @@ from . import directsql
 from ._json import dumps
 from ._sqlite import SqliteWorker
 from .directsql import DatabaseFull, SqlLimits
-from .sqlpolicy import IDEMPOTENCY_TABLE, PROTECTED_TABLES, SqlPolicy
+from .sqlpolicy import IDEMPOTENCY_TABLE, PROTECTED_TABLES, USAGE_TABLE, SqlPolicy
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS main.realtime_messages (
@@ -36,10 +36,17 @@ CREATE TABLE IF NOT EXISTS main.{IDEMPOTENCY_TABLE} (
     created_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS main.{IDEMPOTENCY_TABLE}_created ON {IDEMPOTENCY_TABLE} (created_at_ms);
+CREATE TABLE IF NOT EXISTS main.{USAGE_TABLE} (
+    bucket TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+);
 """
 
 #: channel, event, data (JSON text), created_at_ms, Idempotency-Key or None
 Row = Tuple[str, str, str, int, Optional[str]]
+
+#: Usage buckets (see :mod:`.limits`) and how much to add to each.
+Counts = Sequence[Tuple[str, int]]
 
 #: How long an Idempotency-Key is remembered, and how many per tenant (the
 #: oldest go first); the in-memory map and the table keep the same bounds.
@@ -57,9 +64,13 @@ _PRUNE_KEYS = (
     f"DELETE FROM main.{IDEMPOTENCY_TABLE} WHERE created_at_ms < ?"
     f" OR rowid <= (SELECT max(rowid) FROM main.{IDEMPOTENCY_TABLE}) - {IDEMPOTENCY_MAX}"
 )
+_COUNT = (
+    f"INSERT INTO main.{USAGE_TABLE} (bucket, n) VALUES (?, ?)"
+    " ON CONFLICT (bucket) DO UPDATE SET n = n + excluded.n"
+)
 _TRIGGERS = (
     "SELECT name FROM main.sqlite_master WHERE type = 'trigger' AND lower(tbl_name) IN ({})".format(
-        ", ".join(f"'{t}'" for t in sorted(PROTECTED_TABLES | {IDEMPOTENCY_TABLE}))
+        ", ".join(f"'{t}'" for t in sorted(PROTECTED_TABLES | {IDEMPOTENCY_TABLE, USAGE_TABLE}))
     )
 )
 
@@ -122,18 +133,23 @@ class TenantDB(SqliteWorker):
         self._db().executescript(SCHEMA)
 
     def drop_realtime(self) -> None:
-        """Drop ``realtime_messages`` and its idempotency records (realtime was deleted)."""
+        """Drop ``realtime_messages`` and its idempotency records (realtime was deleted).
+
+        The usage counts stay: a tier's caps outlive a deprovision.
+        """
         db = self._db()
         db.execute("DROP INDEX IF EXISTS main.realtime_messages_channel_id")
         db.execute("DROP TABLE IF EXISTS main.realtime_messages")
         db.execute(f"DROP TABLE IF EXISTS main.{IDEMPOTENCY_TABLE}")
 
     # -- writes ---------------------------------------------------------------
-    def insert_batch(self, rows: Sequence[Row]) -> List[int]:
+    def insert_batch(self, rows: Sequence[Row], counts: Counts = ()) -> List[int]:
         """Insert ``rows`` (and their idempotency records) in one transaction; their ids.
 
-        Idempotency records older than :data:`IDEMPOTENCY_TTL_S` before the
-        newest row, or past the newest :data:`IDEMPOTENCY_MAX`, are dropped.
+        ``counts`` are added to the usage buckets in the same transaction, so a
+        publish is stored if and only if it is counted. Idempotency records
+        older than :data:`IDEMPOTENCY_TTL_S` before the newest row, or past the
+        newest :data:`IDEMPOTENCY_MAX`, are dropped.
 
         :raises PersistRefused: the database is full, or a row was not written.
         :raises sqlite3.Error: any other failure (then nothing of the batch is
@@ -160,6 +176,7 @@ class TenantDB(SqliteWorker):
             if keyed:
                 newest = max(row[3] for row in rows)
                 db.execute(_PRUNE_KEYS, (newest - IDEMPOTENCY_TTL_S * 1000,))
+            db.executemany(_COUNT, counts)
             db.execute("COMMIT")
         except BaseException as e:
             if db.in_transaction:
@@ -185,6 +202,10 @@ class TenantDB(SqliteWorker):
         self._checked_schema = version
 
     # -- reads ----------------------------------------------------------------
+    def usage_counts(self) -> Dict[str, int]:
+        """Every usage bucket and its count."""
+        return {b: int(n) for b, n in self._db().execute(f"SELECT bucket, n FROM {USAGE_TABLE}")}
+
     def find_idempotent(self, key: str, not_before_ms: int) -> Optional[Dict[str, Any]]:
         """The ack of a persisted publish made with ``key`` since ``not_before_ms``, if any."""
         cur = self._db().execute(
@@ -243,7 +264,7 @@ class TenantDB(SqliteWorker):
         return directsql.run_statement(self._sql(), self._policy, self.limits, query, params)
 
 
-__all__ = ["DatabaseFull", "PersistRefused", "Row", "SqlLimits", "TenantDB"]
+__all__ = ["Counts", "DatabaseFull", "PersistRefused", "Row", "SqlLimits", "TenantDB"]
 
 
 def _key_bytes(key: str) -> bytes:

@@ -5,15 +5,18 @@ tenant whose counters it changed to the state database, group-committed: the
 charges of one event-loop tick, and those made while the previous write was
 on disk, share one transaction. An answer waits for its charge's write, so
 after a crash (``kill -9``) every acknowledged action is counted, and an
-action whose write was lost was never answered. A persisted publish is
-charged before its row is written (the sequencer waits for the charge), so
-the rows stored never outnumber the count.
+action whose write was lost was never answered.
+
+Publishes are the exception (:meth:`Usage.reserve_with_rows`): the tenant's
+sequencer counts them in the tenant's database, in the transaction that
+stores the batch's rows, so a stored row is always counted and a batch waits
+for one disk write, not two.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .errors import ApiError
 from .limits import Limiter
@@ -51,6 +54,19 @@ class Usage:
             self._schedule()
             raise
         return self._schedule()
+
+    def reserve_with_rows(self, tenant: Tenant, what: str) -> Tuple[str, ...]:
+        """Count one ``what`` now (or raise the tier's refusal), durably written by the caller.
+
+        :returns: the usage buckets the caller adds one to in the transaction
+            of what it counts (``()`` when the tier keeps no count).
+        """
+        try:
+            self.limiter.take(tenant, what)
+        except ApiError:
+            self._schedule()
+            raise
+        return self.limiter.buckets(tenant, what)
 
     async def charge(self, tenant: Tenant, what: str, n: int = 1) -> None:
         """:meth:`reserve`, and wait until the count is on disk."""

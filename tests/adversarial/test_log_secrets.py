@@ -389,7 +389,7 @@ def test_client_logs_and_exceptions_hold_no_key(root_at_debug: _Everything) -> N
 
     def client(url: Optional[str] = None, key: str = KEY, **kw: Any) -> cohrt_sync.Client:
         kw.setdefault("retry", fast)
-        c = cohrt_sync.Client(key=key, base_url=url or server.base_url, load_plugins=False, **kw)
+        c = cohrt_sync.Client(key=key, base_url=url or server.base_url, **kw)
         clients.append(c)
         return c
 

@@ -288,7 +288,6 @@ def test_a_client_dropped_as_too_slow_reconnects_and_catches_up() -> None:
             key=key,
             base_url=srv.base_url,
             reconnect_backoff=fast,
-            load_plugins=False,
             plugins=[Hooks()],
         )
         try:

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from cohrt_sync.server import LocalServer
-from cohrt_sync.server.sqlpolicy import IDEMPOTENCY_TABLE, SAFE_PRAGMAS
+from cohrt_sync.server.sqlpolicy import IDEMPOTENCY_TABLE, SAFE_PRAGMAS, USAGE_TABLE
 
 from ._proc import ServerProcess
 from ._sql import publish, rows, sql
@@ -385,33 +385,41 @@ def test_transaction_control_is_refused_even_after_the_server_used_it(
     assert publish(url, KEY, channel(), {"after": query}).status_code == 200
 
 
-# -- the idempotency table is the server's ----------------------------------------------
-@pytest.mark.parametrize(
-    "query",
-    [
-        f"SELECT * FROM {IDEMPOTENCY_TABLE}",
-        f"SELECT count(*) FROM main.{IDEMPOTENCY_TABLE}",
-        f"INSERT INTO {IDEMPOTENCY_TABLE} VALUES ('k', 1, 'c', 'e', 0)",
-        f"UPDATE {IDEMPOTENCY_TABLE} SET id = 1",
-        f"DELETE FROM {IDEMPOTENCY_TABLE}",
-        f"DROP TABLE {IDEMPOTENCY_TABLE}",
-        f"ALTER TABLE {IDEMPOTENCY_TABLE} RENAME TO mine",
-        f"ALTER TABLE {IDEMPOTENCY_TABLE} ADD COLUMN x",
-        f"CREATE INDEX steal ON {IDEMPOTENCY_TABLE} (channel)",
-        f"DROP INDEX {IDEMPOTENCY_TABLE}_created",
-        f"CREATE TRIGGER steal AFTER INSERT ON {IDEMPOTENCY_TABLE} BEGIN SELECT 1; END",
-        f"PRAGMA index_list({IDEMPOTENCY_TABLE})",
-    ],
-)
-def test_the_idempotency_table_is_out_of_reach(server: LocalServer, query: str) -> None:
-    assert_refused(sql(server.base_url, KEY, query), "idempotency")
+# -- the idempotency and usage tables are the server's -----------------------------------
+_SERVER_TABLE_ATTACKS = [
+    "SELECT * FROM {t}",
+    "SELECT count(*) FROM main.{t}",
+    "INSERT INTO {t} ({c}) VALUES (1)",
+    "UPDATE {t} SET {c} = 1",
+    "DELETE FROM {t}",
+    "DROP TABLE {t}",
+    "ALTER TABLE {t} RENAME TO mine",
+    "ALTER TABLE {t} ADD COLUMN x",
+    "CREATE INDEX steal ON {t} ({c})",
+    "CREATE TRIGGER steal AFTER INSERT ON {t} BEGIN SELECT 1; END",
+    "PRAGMA index_list({t})",
+]
+
+
+@pytest.mark.parametrize(("table", "column"), [(IDEMPOTENCY_TABLE, "id"), (USAGE_TABLE, "n")])
+@pytest.mark.parametrize("query", _SERVER_TABLE_ATTACKS)
+def test_the_servers_tables_are_out_of_reach(
+    server: LocalServer, query: str, table: str, column: str
+) -> None:
+    attack = query.format(t=table, c=column)
+    assert_refused(sql(server.base_url, KEY, attack), "server's own tables")
+
+
+def test_the_idempotency_index_is_out_of_reach(server: LocalServer) -> None:
+    query = f"DROP INDEX {IDEMPOTENCY_TABLE}_created"
+    assert_refused(sql(server.base_url, KEY, query), "server's own tables")
 
 
 def test_the_idempotency_table_can_not_be_read_through_a_view(server: LocalServer) -> None:
     url = server.base_url
     name = "peek_" + uuid.uuid4().hex[:8]
     sql(url, KEY, f"CREATE VIEW {name} AS SELECT * FROM {IDEMPOTENCY_TABLE}")
-    assert_refused(sql(url, KEY, f"SELECT * FROM {name}"), "idempotency")
+    assert_refused(sql(url, KEY, f"SELECT * FROM {name}"), "server's own tables")
 
 
 def test_other_tenants_are_untouched_by_the_attacks(server: LocalServer) -> None:

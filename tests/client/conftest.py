@@ -194,7 +194,6 @@ def make_client() -> Iterator[Callable[..., cohrt_sync.Client]]:
         kwargs.setdefault("key", KEY)
         kwargs.setdefault("base_url", srv.base_url)
         kwargs.setdefault("reconnect_backoff", FAST_RECONNECT)
-        kwargs.setdefault("load_plugins", False)
         client = cohrt_sync.Client(**kwargs)
         clients.append(client)
         return client

@@ -47,7 +47,7 @@ class Broken:
 
 
 def make_hooks(*extra: object) -> Tuple[plugins.ChannelHooks, FakeChannel]:
-    pm = plugins.make_plugin_manager(extra, load_entrypoints=False)
+    pm = plugins.make_plugin_manager(extra)
     channel = FakeChannel()
     return plugins.ChannelHooks(pm, channel, log), channel  # type: ignore[arg-type]
 

@@ -55,7 +55,7 @@ def test_close_from_inside_a_hook(server: Any, make_client: Any, channel_name: s
 
 
 def test_context_manager_and_wait(server: Any, channel_name: str) -> None:
-    with cohrt_sync.Client(key=KEY, base_url=server.base_url, load_plugins=False) as client:
+    with cohrt_sync.Client(key=KEY, base_url=server.base_url) as client:
         client.subscribe(channel_name, user_id="u")
         assert not client.wait(timeout=0.05)
         threading.Timer(0.1, client.close).start()
@@ -68,7 +68,7 @@ def test_run_forever_closes_on_ctrl_c(server: Any, channel_name: str) -> None:
     # interrupt_main() does nothing: give the test the handler a terminal has.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        client = cohrt_sync.Client(key=KEY, base_url=server.base_url, load_plugins=False)
+        client = cohrt_sync.Client(key=KEY, base_url=server.base_url)
         client.subscribe(channel_name, user_id="u")
         timer = threading.Timer(0.2, _thread.interrupt_main)
         timer.start()
@@ -82,7 +82,7 @@ def test_run_forever_closes_on_ctrl_c(server: Any, channel_name: str) -> None:
 def test_unclosed_client_does_not_hang_interpreter_exit(server: Any, channel_name: str) -> None:
     script = (
         "import sys, cohrt_sync\n"
-        "c = cohrt_sync.Client(key=sys.argv[1], base_url=sys.argv[2], load_plugins=False)\n"
+        "c = cohrt_sync.Client(key=sys.argv[1], base_url=sys.argv[2])\n"
         "ch = c.subscribe(sys.argv[3], user_id='u')\n"
         "ch.publish({'x': 1})\n"
         "print('bye', flush=True)\n"  # exits without close(): atexit must tidy up

@@ -173,8 +173,7 @@ def test_error_envelope_and_non_json_bodies() -> None:
 )
 def test_arguments_checked_before_any_request(call: Any, exc: type) -> None:
     session = CountingSession()
-    client = cohrt_sync.Client(key=KEY, base_url="http://127.0.0.1:9", session=session,
-                               load_plugins=False)
+    client = cohrt_sync.Client(key=KEY, base_url="http://127.0.0.1:9", session=session)
     with pytest.raises(cohrt_sync.BadRequestError) as info:
         call(client)
     assert isinstance(info.value, exc)
@@ -191,10 +190,10 @@ def test_missing_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_env_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COHESIVITY_KEY", "k_env")
     monkeypatch.delenv("COHESIVITY_BASE_URL", raising=False)
-    with cohrt_sync.Client(load_plugins=False) as client:
+    with cohrt_sync.Client() as client:
         assert client.base_url == "https://cohesivity.ai" and client.key == "k_env"
     monkeypatch.setenv("COHESIVITY_BASE_URL", "http://localhost:1/")
-    with cohrt_sync.Client(load_plugins=False) as client:
+    with cohrt_sync.Client() as client:
         assert client.base_url == "http://localhost:1"
 
 

@@ -36,7 +36,7 @@ from .conftest import GUEST, HOST, KEY
 
 
 def make_rtk(base_url: str, key: str = KEY, **kw: Any) -> Tuple[cohrt_sync.Client, RealtimeKit]:
-    client = cohrt_sync.Client(key=key, base_url=base_url, load_plugins=False)
+    client = cohrt_sync.Client(key=key, base_url=base_url)
     # Client.realtimekit when the client has it; else the wrapper over its transport.
     rtk = getattr(client, "realtimekit", None) or RealtimeKit(client._http)
     assert isinstance(rtk, RealtimeKit)
