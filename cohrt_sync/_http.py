@@ -11,13 +11,11 @@ tree here and nowhere else.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import socket
 import threading
 import time
-from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 import attrs
 import requests
@@ -25,6 +23,7 @@ import requests.adapters
 import urllib3
 import urllib3.exceptions
 
+from ._cancel import TrackingAdapter, bound, cancelled
 from ._redact import RedactingFilter, Redactor, add_filter
 from ._redact import scrub_exception as _scrub_exception
 from .errors import (
@@ -118,96 +117,13 @@ def _is_unsent(exc: requests.RequestException) -> bool:
     return False
 
 
-# -- cutting a request in flight ------------------------------------------------
-# A channel's catch-up reads history on its dispatcher thread; close() must be
-# able to end a read that hangs. Sessions made by make_session() remember the
-# connection each thread is using, and a thread can bind a cancel event that
-# stops its retries.
-
-#: Thread ident -> the urllib3 connection it is using now.
-_IN_USE: Dict[int, Any] = {}
-_CANCEL = threading.local()
-
-
-def _forget_conn(conn: Any) -> None:
-    for ident, used in list(_IN_USE.items()):
-        if used is conn:
-            _IN_USE.pop(ident, None)
-
-
-class _Tracked:
-    """Pool mixin: record the connection each thread takes, forget it when put back."""
-
-    def _get_conn(self, timeout: Optional[float] = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
-        _IN_USE[threading.get_ident()] = conn
-        return conn
-
-    def _put_conn(self, conn: Any) -> None:
-        _IN_USE.pop(threading.get_ident(), None)
-        _forget_conn(conn)
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _TrackedHTTPPool(_Tracked, urllib3.HTTPConnectionPool):
-    pass
-
-
-class _TrackedHTTPSPool(_Tracked, urllib3.HTTPSConnectionPool):
-    pass
-
-
-class _TrackingAdapter(requests.adapters.HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _TrackedHTTPPool,
-            "https": _TrackedHTTPSPool,
-        }
-
-
-@contextlib.contextmanager
-def cancel_on(event: threading.Event) -> Iterator[None]:
-    """While inside, requests of this thread stop retrying once ``event`` is set.
-
-    :param event: the cancel signal (a channel's closing event).
-    """
-    previous = getattr(_CANCEL, "event", None)
-    _CANCEL.event = event
-    try:
-        yield
-    finally:
-        _CANCEL.event = previous
-
-
-def cut_request(thread: threading.Thread) -> None:
-    """Shut down the socket of the request ``thread`` is waiting on, if any.
-
-    Only sessions made by :func:`make_session` are tracked.
-
-    :param thread: the thread whose read should end now.
-    """
-    conn = _IN_USE.get(thread.ident or -1)
-    sock = getattr(conn, "sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-def _cancelled() -> bool:
-    event: Optional[threading.Event] = getattr(_CANCEL, "event", None)
-    return event is not None and event.is_set()
-
-
 def make_session(pool_maxsize: int = 32) -> requests.Session:
     """A keep-alive session whose pool fits many threads, without urllib3 retries.
 
     :param pool_maxsize: connections kept per host.
     """
     session = requests.Session()
-    adapter = _TrackingAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+    adapter = TrackingAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "cohrt-sync"
@@ -360,7 +276,7 @@ class HttpTransport:
         if body is not None:
             headers.setdefault("Content-Type", "application/json")
         while True:
-            if _cancelled():
+            if cancelled():
                 raise ChannelClosedError(f"{context}: cancelled, the channel is closing")
             bearer = self.bearer(start) if auth == "edge" else None
             send_headers = headers
@@ -380,7 +296,7 @@ class HttpTransport:
                 )
             except requests.RequestException as e:
                 scrub_exception(e)
-                if _cancelled():
+                if cancelled():
                     raise ChannelClosedError(
                         f"{context}: cancelled, the channel is closing"
                     ) from e
@@ -424,14 +340,14 @@ class HttpTransport:
     def _wait(self, seconds: float) -> bool:
         """Sleep ``seconds``; True when cut short (the client closed, or this
         thread's bound cancel event was set)."""
-        if getattr(_CANCEL, "event", None) is None:
+        if not bound():
             return self._stop.wait(seconds)
         end = time.monotonic() + seconds
         while True:
             left = end - time.monotonic()
             if left <= 0:
                 return False
-            if self._stop.wait(min(left, 0.05)) or _cancelled():
+            if self._stop.wait(min(left, 0.05)) or cancelled():
                 return True
 
     def _pause(self, retry: Retry, start: float) -> Optional[Tuple[float, float]]:

@@ -10,14 +10,15 @@ Threads of a channel (both named ``cohrt-sync-…``):
 * the **dispatcher** takes frames from the :class:`~cohrt_sync.inbox.Inbox` and
   runs hooks, one at a time, in arrival order. It also runs the post-reconnect
   recovery from history, so the missed messages are delivered before any
-  newer live frame.
+  newer live frame (:mod:`cohrt_sync.dispatcher`).
 
 Which messages reach ``on_message`` (exactly once, in order) is decided by the
 :class:`~cohrt_sync.delivery.DeliveryLedger`; presence lives in a
 :class:`~cohrt_sync.presence.Roster`; the handshake is
 :func:`~cohrt_sync.handshake.open_socket`.
 
-Overflow policy: when the dispatcher falls ``queue_size`` frames behind, the
+Overflow policy: when the dispatcher falls ``queue_size`` frames (or
+``queue_bytes`` bytes) behind, the
 reader stops reading that socket, closes it, and reconnects once the backlog
 is half drained. Persisted messages that went by meanwhile are recovered from
 history exactly once (the normal catch-up); non-persisted ones (``persist:
@@ -31,15 +32,16 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import attrs
 
 from . import plugins as _plugins
 from ._answers import wrong_shape
-from ._http import cancel_on, cut_request
+from ._cancel import cut_request
 from .acks import AckQueue, PendingAck, await_acks
 from .delivery import DeliveryLedger
+from .dispatcher import FrameDispatcher
 from .errors import (
     BadRequestError,
     ChannelClosedError,
@@ -47,12 +49,11 @@ from .errors import (
     CohrtError,
     CohrtTimeoutError,
     InvalidArgumentTypeError,
-    ProtocolError,
 )
 from .handshake import Handshake, open_socket
 from .inbox import STOP, Inbox
-from .models import Message, PublishAck, User, check_data, check_event, publish_frame
-from .presence import Roster, user_from_wire
+from .models import PublishAck, User, check_data, check_event, publish_frame
+from .presence import Roster
 from .reader import SocketReader
 from .retry import Retry
 
@@ -63,12 +64,9 @@ __all__ = ["Channel"]
 
 log = logging.getLogger("cohrt_sync.channel")
 
-#: Actions of the protocol itself: never a publication's action.
-_CONTROL_ACTIONS = frozenset({"connected", "subscribed", "published", "publish", "join", "leave"})
-
 
 @attrs.define(eq=False, repr=False)
-class Channel(SocketReader):
+class Channel(SocketReader, FrameDispatcher):
     """A live subscription to one channel; made by :meth:`cohrt_sync.Client.subscribe`.
 
     :param client: the owning :class:`~cohrt_sync.Client`.
@@ -410,147 +408,3 @@ class Channel(SocketReader):
         return open_socket(
             self.client, self.name, self.user_id, self.user_name, self.ttl, self._closing, track
         )
-
-    # -- dispatcher thread ---------------------------------------------------------
-
-    def _dispatch_main(self) -> None:
-        try:
-            self._inbox.run(self._dispatch, self._closing, self.client.dispatch_linger)
-        finally:
-            if self._closing.is_set():
-                self._hooks.call("on_closed")
-
-    def _dispatch(self, item: Tuple[Any, ...]) -> None:
-        try:
-            kind = item[0]
-            if kind == "frame":
-                # The hot path: most items are frames.
-                self._dispatch_frame(item[1])
-            else:
-                self._dispatch_event(item)
-        except Exception as e:
-            self._dispatch_crashed(item[0], e)
-
-    def _dispatch_crashed(self, kind: Any, exc: Exception) -> None:
-        """A bug or an unforeseen input broke dispatching: a reported drop, not a dead thread.
-
-        Live messages are withheld (the ledger's open gap) until the catch-up of
-        the reconnect this forces has delivered whatever was lost, in order.
-        """
-        log.error("channel %s: internal error dispatching %s; reconnecting", self.name, kind,
-                  exc_info=exc)
-        err = CohrtConnectionError(
-            f"channel {self.name!r}: internal error dispatching {kind} "
-            f"({type(exc).__name__}); reconnecting with catch-up"
-        )
-        err.__cause__ = exc
-        if self.catch_up:
-            self._ledger.gap_open = True
-        try:
-            self._hooks.call("on_error", error=err)
-        finally:
-            self._force_reconnect()
-
-    def _dispatch_event(self, item: Tuple[Any, ...]) -> None:
-        kind = item[0]
-        if kind == "connected":
-            self._hooks.call("on_connected")
-        elif kind == "disconnected":
-            self._hooks.call("on_disconnected", reason=item[1])
-        elif kind == "reconnected":
-            if self.catch_up:
-                caught = self._recover_missed()
-            else:
-                caught = 0
-                self._healthy = True
-            self._resync_presence(item[1])
-            self._hooks.call("on_reconnected", attempts=item[2], caught_up=caught)
-        elif kind == "error":
-            self._hooks.call("on_error", error=item[1])
-        elif kind == "gave_up":
-            # The reconnect gave up (reconnect_backoff.total ran out, or the
-            # tenant is paused or deprovisioned): report it, then close
-            # (on_closed follows).
-            self._hooks.call("on_error", error=item[1])
-            self.close()
-
-    def _dispatch_frame(self, frame: Dict[str, Any]) -> None:
-        action = frame.get("action")
-        if action == "join":
-            user = user_from_wire(frame.get("user"))
-            if user is None:
-                self._drop_frame("a join with no valid user id")
-            elif user.id in self._roster:
-                self._roster.add(user)
-            else:
-                self._hooks.call("on_join", user=user)
-        elif action == "leave":
-            last_seen = frame.get("last_seen")
-            user = user_from_wire(frame.get("user"), last_seen=last_seen)
-            if user is None:
-                self._drop_frame("a leave with no valid user id")
-            elif user.id in self._roster:
-                self._hooks.call("on_leave", user=user, last_seen=last_seen)
-        elif action in ("connected", "subscribed"):
-            return
-        elif (
-            # This channel's next message, or a frame to drop (docs/client.md,
-            # "Frames the client drops"): a few dict lookups on the hot path.
-            type(action) is str
-            and action not in _CONTROL_ACTIONS
-            and "data" in frame
-            and frame.get("channel", self.name) == self.name
-            and type(frame.get("event", action)) is str
-        ):
-            self._ledger.deliver_live(Message.from_wire(frame, self.name))
-        elif type(action) is str and action not in _CONTROL_ACTIONS:
-            # Shaped like a message but not one of ours: worth telling the app.
-            why = (
-                "a message of another channel"
-                if frame.get("channel", self.name) != self.name
-                else "a message with no data or a non-string event"
-            )
-            self._drop_frame(why, report=True)
-        else:
-            self._drop_frame("a frame with no string action, or a control action out of place")
-
-    def _drop_frame(self, why: str, report: bool = False) -> None:
-        log.warning("channel %s: dropped %s", self.name, why)
-        if report:
-            self._hooks.call(
-                "on_error", error=ProtocolError(f"channel {self.name!r}: dropped {why}")
-            )
-
-    def _recover_missed(self) -> int:
-        """Deliver from history what went by while disconnected; returns how many.
-
-        When history cannot be read, the ledger holds back live frames and the
-        socket is cut, so the next reconnect's recovery starts from the same
-        cursor: order and exactly-once at the price of one more reconnect.
-        """
-        delivered, error = self._ledger.recover(self._closing.is_set)
-        if error is None:
-            self._healthy = True
-        elif not self._closing.is_set():
-            log.warning("channel %s: catch-up failed (%s); reconnecting again", self.name, error)
-            self._hooks.call("on_error", error=error)
-            self._force_reconnect()
-        return delivered
-
-    def _catch_up_history(self, after: int) -> Iterator[Message]:
-        # Bound to the closing event, so close() can cut a read that hangs.
-        with cancel_on(self._closing):
-            yield from self.client.iter_history(self.name, after=after)
-
-    def _resync_presence(self, users: List[User]) -> None:
-        gone, came = self._roster.diff(users)
-        for user in gone:
-            self._hooks.call("on_leave", user=user, last_seen=None)
-        for user in came:
-            self._hooks.call("on_join", user=user)
-        self._roster.replace(users)
-
-    # -- hooks -------------------------------------------------------------------------
-
-    def _emit(self, message: Message) -> None:
-        self._hooks.call("on_message", message=message)
