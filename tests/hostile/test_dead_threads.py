@@ -69,12 +69,13 @@ def test_an_internal_error_in_the_dispatcher_is_a_reported_drop(
         real(msg)
 
     ledger.deliver_live = deliver_live  # type: ignore[method-assign]
-    ch.publish({"n": 1})
+    # Over HTTP: the socket this message arrives on is cut by the drop.
+    client.publish(channel_name, {"n": 1})
     recorder.wait_for(lambda: recorder.of("reconnected"))
     errors = [e[2] for e in recorder.of("error")]
     assert errors and isinstance(errors[0], cohrt_sync.CohrtError)
     # The message the dispatcher failed on comes back through catch-up, once.
     recorder.wait_for(lambda: recorder.messages())
-    ch.publish({"n": 2})
+    client.publish(channel_name, {"n": 2})
     recorder.wait_for(lambda: len(recorder.messages()) >= 2)
     assert [m.data for m in recorder.messages()] == [{"n": 1}, {"n": 2}]
