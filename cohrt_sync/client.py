@@ -80,7 +80,8 @@ class Client(HttpApi):
         a channel whose ``total`` attempts all fail, or whose reconnect finds
         the tenant paused or not provisioned, reports it to ``on_error`` and
         closes).
-    :param connect_timeout: seconds for a socket to open and send ``subscribed``.
+    :param connect_timeout: seconds for the whole socket handshake: TCP connect,
+        upgrade and ``subscribed`` (a watchdog cuts a reply trickled past it).
     :param ack_timeout: default seconds :meth:`Channel.publish` waits for its ack.
     :param ping_interval: seconds of silence before the client pings a socket.
     :param ping_timeout: seconds without a pong before a socket counts as dead.
