@@ -38,7 +38,7 @@ import attrs
 
 from . import plugins as _plugins
 from ._answers import wrong_shape
-from ._cancel import cut_request
+from ._cancel import cancel_on, cut_request
 from .acks import AckQueue, PendingAck, await_acks
 from .delivery import DeliveryLedger
 from .dispatcher import FrameDispatcher
@@ -306,10 +306,13 @@ class Channel(SocketReader, FrameDispatcher):
         reader = self._reader
         if reader is not None and reader is not current:
             reader.join(min(0.5, max(0.0, deadline - time.monotonic())))
-            if reader.is_alive() and ws is not None:
-                # No close reply in time: cut the socket so a blocked recv returns.
-                ws.abort()
-                ws.shutdown()
+            if reader.is_alive():
+                if ws is not None:
+                    # No close reply in time: cut the socket so a blocked recv returns.
+                    ws.abort()
+                    ws.shutdown()
+                # A reconnect's token mint that hangs.
+                cut_request(reader)
             reader.join(max(0.0, deadline - time.monotonic()))
         if ws is not None:
             ws.shutdown()
@@ -405,6 +408,9 @@ class Channel(SocketReader, FrameDispatcher):
         def track(ws: Any) -> None:
             self._handshake_ws = ws
 
-        return open_socket(
-            self.client, self.name, self.user_id, self.user_name, self.ttl, self._closing, track
-        )
+        # Bound to the closing event, so close() can cut a token mint that hangs.
+        with cancel_on(self._closing):
+            return open_socket(
+                self.client, self.name, self.user_id, self.user_name, self.ttl, self._closing,
+                track,
+            )

@@ -105,3 +105,33 @@ def test_close_cuts_a_hanging_history_read(
     finally:
         release.set()
     wait_until(lambda: recorder.of("closed"))
+
+
+def test_close_cuts_a_reconnect_whose_token_mint_hangs(
+    hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str
+) -> None:
+    hanging = threading.Event()
+    release = threading.Event()
+
+    async def hang(request: Any) -> Any:
+        import asyncio
+
+        hanging.set()
+        while not release.is_set():
+            await asyncio.sleep(0.05)
+        return None
+
+    client = make_client(plugins=[recorder], timeout=(5.0, 60.0))
+    ch = client.subscribe(channel_name, "alice")
+    hostile.on_token = hang
+    hostile.drop_all()
+    assert hanging.wait(10)
+    reader = ch._reader
+    assert reader is not None
+    try:
+        started = time.monotonic()
+        ch.close(timeout=5.0)
+        assert time.monotonic() - started < 2.0
+        assert not reader.is_alive()
+    finally:
+        release.set()
