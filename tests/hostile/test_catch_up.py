@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any, Callable, Dict, List
@@ -27,6 +28,18 @@ def _page(make: Callable[[int], List[Dict]]) -> Any:
         return json_response({"messages": make(int(request.query.get("after", 0)))})
 
     return history
+
+
+def _hang(hanging: threading.Event, release: threading.Event) -> Any:
+    """A knob that sets ``hanging`` and answers nothing until ``release`` is set."""
+
+    async def hang(request: Any) -> Any:
+        hanging.set()
+        while not release.is_set():
+            await asyncio.sleep(0.05)
+        return None
+
+    return hang
 
 
 BROKEN_PAGES = {
@@ -75,63 +88,28 @@ def test_iter_history_refuses_a_page_that_does_not_advance(
         list(client.iter_history(channel_name, after=0))
 
 
-def test_close_cuts_a_hanging_history_read(
-    hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str
+@pytest.mark.parametrize(
+    ("endpoint", "thread"),
+    [("history", "_dispatcher"), ("token", "_reader")],
+    ids=["catch-up-history-read", "reconnect-token-mint"],
+)
+def test_close_cuts_a_request_that_hangs(
+    hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str,
+    endpoint: str, thread: str,
 ) -> None:
-    hanging = threading.Event()
-    release = threading.Event()
-
-    async def hang(request: Any) -> Any:
-        import asyncio
-
-        hanging.set()
-        while not release.is_set():
-            await asyncio.sleep(0.05)
-        return None
-
+    hanging, release = threading.Event(), threading.Event()
     client = make_client(plugins=[recorder], timeout=(5.0, 60.0))
     ch = client.subscribe(channel_name, "alice")
-    hostile.on_history = hang
-    hostile.drop_all()
+    setattr(hostile, f"on_{endpoint}", _hang(hanging, release))
+    hostile.drop_all()  # the reconnect mints a token, its catch-up reads history
     assert hanging.wait(10)
-    dispatcher = ch._dispatcher
-    assert dispatcher is not None
-    try:
-        started = time.monotonic()
-        ch.close(timeout=5.0)
-        took = time.monotonic() - started
-        assert not dispatcher.is_alive()
-        assert took < 2.0
-    finally:
-        release.set()
-    wait_until(lambda: recorder.of("closed"))
-
-
-def test_close_cuts_a_reconnect_whose_token_mint_hangs(
-    hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str
-) -> None:
-    hanging = threading.Event()
-    release = threading.Event()
-
-    async def hang(request: Any) -> Any:
-        import asyncio
-
-        hanging.set()
-        while not release.is_set():
-            await asyncio.sleep(0.05)
-        return None
-
-    client = make_client(plugins=[recorder], timeout=(5.0, 60.0))
-    ch = client.subscribe(channel_name, "alice")
-    hostile.on_token = hang
-    hostile.drop_all()
-    assert hanging.wait(10)
-    reader = ch._reader
-    assert reader is not None
+    stuck = getattr(ch, thread)
+    assert stuck is not None
     try:
         started = time.monotonic()
         ch.close(timeout=5.0)
         assert time.monotonic() - started < 2.0
-        assert not reader.is_alive()
+        assert not stuck.is_alive()
     finally:
         release.set()
+    wait_until(lambda: recorder.of("closed"))
