@@ -20,14 +20,18 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 import attrs
 import requests
 import requests.adapters
+import urllib3
 import urllib3.exceptions
 
+from ._cancel import TrackingAdapter, bound, cancelled
 from ._redact import RedactingFilter, Redactor, add_filter
 from ._redact import scrub_exception as _scrub_exception
 from .errors import (
+    ChannelClosedError,
     CohrtConnectionError,
     CohrtError,
     CohrtTimeoutError,
+    ProtocolError,
     error_from_response,
 )
 from .retry import DEFAULT_RETRY, Retry
@@ -119,9 +123,7 @@ def make_session(pool_maxsize: int = 32) -> requests.Session:
     :param pool_maxsize: connections kept per host.
     """
     session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0
-    )
+    adapter = TrackingAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "cohrt-sync"
@@ -175,7 +177,7 @@ class HttpTransport:
             raise
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise CohrtError("edge session response carried no token")
+            raise ProtocolError("edge session (POST /edge/session): the answer carried no token")
         expires_in = body.get("expires_in", 60)
         if not isinstance(expires_in, (int, float)) or expires_in <= 0:
             expires_in = 60
@@ -274,6 +276,8 @@ class HttpTransport:
         if body is not None:
             headers.setdefault("Content-Type", "application/json")
         while True:
+            if cancelled():
+                raise ChannelClosedError(f"{context}: cancelled, the channel is closing")
             bearer = self.bearer(start) if auth == "edge" else None
             send_headers = headers
             send_params: Iterable[Tuple[str, Any]] = params.items()
@@ -292,6 +296,10 @@ class HttpTransport:
                 )
             except requests.RequestException as e:
                 scrub_exception(e)
+                if cancelled():
+                    raise ChannelClosedError(
+                        f"{context}: cancelled, the channel is closing"
+                    ) from e
                 if retry_mode == RETRY_ALWAYS or _is_unsent(e):
                     retry = retry.increment(error=e)
                     pause = self._pause(retry, start)
@@ -307,13 +315,15 @@ class HttpTransport:
                 try:
                     return resp.json()
                 except ValueError as e:
-                    raise CohrtError(f"{context}: server sent invalid JSON") from e
+                    raise ProtocolError(
+                        f"{context} ({method} {path}): the server sent invalid JSON"
+                    ) from e
             if status == 401 and bearer is not None and not refreshed:
                 # The server may have expired the bearer before our own clock did.
                 refreshed = True
                 self.invalidate_bearer(bearer)
                 continue
-            err = error_from_response(status, resp.content, resp.headers, context=context)
+            err = response_error(status, resp.content, resp.headers, context)
             may_retry = retry.is_retryable_status(status) and (
                 retry_mode == RETRY_ALWAYS or status == 429
             )
@@ -327,6 +337,19 @@ class HttpTransport:
                     continue
             raise err
 
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True when cut short (the client closed, or this
+        thread's bound cancel event was set)."""
+        if not bound():
+            return self._stop.wait(seconds)
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            if self._stop.wait(min(left, 0.05)) or cancelled():
+                return True
+
     def _pause(self, retry: Retry, start: float) -> Optional[Tuple[float, float]]:
         """Wait before the next attempt; return its timeouts, or None to give up now.
 
@@ -334,7 +357,7 @@ class HttpTransport:
         and attempts together end within it.
         """
         wait = retry.next_wait(time.monotonic() - start)
-        if wait is None or self._stop.wait(wait):
+        if wait is None or self._wait(wait):
             return None
         left = retry.remaining(time.monotonic() - start)
         if left is None:
@@ -343,6 +366,31 @@ class HttpTransport:
             return None
         connect, read = self.timeout
         return (min(connect, left), min(read, left))
+
+
+def response_error(
+    status: int, body: bytes, headers: Optional[Mapping[str, str]], context: str
+) -> CohrtError:
+    """The :class:`CohrtError` for a refused request, with server-supplied text redacted.
+
+    An error page may echo the request URL, ``?key=`` included.
+
+    :param status: the HTTP status.
+    :param body: the raw response body.
+    :param headers: the response headers.
+    :param context: what was attempted.
+    """
+    err = error_from_response(status, body, headers, context=context)
+    err.message = redact(err.message)
+    err.args = (err.message,)
+    if isinstance(err.body, bytes):
+        err.body = redact(err.body.decode("utf-8", "replace")).encode("utf-8")
+    elif err.body is not None:
+        try:
+            err.body = json.loads(redact(json.dumps(err.body)))
+        except ValueError:
+            err.body = None
+    return err
 
 
 def encode_json(value: Any) -> bytes:

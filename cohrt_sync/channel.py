@@ -10,14 +10,15 @@ Threads of a channel (both named ``cohrt-sync-…``):
 * the **dispatcher** takes frames from the :class:`~cohrt_sync.inbox.Inbox` and
   runs hooks, one at a time, in arrival order. It also runs the post-reconnect
   recovery from history, so the missed messages are delivered before any
-  newer live frame.
+  newer live frame (:mod:`cohrt_sync.dispatcher`).
 
 Which messages reach ``on_message`` (exactly once, in order) is decided by the
 :class:`~cohrt_sync.delivery.DeliveryLedger`; presence lives in a
 :class:`~cohrt_sync.presence.Roster`; the handshake is
 :func:`~cohrt_sync.handshake.open_socket`.
 
-Overflow policy: when the dispatcher falls ``queue_size`` frames behind, the
+Overflow policy: when the dispatcher falls ``queue_size`` frames (or
+``queue_bytes`` bytes) behind, the
 reader stops reading that socket, closes it, and reconnects once the backlog
 is half drained. Persisted messages that went by meanwhile are recovered from
 history exactly once (the normal catch-up); non-persisted ones (``persist:
@@ -31,25 +32,30 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import attrs
 
 from . import plugins as _plugins
+from ._answers import wrong_shape
+from ._cancel import cancel_on, cut_request
 from .acks import AckQueue, PendingAck, await_acks
 from .delivery import DeliveryLedger
+from .dispatcher import FrameDispatcher
 from .errors import (
     BadRequestError,
     ChannelClosedError,
     CohrtConnectionError,
     CohrtError,
+    CohrtTimeoutError,
     InvalidArgumentTypeError,
 )
 from .handshake import Handshake, open_socket
 from .inbox import STOP, Inbox
-from .models import Message, PublishAck, User, check_data, check_event, publish_frame
+from .models import PublishAck, User, check_data, check_event, publish_frame
 from .presence import Roster
 from .reader import SocketReader
+from .retry import Retry
 
 if TYPE_CHECKING:
     from .client import Client
@@ -60,7 +66,7 @@ log = logging.getLogger("cohrt_sync.channel")
 
 
 @attrs.define(eq=False, repr=False)
-class Channel(SocketReader):
+class Channel(SocketReader, FrameDispatcher):
     """A live subscription to one channel; made by :meth:`cohrt_sync.Client.subscribe`.
 
     :param client: the owning :class:`~cohrt_sync.Client`.
@@ -97,12 +103,16 @@ class Channel(SocketReader):
     #: Why the server closed the channel for good (a paused tenant), if it did.
     _stopped_by: Optional[CohrtError] = attrs.field(default=None, init=False)
     _handshake_ws: Any = attrs.field(default=None, init=False)
+    #: The reconnect backoff carried over while reconnects are not healthy yet.
+    _backoff: Optional[Retry] = attrs.field(default=None, init=False)
+    #: False from a reconnect until its catch-up succeeded.
+    _healthy: bool = attrs.field(default=True, init=False)
     _hooks: _plugins.ChannelHooks = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._hooks = _plugins.ChannelHooks(self.client.plugin_manager, self, log)
         self._ledger = DeliveryLedger(
-            lambda after: self.client.iter_history(self.name, after=after),
+            self._catch_up_history,
             self._emit,
             match_idless=self.catch_up,
             name=self.name,
@@ -235,10 +245,31 @@ class Channel(SocketReader):
                     raise CohrtConnectionError(f"could not send on {self.name!r}: {e}") from e
                 pendings.append(pending)
         wait = self.client.ack_timeout if timeout is None else timeout
-        acks = await_acks(pendings, wait, self.name, event)
+        try:
+            acks = await_acks(pendings, wait, self.name, event)
+        except CohrtTimeoutError:
+            self._resync_after_lost_ack(ws)
+            raise CohrtTimeoutError(
+                f"no ack for publish on {self.name!r} within {wait}s; the publish may or may "
+                "not have been applied, and the channel is reconnecting to resync"
+            ) from None
         for pending, ack in zip(pendings, acks):
             self._hooks.call("on_published", ack=ack, seconds=pending.settled_at - pending.sent_at)
         return acks
+
+    def _resync_after_lost_ack(self, ws: Any) -> None:
+        """After an ack timeout, acks can no longer be matched in order: reconnect.
+
+        The server acks in order, so one lost ack would make every later
+        publish settle with its predecessor's ack (and time out). Cutting the
+        socket fails every publish still pending on it, and the reconnect
+        (with catch-up) starts a fresh, empty ack queue.
+        """
+        if self._ws is ws and not self._closing.is_set():
+            log.warning("channel %s: an ack timed out; reconnecting to resync the acks",
+                        self.name)
+            self._dead_reason = "ack timeout"
+            self._force_reconnect()
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the socket, stop reconnecting, and join both threads.
@@ -284,16 +315,23 @@ class Channel(SocketReader):
         reader = self._reader
         if reader is not None and reader is not current:
             reader.join(min(0.5, max(0.0, deadline - time.monotonic())))
-            if reader.is_alive() and ws is not None:
-                # No close reply in time: cut the socket so a blocked recv returns.
-                ws.abort()
-                ws.shutdown()
+            if reader.is_alive():
+                if ws is not None:
+                    # No close reply in time: cut the socket so a blocked recv returns.
+                    ws.abort()
+                    ws.shutdown()
+                # A reconnect's token mint that hangs.
+                cut_request(reader)
             reader.join(max(0.0, deadline - time.monotonic()))
         if ws is not None:
             ws.shutdown()
         self._inbox.put(STOP)
         dispatcher = self._dispatcher
         if dispatcher is not None and dispatcher is not current:
+            dispatcher.join(min(0.3, max(0.0, deadline - time.monotonic())))
+            if dispatcher.is_alive():
+                # Perhaps a catch-up's history read that hangs: cut it.
+                cut_request(dispatcher)
             dispatcher.join(max(0.0, deadline - time.monotonic()))
         for thread in (reader, dispatcher):
             if thread is not None and thread is not current and thread.is_alive():
@@ -336,7 +374,7 @@ class Channel(SocketReader):
             self._ws = ws
             self._inbox.put(("connected",))
             for frame in early:
-                self._inbox.put(("frame", frame))
+                self._inbox.put_frame(frame, 0)
             self._dispatcher = threading.Thread(
                 target=self._dispatch_main, name=f"cohrt-sync-dispatch-{tag}", daemon=True
             )
@@ -358,7 +396,12 @@ class Channel(SocketReader):
                 params=[self.name],
             )
             value = rows[0].get("last_id") if rows else 0
-            return int(value or 0)
+            if value is None:
+                return 0
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise wrong_shape("the catch-up anchor of subscribe (POST /edge/database)",
+                                  "last_id is not a non-negative integer")
+            return value
         except CohrtError as e:
             log.warning("channel %s: SQL anchor failed (%s); walking history", self.name, e)
         try:
@@ -374,90 +417,9 @@ class Channel(SocketReader):
         def track(ws: Any) -> None:
             self._handshake_ws = ws
 
-        return open_socket(
-            self.client, self.name, self.user_id, self.user_name, self.ttl, self._closing, track
-        )
-
-    # -- dispatcher thread ---------------------------------------------------------
-
-    def _dispatch_main(self) -> None:
-        try:
-            self._inbox.run(self._dispatch, self._closing, self.client.dispatch_linger)
-        finally:
-            if self._closing.is_set():
-                self._hooks.call("on_closed")
-
-    def _dispatch(self, item: Tuple[Any, ...]) -> None:
-        try:
-            kind = item[0]
-            if kind == "frame":
-                # The hot path: most items are frames.
-                self._dispatch_frame(item[1])
-            else:
-                self._dispatch_event(item)
-        except Exception:
-            log.exception("channel %s: internal error dispatching %s", self.name, item[0])
-
-    def _dispatch_event(self, item: Tuple[Any, ...]) -> None:
-        kind = item[0]
-        if kind == "connected":
-            self._hooks.call("on_connected")
-        elif kind == "disconnected":
-            self._hooks.call("on_disconnected", reason=item[1])
-        elif kind == "reconnected":
-            caught = self._recover_missed() if self.catch_up else 0
-            self._resync_presence(item[1])
-            self._hooks.call("on_reconnected", attempts=item[2], caught_up=caught)
-        elif kind == "error":
-            self._hooks.call("on_error", error=item[1])
-        elif kind == "gave_up":
-            # The reconnect gave up (reconnect_backoff.total ran out, or the
-            # tenant is paused or deprovisioned): report it, then close
-            # (on_closed follows).
-            self._hooks.call("on_error", error=item[1])
-            self.close()
-
-    def _dispatch_frame(self, frame: Dict[str, Any]) -> None:
-        action = frame.get("action")
-        if action == "join":
-            user = User.from_wire(frame.get("user"))
-            if user.id in self._roster:
-                self._roster.add(user)
-            else:
-                self._hooks.call("on_join", user=user)
-        elif action == "leave":
-            last_seen = frame.get("last_seen")
-            user = User.from_wire(frame.get("user"), last_seen=last_seen)
-            if user.id in self._roster:
-                self._hooks.call("on_leave", user=user, last_seen=last_seen)
-        elif action in ("connected", "subscribed"):
-            return
-        else:
-            self._ledger.deliver_live(Message.from_wire(frame, self.name))
-
-    def _recover_missed(self) -> int:
-        """Deliver from history what went by while disconnected; returns how many.
-
-        When history cannot be read, the ledger holds back live frames and the
-        socket is cut, so the next reconnect's recovery starts from the same
-        cursor: order and exactly-once at the price of one more reconnect.
-        """
-        delivered, error = self._ledger.recover(self._closing.is_set)
-        if error is not None:
-            log.warning("channel %s: catch-up failed (%s); reconnecting again", self.name, error)
-            self._hooks.call("on_error", error=error)
-            self._force_reconnect()
-        return delivered
-
-    def _resync_presence(self, users: List[User]) -> None:
-        gone, came = self._roster.diff(users)
-        for user in gone:
-            self._hooks.call("on_leave", user=user, last_seen=None)
-        for user in came:
-            self._hooks.call("on_join", user=user)
-        self._roster.replace(users)
-
-    # -- hooks -------------------------------------------------------------------------
-
-    def _emit(self, message: Message) -> None:
-        self._hooks.call("on_message", message=message)
+        # Bound to the closing event, so close() can cut a token mint that hangs.
+        with cancel_on(self._closing):
+            return open_socket(
+                self.client, self.name, self.user_id, self.user_name, self.ttl, self._closing,
+                track,
+            )

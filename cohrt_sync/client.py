@@ -80,12 +80,18 @@ class Client(HttpApi):
         a channel whose ``total`` attempts all fail, or whose reconnect finds
         the tenant paused or not provisioned, reports it to ``on_error`` and
         closes).
-    :param connect_timeout: seconds for a socket to open and send ``subscribed``.
+    :param connect_timeout: seconds for the whole socket handshake: TCP connect,
+        upgrade and ``subscribed`` (a watchdog cuts a reply trickled past it).
     :param ack_timeout: default seconds :meth:`Channel.publish` waits for its ack.
     :param ping_interval: seconds of silence before the client pings a socket.
     :param ping_timeout: seconds without a pong before a socket counts as dead.
     :param queue_size: frames a channel buffers for its dispatcher (overflow
         policy: see :mod:`cohrt_sync.channel`).
+    :param queue_bytes: bytes of frames a channel buffers for its dispatcher
+        (the same overflow policy, whichever bound is reached first).
+    :param max_message_size: largest socket message accepted, in bytes; a
+        larger one is refused as its frame header arrives and the socket is
+        cut (the catch-up then reads a persisted one from history).
     :param dispatch_linger: seconds a busy dispatcher waits to batch frames
         (0 wakes it for every frame).
     :param session: a ``requests.Session`` to use instead of a new one.
@@ -103,6 +109,8 @@ class Client(HttpApi):
     ping_interval: float = 20.0
     ping_timeout: float = 10.0
     queue_size: int = 10_000
+    queue_bytes: int = 64 * 2**20
+    max_message_size: int = 16 * 2**20
     dispatch_linger: float = 0.001
     session: Any = None
 
@@ -123,6 +131,8 @@ class Client(HttpApi):
             )
         if self.queue_size < 2:
             raise BadRequestError("queue_size must be at least 2")
+        if self.queue_bytes < 1 or self.max_message_size < 1:
+            raise BadRequestError("queue_bytes and max_message_size must be positive byte counts")
         self._http = HttpTransport(
             self.base_url,
             self.key,

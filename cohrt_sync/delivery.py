@@ -16,6 +16,7 @@ describes the scheme step by step.
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
 from typing import Any, Callable, Counter, Deque, Iterable, List, NamedTuple, Optional
@@ -35,6 +36,11 @@ PENDING_COMPACT_AT = 2_000
 #: frames), the interval doubles up to this: each reconciliation is an HTTP
 #: history read, which costs time on the dispatcher and counts against quotas.
 PENDING_COMPACT_MAX = 16_000
+
+#: Fingerprints of recovered rows kept to drop their live repeats: the
+#: newest ones only, since only rows committed after the new socket
+#: subscribed (the tail of the walk) can still arrive live.
+REPLAY_WINDOW = 10_000
 
 #: ``history(after)``: persisted messages with ``id > after``, in id order.
 History = Callable[[int], Iterable[Message]]
@@ -56,6 +62,12 @@ def fingerprint(event: str, data: Any, created_at_ms: Optional[int]) -> str:
 
 def _fp(msg: Message) -> str:
     return fingerprint(msg.event, msg.data, msg.created_at_ms)
+
+
+def _digest(fp: str) -> bytes:
+    # 16 bytes instead of the payload's JSON: a 90k-message catch-up keeps
+    # kilobytes, not the recovered data twice over.
+    return hashlib.blake2b(fp.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class Recovery(NamedTuple):
@@ -105,9 +117,10 @@ class DeliveryLedger:
         # Id-less messages delivered live since the cursor; fingerprinted lazily.
         self._pending: Deque[Message] = collections.deque()
         self._compact_at = PENDING_COMPACT_AT
-        # Fingerprints of rows the last recovery emitted, while live frames may
-        # still repeat them (until a live frame is newer than all of them).
-        self._replayed: Counter[str] = collections.Counter()
+        # Digests of the newest rows the last recovery emitted, while live
+        # frames may still repeat them (until a live frame is newer than all).
+        self._replayed: Counter[bytes] = collections.Counter()
+        self._replay_order: Deque[bytes] = collections.deque()
         self._replayed_until_ms = 0
 
     def _remember_id(self, msg_id: int) -> None:
@@ -127,8 +140,10 @@ class DeliveryLedger:
             return
         if msg.id is not None:
             if not self._ids_seen:
+                # Ids dedupe from now on: release what id-less matching kept.
                 self._ids_seen = True
                 self._pending.clear()
+                self._release_replayed()
             if msg.id in self._seen_ids:
                 return
             self._remember_id(msg.id)
@@ -143,18 +158,35 @@ class DeliveryLedger:
             created = msg.created_at_ms
             if created is not None and created > self._replayed_until_ms:
                 # Live frames are now newer than anything the recovery emitted.
-                self._replayed.clear()
+                self._release_replayed()
             else:
-                fp = _fp(msg)
-                if self._replayed[fp] > 0:
+                digest = _digest(_fp(msg))
+                if self._replayed[digest] > 0:
                     # Already emitted from history during the last recovery.
-                    self._replayed[fp] -= 1
+                    self._replayed[digest] -= 1
                     return
         if self._match_idless:
             self._pending.append(msg)
         self._emit(msg)
         if len(self._pending) >= self._compact_at:
             self._compact_pending()
+
+    def _release_replayed(self) -> None:
+        self._replayed = collections.Counter()
+        self._replay_order = collections.deque()
+
+    def _remember_replayed(self, fp: str, created_at_ms: Optional[int]) -> None:
+        digest = _digest(fp)
+        self._replayed[digest] += 1
+        self._replay_order.append(digest)
+        if len(self._replay_order) > REPLAY_WINDOW:
+            old = self._replay_order.popleft()
+            left = self._replayed[old] - 1
+            if left > 0:
+                self._replayed[old] = left
+            else:
+                del self._replayed[old]
+        self._replayed_until_ms = max(self._replayed_until_ms, created_at_ms or 0)
 
     def _compact_pending(self) -> None:
         """Give id-less live deliveries their ids by matching them in history.
@@ -218,11 +250,13 @@ class DeliveryLedger:
 
         :param stop: polled between rows; True abandons the walk (the channel is closing).
         """
-        self._replayed.clear()
+        self._release_replayed()
         self._replayed_until_ms = 0
         after = self.last_id
         delivered = 0
         min_created = None if after is not None else self.opened_at_ms
+        # With ids on live frames, the id window dedupes: no fingerprints at all.
+        idless = not self._ids_seen
         counts = collections.Counter(_fp(m) for m in self._pending)
         try:
             for item in self._history(after or 0):
@@ -231,15 +265,16 @@ class DeliveryLedger:
                     return Recovery(delivered, None)
                 if item.id in self._seen_ids:
                     continue
-                fp = _fp(item)
                 self._remember_id(item.id)
-                if counts[fp] > 0:
-                    counts[fp] -= 1  # delivered live before the drop
-                    continue
+                if idless:
+                    fp = _fp(item)
+                    if counts[fp] > 0:
+                        counts[fp] -= 1  # delivered live before the drop
+                        continue
                 if min_created is not None and (item.created_at_ms or 0) < min_created:
                     continue
-                self._replayed[fp] += 1
-                self._replayed_until_ms = max(self._replayed_until_ms, item.created_at_ms or 0)
+                if idless:
+                    self._remember_replayed(fp, item.created_at_ms)
                 self._emit(item)
                 delivered += 1
         except CohrtError as e:

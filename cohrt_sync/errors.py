@@ -22,6 +22,7 @@ __all__ = [
     "InvalidArgumentTypeError",
     "NotFoundError",
     "NotProvisionedError",
+    "ProtocolError",
     "RateLimitedError",
     "ServerError",
     "TenantPausedError",
@@ -137,6 +138,13 @@ class ServerError(CohrtError):
     ) -> None:
         super().__init__(message, status_code=status_code, status=status)
         self.retry_after = retry_after
+
+
+class ProtocolError(ServerError):
+    """The server answered with something the API never sends: a body or frame
+    of the wrong shape, history out of order or from another channel. The
+    message names the endpoint; retrying may help if the server recovers.
+    """
 
 
 class CohrtConnectionError(CohrtError):

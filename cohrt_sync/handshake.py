@@ -8,28 +8,30 @@ reconnect. Every failure comes out as a :class:`~cohrt_sync.CohrtError`
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional
 
 import websocket
+from websocket._abnf import frame_buffer
 
-from ._http import redact, scrub_exception
+from ._http import redact, response_error, scrub_exception
 from .errors import (
     ChannelClosedError,
     CohrtConnectionError,
     CohrtError,
     CohrtTimeoutError,
     error_from_frame,
-    error_from_response,
 )
 from .models import User
+from .presence import presence_list
 
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["Handshake", "open_socket", "ws_url"]
+__all__ = ["Handshake", "MessageTooLarge", "limit_message_size", "open_socket", "ws_url"]
 
 
 class Handshake(NamedTuple):
@@ -43,6 +45,46 @@ class Handshake(NamedTuple):
     ws: Any
     presence: List[User]
     early: List[Dict[str, Any]]
+
+
+class MessageTooLarge(websocket.WebSocketProtocolException):
+    """A frame header announced a message over the client's ``max_message_size``."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a message of {size} bytes is over max_message_size ({limit})")
+        self.size = size
+        self.limit = limit
+
+
+class _BoundedFrames(frame_buffer):
+    """websocket-client's frame reader, refusing a message over ``limit`` bytes
+    as soon as a frame header announces it, before any of it is buffered."""
+
+    def __init__(self, ws: Any, limit: int) -> None:
+        super().__init__(ws._recv, True)
+        self._cont = ws.cont_frame
+        self._limit = limit
+
+    def recv_length(self) -> None:
+        super().recv_length()
+        size = self.length or 0
+        cont = self._cont.cont_data
+        if cont is not None:
+            size += len(cont[1])  # the fragments of this message so far
+        if size > self._limit:
+            raise MessageTooLarge(size, self._limit)
+
+
+def limit_message_size(ws: Any, limit: int) -> None:
+    """Make ``ws`` refuse any message (all its fragments together) over ``limit`` bytes.
+
+    websocket-client has no such setting, and buffers whatever length a
+    frame header claims (2**62 bytes, if a server says so).
+
+    :param ws: a ``websocket.WebSocket`` not yet connected.
+    :param limit: the largest message accepted, in bytes.
+    """
+    ws.frame_buffer = _BoundedFrames(ws, limit)
 
 
 def ws_url(base_url: str, token: str, channel: str) -> str:
@@ -84,17 +126,60 @@ def open_socket(
     # Decoding each text frame to str validates UTF-8 already; the library's
     # own per-byte check would cost most of the receive time (see STYLE.md).
     ws: Any = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+    limit_message_size(ws, client.max_message_size)
     track(ws)
     if closing.is_set():
         raise ChannelClosedError(f"channel {channel!r} closed")
     timeout = client.connect_timeout
     context = f"subscribe to {channel!r}"
+    # A per-read timeout does not bound a reply trickled a byte at a time:
+    # the watchdog cuts the socket once connect_timeout has passed, whatever
+    # stage the handshake is in.
+    deadline = time.monotonic() + timeout
+    fired = threading.Event()
+    watchdog = threading.Timer(timeout, _cut, (ws, fired))
+    watchdog.name = f"cohrt-sync-handshake-{channel}"
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return _handshake(ws, url, deadline, timeout, context, channel, closing, track)
+    except CohrtError as e:
+        if fired.is_set() and not closing.is_set() and not isinstance(e, CohrtTimeoutError):
+            raise CohrtTimeoutError(
+                f"{context}: no 'subscribed' within {timeout}s"
+            ) from scrub_exception(e)
+        raise
+    finally:
+        watchdog.cancel()
+        watchdog.join(1.0)
+
+
+def _cut(ws: Any, fired: threading.Event) -> None:
+    fired.set()
+    sock = ws.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _handshake(
+    ws: Any,
+    url: str,
+    deadline: float,
+    timeout: float,
+    context: str,
+    channel: str,
+    closing: threading.Event,
+    track: Callable[[Any], None],
+) -> Handshake:
     try:
         ws.connect(url, timeout=timeout, suppress_origin=True)
     except websocket.WebSocketBadStatusException as e:
         ws.shutdown()
-        raise error_from_response(
-            e.status_code, e.resp_body or b"", e.resp_headers or {}, context=context
+        raise response_error(
+            e.status_code, e.resp_body or b"", e.resp_headers or {}, context
         ) from scrub_exception(e)
     except (websocket.WebSocketTimeoutException, TimeoutError) as e:
         ws.shutdown()
@@ -109,7 +194,6 @@ def open_socket(
         # close() came while connect() had no socket yet to shut down.
         ws.shutdown()
         raise ChannelClosedError(f"channel {channel!r} closed")
-    deadline = time.monotonic() + timeout
     early: List[Dict[str, Any]] = []
     try:
         while True:
@@ -127,7 +211,7 @@ def open_socket(
                 raise error_from_frame(str(frame["error"]))
             action = frame.get("action")
             if action == "subscribed":
-                users = [User.from_wire(u) for u in frame.get("presence") or []]
+                users = presence_list(frame.get("presence"), channel)
                 break
             if action != "connected":
                 early.append(frame)
@@ -137,9 +221,9 @@ def open_socket(
     except websocket.WebSocketTimeoutException as e:
         ws.shutdown()
         raise CohrtTimeoutError(f"{context}: no 'subscribed' within {timeout}s") from e
-    except (websocket.WebSocketException, OSError, ValueError) as e:
+    except (websocket.WebSocketException, OSError, ValueError, RecursionError) as e:
         ws.shutdown()
-        raise CohrtConnectionError(f"{context} failed: {e}") from e
+        raise CohrtConnectionError(f"{context} failed: {type(e).__name__}: {e}"[:300]) from e
     # A blocking socket: a read timeout would add a poll() and a GIL round
     # trip to every recv. Pings and dead-peer detection run on the client's
     # keepalive thread instead (see Channel.keepalive_tick).

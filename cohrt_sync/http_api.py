@@ -13,9 +13,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
 
+from ._answers import history_page, json_object, sql_rows, token_answer
 from ._http import RETRY_ALWAYS, RETRY_UNSENT, HttpTransport, encode_json
 from .dm import send_dm_request as _send_dm_request
-from .errors import BadRequestError, CohrtError, InvalidArgumentTypeError
+from .errors import BadRequestError, InvalidArgumentTypeError
 from .models import (
     Message,
     PublishAck,
@@ -81,15 +82,9 @@ class HttpApi:
             retry_mode=RETRY_ALWAYS,
             context="mint token",
         )
-        token = raw.get("token") if isinstance(raw, dict) else None
-        if not isinstance(token, str):
-            raise CohrtError("token response carried no token")
+        token, expires_in = token_answer(raw, "mint token (POST /edge/realtime/token)", ttl)
         return Token(
-            token=token,
-            expires_in=int(raw.get("expires_in", ttl)),
-            user_id=uid,
-            name=name,
-            base_url=self.base_url,
+            token=token, expires_in=expires_in, user_id=uid, name=name, base_url=self.base_url
         )
 
     def publish(
@@ -134,7 +129,9 @@ class HttpApi:
             retry_mode=RETRY_ALWAYS if idempotency_key else RETRY_UNSENT,
             context=f"publish to {channel!r}",
         )
-        ack = PublishAck.from_wire(raw if isinstance(raw, dict) else {}, channel, event)
+        ack = PublishAck.from_wire(
+            json_object(raw, f"publish to {channel!r} (POST /edge/realtime)"), channel, event
+        )
         self._published(ack, time.monotonic() - sent_at)
         return ack
 
@@ -162,8 +159,8 @@ class HttpApi:
             retry_mode=RETRY_ALWAYS,
             context=f"history of {channel!r}",
         )
-        items = raw.get("messages", []) if isinstance(raw, dict) else []
-        return [Message.from_wire(item, channel) for item in items if isinstance(item, dict)]
+        context = f"history of {channel!r} (GET /edge/realtime/history)"
+        return history_page(raw, context, channel, after)
 
     def iter_history(self, channel: str, after: int = 0, page_size: int = 100) -> Iterator[Message]:
         """Every persisted message with ``id > after``, fetched page by page, lazily.
@@ -177,14 +174,12 @@ class HttpApi:
         check_limit(page_size)
         cursor = after
         while True:
+            # history() checked that every id is past the cursor, so each page advances.
             page = self.history(channel, after=cursor, limit=page_size)
             if not page:
                 return
             yield from page
-            last = page[-1].id
-            if last is None or last <= cursor:
-                return
-            cursor = last
+            cursor = page[-1].id or cursor
 
     def sql(self, query: str, params: Optional[Sequence[Any]] = None) -> List[Dict[str, Any]]:
         """Run SQL on the tenant database (``POST /edge/database``); return the rows.
@@ -208,8 +203,7 @@ class HttpApi:
             retry_mode=RETRY_UNSENT,
             context="sql",
         )
-        rows = raw.get("results", []) if isinstance(raw, dict) else []
-        return [row for row in rows if isinstance(row, dict)]
+        return sql_rows(raw, "sql (POST /edge/database)")
 
     def provision(self, write_region: Optional[str] = None) -> Dict[str, Any]:
         """Provision the realtime resource (``POST /api/resources/realtime``).
@@ -221,7 +215,7 @@ class HttpApi:
         raw = self._http.request(
             "POST", "/api/resources/realtime", body=body, app_auth=True, context="provision"
         )
-        return raw if isinstance(raw, dict) else {}
+        return json_object(raw, "provision (POST /api/resources/realtime)")
 
     def deprovision(self) -> Dict[str, Any]:
         """Delete the realtime resource (``DELETE /api/resources/realtime``).
@@ -231,7 +225,7 @@ class HttpApi:
         raw = self._http.request(
             "DELETE", "/api/resources/realtime", app_auth=True, context="deprovision"
         )
-        return raw if isinstance(raw, dict) else {}
+        return json_object(raw, "deprovision (DELETE /api/resources/realtime)")
 
     def send_dm_request(
         self, from_user: Union[str, int], to_user: Union[str, int], **extra: Any

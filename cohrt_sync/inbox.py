@@ -22,15 +22,35 @@ STOP: Tuple[Any, ...] = ("stop",)
 class Inbox:
     """Items for a dispatcher, in arrival order."""
 
-    __slots__ = ("_items", "_sleeping", "_wake")
+    __slots__ = ("_in_bytes", "_items", "_out_bytes", "_sleeping", "_wake")
 
     def __init__(self) -> None:
         self._items: Deque[Tuple[Any, ...]] = collections.deque()
         self._wake = threading.Event()
         self._sleeping = False
+        # Two counters, each written by one thread only (the reader adds, the
+        # dispatcher takes away): no lock, and no lost update.
+        self._in_bytes = 0
+        self._out_bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes of the frames waiting (as received, before decoding)."""
+        return self._in_bytes - self._out_bytes
+
+    def put_frame(self, frame: Any, size: int) -> None:
+        """Append a decoded frame of ``size`` bytes (reader thread only).
+
+        :param frame: the decoded frame.
+        :param size: its size on the wire, counted against the byte bound.
+        """
+        self._in_bytes += size
+        self._items.append(("frame", frame, size))
+        if self._sleeping:
+            self._wake.set()
 
     def put(self, item: Tuple[Any, ...]) -> None:
         """Append ``item``, waking the dispatcher if it sleeps.
@@ -78,5 +98,7 @@ class Inbox:
                 continue
             if item is STOP:
                 break
+            if item[0] == "frame":
+                self._out_bytes += item[2]
             batch += 1
             handle(item)

@@ -9,7 +9,8 @@ those hooks already see the new map.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterable, List, Tuple
+import logging
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .hookspecs import hookimpl
 from .models import User
@@ -17,7 +18,48 @@ from .models import User
 if TYPE_CHECKING:
     from .channel import Channel
 
-__all__ = ["PresenceTracker", "Roster"]
+__all__ = ["PresenceTracker", "Roster", "presence_list", "user_from_wire"]
+
+log = logging.getLogger("cohrt_sync.channel")
+
+
+def user_from_wire(raw: Any, last_seen: Optional[str] = None) -> Optional[User]:
+    """The :class:`User` of a presence entry, or None when the entry is not one.
+
+    An entry must be an object whose ``id`` is a non-empty string or an
+    integer; anything else (``None``, a list) would invent a user named
+    ``"None"`` or ``"['a', 'b']"``. A ``name`` that is not a string is ignored.
+
+    :param raw: the decoded entry.
+    :param last_seen: the ``last_seen`` of a ``leave`` frame.
+    """
+    if not isinstance(raw, Mapping):
+        return None
+    uid = raw.get("id")
+    if isinstance(uid, bool) or not isinstance(uid, (str, int)) or uid == "":
+        return None
+    name = raw.get("name")
+    return User(id=str(uid), name=name if isinstance(name, str) else None, last_seen=last_seen)
+
+
+def presence_list(raw: Any, channel: str) -> List[User]:
+    """The users of a ``subscribed`` frame's ``presence``; malformed entries are dropped.
+
+    :param raw: the frame's ``presence`` value.
+    :param channel: the channel name, for the warning.
+    """
+    if not isinstance(raw, list):
+        if raw is not None:
+            log.warning("channel %s: 'subscribed' presence is not a list; ignored", channel)
+        return []
+    users = []
+    for entry in raw:
+        user = user_from_wire(entry)
+        if user is None:
+            log.warning("channel %s: dropped a presence entry with no valid user id", channel)
+        else:
+            users.append(user)
+    return users
 
 
 class Roster:

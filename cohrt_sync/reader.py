@@ -15,6 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
+import attrs
 import websocket
 
 from .acks import AckQueue
@@ -22,13 +23,15 @@ from .errors import (
     CohrtConnectionError,
     CohrtError,
     NotProvisionedError,
+    ProtocolError,
     RateLimitedError,
     TenantPausedError,
     error_from_frame,
     is_paused,
 )
-from .handshake import Handshake
+from .handshake import Handshake, MessageTooLarge
 from .inbox import Inbox
+from .retry import Retry
 
 if TYPE_CHECKING:
     from .client import Client
@@ -58,40 +61,74 @@ class SocketReader:
     _ping_sent: Optional[float]
     _dead_reason: Optional[str]
     _stopped_by: Optional[CohrtError]
+    _backoff: Optional[Retry]
+    _healthy: bool
 
     def _connect(self) -> Handshake:
         raise NotImplementedError
 
     def _reader_main(self) -> None:
         ws = self._ws
-        try:
-            while ws is not None and not self._closing.is_set():
+        while ws is not None and not self._closing.is_set():
+            try:
                 reason = self._read_until_drop(ws)
-                with self._send_lock:
-                    if self._ws is ws:
-                        self._ws = None
-                stopped_by = self._stopped_by
-                self._acks.fail_all(
-                    stopped_by
-                    or CohrtConnectionError(
-                        f"connection to {self.name!r} lost before the ack; "
-                        "the publish may or may not have been applied"
-                    )
-                )
-                ws.shutdown()
-                if self._closing.is_set():
+            except Exception as e:
+                # A bug, or a frame no decoder survives (200 KB of nested "["):
+                # a reported drop, then the usual reconnect and catch-up.
+                reason = self._report_crash("reading a frame", e)
+            try:
+                go_on = self._after_drop(ws, reason)
+            except Exception as e:
+                self._report_crash("dropping the socket", e)
+                go_on = not self._closing.is_set()
+            ws = self._reconnect_guarded() if go_on else None
+
+    def _reconnect_guarded(self) -> Any:
+        while not self._closing.is_set():
+            try:
+                return self._reconnect()
+            except Exception as e:
+                self._report_crash("reconnecting", e)
+                if self._closing.wait(1.0):
                     break
-                log.debug("channel %s dropped: %s", self.name, reason)
-                self._inbox.put(("disconnected", reason))
-                if stopped_by is not None:
-                    # The server said why it closed, and no reconnect can help.
-                    log.warning("channel %s: closed by the server, not reconnecting: %s",
-                                self.name, stopped_by)
-                    self._inbox.put(("gave_up", stopped_by))
-                    break
-                ws = self._reconnect()
-        except Exception:
-            log.exception("channel %s: reader crashed", self.name)
+        return None
+
+    def _report_crash(self, doing: str, exc: Exception) -> str:
+        log.error("channel %s: internal error %s; reconnecting", self.name, doing,
+                  exc_info=exc)
+        err = CohrtConnectionError(
+            f"channel {self.name!r}: internal error {doing} ({type(exc).__name__}); "
+            "dropped the socket and reconnecting with catch-up"
+        )
+        err.__cause__ = exc
+        self._inbox.put(("error", err))
+        return f"internal error: {type(exc).__name__}"
+
+    def _after_drop(self, ws: Any, reason: str) -> bool:
+        """Let the dropped socket go and report the drop; False: do not reconnect."""
+        with self._send_lock:
+            if self._ws is ws:
+                self._ws = None
+        stopped_by = self._stopped_by
+        self._acks.fail_all(
+            stopped_by
+            or CohrtConnectionError(
+                f"connection to {self.name!r} lost before the ack; "
+                "the publish may or may not have been applied"
+            )
+        )
+        ws.shutdown()
+        if self._closing.is_set():
+            return False
+        log.debug("channel %s dropped: %s", self.name, reason)
+        self._inbox.put(("disconnected", reason))
+        if stopped_by is not None:
+            # The server said why it closed, and no reconnect can help.
+            log.warning("channel %s: closed by the server, not reconnecting: %s",
+                        self.name, stopped_by)
+            self._inbox.put(("gave_up", stopped_by))
+            return False
+        return True
 
     def _read_until_drop(self, ws: Any) -> str:
         self._last_rx = time.monotonic()
@@ -100,6 +137,10 @@ class SocketReader:
         while not self._closing.is_set():
             try:
                 opcode, data = ws.recv_data(control_frame=True)
+            except MessageTooLarge as e:
+                log.warning("channel %s: %s; reconnecting", self.name, e)
+                self._inbox.put(("error", ProtocolError(f"channel {self.name!r}: {e}")))
+                return "message too large"
             except (websocket.WebSocketException, OSError, AttributeError) as e:
                 # AttributeError: websocket-client after shutdown() has sock=None.
                 return self._dead_reason or f"connection lost: {type(e).__name__}"
@@ -137,8 +178,18 @@ class SocketReader:
         sent = self._ping_sent
         if sent is not None:
             if now - sent > client.ping_timeout:
+                # Also the read stall limit: a frame trickled in (or stuck) for
+                # this long keeps the pong unread, so the socket is cut.
                 log.info("channel %s: no pong within %ss", self.name, client.ping_timeout)
                 self._dead_reason = "ping timeout"
+                self._force_reconnect()
+        elif now - self._last_rx >= client.ping_interval:
+            self._ping_sent = now
+            try:
+                ws.ping()
+            except Exception as e:
+                log.info("channel %s: ping failed (%s)", self.name, type(e).__name__)
+                self._dead_reason = "ping failed"
                 self._force_reconnect()
 
     def _on_text(self, data: bytes) -> None:
@@ -158,18 +209,34 @@ class SocketReader:
             if not self._acks.settle(None, err):
                 self._inbox.put(("error", err))
             return
-        if len(self._inbox) >= self.client.queue_size:
+        inbox = self._inbox
+        size = len(data)
+        client = self.client
+        if len(inbox) >= client.queue_size or (
+            inbox.backlog_bytes + size > client.queue_bytes and len(inbox)
+        ):
             log.warning(
-                "channel %s: dispatcher is %d frames behind; reconnecting to catch up",
+                "channel %s: dispatcher is %d frames (%d bytes) behind; "
+                "reconnecting to catch up",
                 self.name,
-                self.client.queue_size,
+                len(inbox),
+                inbox.backlog_bytes,
             )
             raise _Overflow()
-        self._inbox.put(("frame", frame))
+        inbox.put_frame(frame, size)
 
     def _reconnect(self) -> Any:
         client = self.client
-        policy = client.reconnect_backoff.reset()
+        # A reconnect whose catch-up then failed did not end the outage: carry
+        # its backoff on, so a server whose history is down sees the delay
+        # grow as after failed connects, not one token and one socket per
+        # first-step delay. The dispatcher marks the channel healthy again.
+        carried = self._backoff
+        if carried is None or self._healthy:
+            policy = client.reconnect_backoff.reset()
+        else:
+            policy = attrs.evolve(carried, history=carried.history[-16:])
+        self._healthy = False
         retry_after: Optional[float] = None
         attempts = 0
         last_error: Optional[CohrtError] = None
@@ -188,12 +255,25 @@ class SocketReader:
             if self._closing.wait(policy.get_backoff()):
                 return None
             # After an overflow, wait for the backlog to halve before reading more.
-            while len(self._inbox) > client.queue_size // 2:
+            while (
+                len(self._inbox) > client.queue_size // 2
+                or self._inbox.backlog_bytes > client.queue_bytes // 2
+            ):
                 if self._closing.wait(0.05):
                     return None
             attempts += 1
             try:
-                ws, presence, early = self._connect()
+                try:
+                    ws, presence, early = self._connect()
+                except CohrtError:
+                    raise
+                except Exception as e:
+                    # Not a refusal we know: a bug, or an answer nothing checked.
+                    log.error("channel %s: reconnect attempt crashed", self.name, exc_info=e)
+                    raise CohrtConnectionError(
+                        f"reconnect to {self.name!r} failed: internal error "
+                        f"({type(e).__name__})"
+                    ) from e
             except CohrtError as e:
                 if self._closing.is_set():
                     return None
@@ -214,10 +294,11 @@ class SocketReader:
                     ws.shutdown()
                     return None
                 self._ws = ws
+            self._backoff = policy
             self._reconnects += 1
             self._inbox.put(("reconnected", presence, attempts))
             for frame in early:
-                self._inbox.put(("frame", frame))
+                self._inbox.put_frame(frame, 0)
             return ws
         return None
 

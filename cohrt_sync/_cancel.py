@@ -1,0 +1,105 @@
+"""Cutting an HTTP request in flight: the read a closing channel must not wait for.
+
+A channel's catch-up reads history on its dispatcher thread, and ``close()``
+must be able to end a read that hangs. Sessions made by
+:func:`cohrt_sync._http.make_session` mount :class:`TrackingAdapter`, whose
+pools remember the connection each thread is using (:func:`cut_request`
+shuts its socket down); :func:`cancel_on` binds an event that stops the
+thread's retries once set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from typing import Any, Dict, Iterator, Optional
+
+import requests.adapters
+import urllib3
+
+__all__ = ["TrackingAdapter", "bound", "cancel_on", "cancelled", "cut_request"]
+
+#: Thread ident -> the urllib3 connection it is using now.
+_IN_USE: Dict[int, Any] = {}
+_CANCEL = threading.local()
+
+
+def _forget_conn(conn: Any) -> None:
+    for ident, used in list(_IN_USE.items()):
+        if used is conn:
+            _IN_USE.pop(ident, None)
+
+
+class _Tracked:
+    """Pool mixin: record the connection each thread takes, forget it when put back."""
+
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        _IN_USE[threading.get_ident()] = conn
+        return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        _IN_USE.pop(threading.get_ident(), None)
+        _forget_conn(conn)
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _TrackedHTTPPool(_Tracked, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _TrackedHTTPSPool(_Tracked, urllib3.HTTPSConnectionPool):
+    pass
+
+
+class TrackingAdapter(requests.adapters.HTTPAdapter):
+    """An ``HTTPAdapter`` whose pools remember the connection each thread uses."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _TrackedHTTPPool,
+            "https": _TrackedHTTPSPool,
+        }
+
+
+@contextlib.contextmanager
+def cancel_on(event: threading.Event) -> Iterator[None]:
+    """While inside, requests of this thread stop retrying once ``event`` is set.
+
+    :param event: the cancel signal (a channel's closing event).
+    """
+    previous = getattr(_CANCEL, "event", None)
+    _CANCEL.event = event
+    try:
+        yield
+    finally:
+        _CANCEL.event = previous
+
+
+def cut_request(thread: threading.Thread) -> None:
+    """Shut down the socket of the request ``thread`` is waiting on, if any.
+
+    Only sessions made by :func:`make_session` are tracked.
+
+    :param thread: the thread whose read should end now.
+    """
+    conn = _IN_USE.get(thread.ident or -1)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def bound() -> bool:
+    """True while this thread has a cancel event bound (see :func:`cancel_on`)."""
+    return getattr(_CANCEL, "event", None) is not None
+
+
+def cancelled() -> bool:
+    """True when this thread's bound cancel event is set."""
+    event: Optional[threading.Event] = getattr(_CANCEL, "event", None)
+    return event is not None and event.is_set()

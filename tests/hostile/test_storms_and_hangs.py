@@ -1,0 +1,120 @@
+"""Storms and hangs: reconnect backoff, trickled handshakes and frames, Retry-After, lost acks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+import cohrt_sync
+from cohrt_sync.retry import Retry
+
+from ._server import HostileServer, accept_key, json_response, raw_on_first_socket
+from .conftest import Recorder, wait_until
+
+
+def test_reconnects_whose_catch_up_fails_back_off(
+    hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str
+) -> None:
+    async def down(request: Any) -> Any:
+        return json_response({"error": {"code": 500, "message": "db down"}}, 500)
+
+    backoff = Retry(total=None, backoff_factor=0.1, backoff_max=30.0, jitter=0.0, budget=None)
+    client = make_client(plugins=[recorder], reconnect_backoff=backoff,
+                         retry=Retry(total=0, budget=1.0))
+    client.subscribe(channel_name, "alice")
+    hostile.on_history = down
+    mints_before = hostile.hits.get("token", 0)
+    hostile.drop_all()
+    time.sleep(3.2)  # the storm is what is measured: fixed time, count what happened
+    mints = hostile.hits.get("token", 0) - mints_before
+    # Waits of 0.1, 0.2, 0.4, 0.8, 1.6 s: five reconnects at most in 3.2 s
+    # (without growth it was one every ~0.1 s: 25 or more).
+    assert 2 <= mints <= 6, mints
+    assert len(recorder.of("error")) >= 2
+
+
+def _trickle_upgrade(step: float) -> Any:
+    async def trickle(request: Any) -> Any:
+        reply = (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept_key(request)}\r\n\r\n"
+        ).encode()
+        transport = request.transport
+        for i in range(len(reply)):
+            if transport is None or transport.is_closing():
+                break
+            transport.write(reply[i:i + 1])
+            await asyncio.sleep(step)
+        await asyncio.sleep(60)
+
+    return trickle
+
+
+def test_connect_timeout_bounds_a_trickled_handshake(
+    hostile: HostileServer, make_client: Any, channel_name: str
+) -> None:
+    hostile.on_upgrade = _trickle_upgrade(0.1)  # ~13 s for the whole reply
+    client = make_client(connect_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(cohrt_sync.CohrtTimeoutError, match=r"within 1\.0s"):
+        client.subscribe(channel_name, "alice")
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_trickled_frame_is_cut_by_the_read_stall_limit(
+    hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str
+) -> None:
+    # A 4096-byte text frame, sent a byte every 0.05 s (~200 s).
+    hostile.on_subscribed = raw_on_first_socket(b"\x81\x7e\x10\x00", b" ", 4096, 0.05)
+    client = make_client(plugins=[recorder], ping_interval=0.3, ping_timeout=0.5)
+    ch = client.subscribe(channel_name, "alice")
+    started = time.monotonic()
+    recorder.wait_for(lambda: recorder.of("disconnected"))
+    assert time.monotonic() - started < 3.0
+    assert recorder.of("disconnected")[0][2] == "ping timeout"
+    recorder.wait_for(lambda: recorder.of("reconnected"))
+    assert ch.connected
+
+
+def test_a_long_retry_after_does_not_block_history(
+    hostile: HostileServer, make_client: Any, channel_name: str
+) -> None:
+    async def limited(request: Any) -> Any:
+        return json_response({"error": {"code": 429, "message": "slow down"}}, 429,
+                             **{"Retry-After": "86400"})
+
+    hostile.on_history = limited
+    client = make_client(retry=cohrt_sync.Retry())  # the default budget
+    started = time.monotonic()
+    with pytest.raises(cohrt_sync.RateLimitedError) as info:
+        client.history(channel_name)
+    assert time.monotonic() - started < 2.0
+    assert info.value.retry_after == 86400
+
+
+def test_one_lost_ack_resyncs_instead_of_shifting_every_later_ack(
+    hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str
+) -> None:
+    lost = {"done": False}
+
+    async def lose_first_ack(ws: Any, frame: Any) -> bool:
+        if lost["done"]:
+            return False
+        lost["done"] = True
+        await hostile._commit(channel_name, frame.get("event", "message"), frame.get("data"))
+        return True  # committed and broadcast, but never acked
+
+    hostile.on_publish = lose_first_ack
+    client = make_client(plugins=[recorder])
+    ch = client.subscribe(channel_name, "alice")
+    with pytest.raises(cohrt_sync.CohrtTimeoutError, match="resync"):
+        ch.publish({"n": 1}, timeout=0.5)
+    recorder.wait_for(lambda: recorder.of("reconnected"))
+    acks = [ch.publish({"n": n}, timeout=5) for n in (2, 3)]
+    assert [a.id for a in acks] == [2, 3]
+    wait_until(lambda: len(recorder.messages()) == 3)
+    assert [m.data for m in recorder.messages()] == [{"n": 1}, {"n": 2}, {"n": 3}]
