@@ -1,4 +1,4 @@
-"""A receive benchmark's load source: pre-serialized spec-shaped frames, as fast as the socket allows.
+"""A receive benchmark's load source: pre-serialized spec-shaped frames, at socket speed.
 
 Run as a process of its own (``python benchmarks/_stream_source.py``); it
 prints its port and serves until stdin closes. It answers just enough of the

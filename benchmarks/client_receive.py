@@ -29,19 +29,19 @@ if os.environ.get("BENCH_NO_WSACCEL"):
     # Before websocket-client is imported: it looks for wsaccel once, at import.
     sys.modules["wsaccel"] = None  # type: ignore[assignment]
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from typing import Callable, Dict, List, Tuple  # noqa: E402
+import argparse
+import json
+import statistics
+import subprocess
+import threading
+import time
+from typing import Callable, Dict, List, Tuple
 
-import websocket  # noqa: E402
+import websocket
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _load import machine_line, runs_text  # noqa: E402
-from _stream_source import burst  # noqa: E402
+from _load import machine_line, runs_text
+from _stream_source import burst
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

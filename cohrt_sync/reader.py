@@ -29,7 +29,8 @@ from .errors import (
     error_from_frame,
     is_paused,
 )
-from .handshake import Handshake, MessageTooLarge
+from .frames import MessageTooLarge
+from .handshake import Handshake
 from .inbox import Inbox
 from .retry import Retry
 
