@@ -52,10 +52,9 @@ def burst(channel: str, kind: str, count: int) -> List[bytes]:
         pending: List[bytes] = []
         size = 0
         for i in range(count):
-            abnf = websocket.ABNF.create_frame(spec_frame(channel, i, kind == "ids"),
-                                               websocket.ABNF.OPCODE_TEXT)
-            abnf.mask = 0  # a server's frames are not masked
-            wire = abnf.format()
+            payload = spec_frame(channel, i, kind == "ids").encode()
+            # fin=1, no rsv bits, text, mask=0: a server's frames are not masked.
+            wire = websocket.ABNF(1, 0, 0, 0, websocket.ABNF.OPCODE_TEXT, 0, payload).format()
             pending.append(wire)
             size += len(wire)
             if size >= CHUNK:

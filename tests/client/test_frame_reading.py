@@ -14,9 +14,8 @@ from cohrt_sync.handshake import MessageTooLarge, limit_message_size
 
 
 def _server_frame(text: str) -> bytes:
-    abnf = websocket.ABNF.create_frame(text, websocket.ABNF.OPCODE_TEXT)
-    abnf.mask = 0  # a server's frames are not masked
-    return bytes(abnf.format())
+    # fin=1, no rsv bits, text, mask=0: a server's frames are not masked.
+    return bytes(websocket.ABNF(1, 0, 0, 0, websocket.ABNF.OPCODE_TEXT, 0, text.encode()).format())
 
 
 @pytest.fixture
