@@ -118,7 +118,18 @@ class FrameDispatcher:
 
     def _dispatch_frame(self, frame: Dict[str, Any]) -> None:
         action = frame.get("action")
-        if action == "join":
+        name = self.name
+        if (
+            # This channel's next message (the hot path: a few dict lookups),
+            # or a frame to drop (docs/client.md, "Frames the client drops").
+            type(action) is str
+            and action not in _CONTROL_ACTIONS
+            and "data" in frame
+            and frame.get("channel", name) == name
+            and type(frame.get("event", action)) is str
+        ):
+            self._ledger.deliver_live(Message.from_wire(frame, name))
+        elif action == "join":
             user = user_from_wire(frame.get("user"))
             if user is None:
                 self._drop_frame("a join with no valid user id")
@@ -135,16 +146,6 @@ class FrameDispatcher:
                 self._hooks.call("on_leave", user=user, last_seen=last_seen)
         elif action in ("connected", "subscribed"):
             return
-        elif (
-            # This channel's next message, or a frame to drop (docs/client.md,
-            # "Frames the client drops"): a few dict lookups on the hot path.
-            type(action) is str
-            and action not in _CONTROL_ACTIONS
-            and "data" in frame
-            and frame.get("channel", self.name) == self.name
-            and type(frame.get("event", action)) is str
-        ):
-            self._ledger.deliver_live(Message.from_wire(frame, self.name))
         elif type(action) is str and action not in _CONTROL_ACTIONS:
             # Shaped like a message but not one of ours: worth telling the app.
             why = (
