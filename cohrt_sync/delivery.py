@@ -144,9 +144,15 @@ class DeliveryLedger:
                 self._ids_seen = True
                 self._pending.clear()
                 self._release_replayed()
-            if msg.id in self._seen_ids:
+            seen = self._seen_ids
+            if msg.id in seen:
                 return
-            self._remember_id(msg.id)
+            # _remember_id, inlined: this runs for every message with an id.
+            seen[msg.id] = None
+            if len(seen) > DEDUPE_WINDOW:
+                seen.popitem(last=False)
+            if self.last_id is None or msg.id > self.last_id:
+                self.last_id = msg.id
             self._emit(msg)
             return
         if self._ids_seen:

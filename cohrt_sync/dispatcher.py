@@ -192,8 +192,3 @@ class FrameDispatcher:
         for user in came:
             self._hooks.call("on_join", user=user)
         self._roster.replace(users)
-
-    # -- hooks -------------------------------------------------------------------------
-
-    def _emit(self, message: Message) -> None:
-        self._hooks.call("on_message", message=message)

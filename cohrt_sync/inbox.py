@@ -79,10 +79,12 @@ class Inbox:
         :param linger: seconds to wait after a burst (0: never).
         """
         items = self._items
+        pop = items.popleft
+        is_closing = closing.is_set
         batch = 0
-        while not closing.is_set():
+        while not is_closing():
             try:
-                item = items.popleft()
+                item = pop()
             except IndexError:
                 if batch > 1 and linger > 0:
                     batch = 0

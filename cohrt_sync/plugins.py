@@ -36,6 +36,7 @@ from .presence import PresenceTracker
 
 if TYPE_CHECKING:
     from .channel import Channel
+    from .models import Message
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -284,12 +285,29 @@ class ChannelHooks:
         """
         kwargs["channel"] = self._channel
         caller = getattr(self._pm.hook, name)
+        run_plan(caller, name, self._plan(name, caller), kwargs, self._failed)
+
+    def message(self, message: Message) -> None:
+        """Call ``on_message`` with ``message``: :meth:`call` for the hook every message runs.
+
+        :param message: the message to deliver.
+        """
+        caller = self._pm.hook.on_message
+        run_plan(
+            caller,
+            "on_message",
+            self._plan("on_message", caller),
+            {"channel": self._channel, "message": message},
+            self._failed,
+        )
+
+    def _plan(self, name: str, caller: Any) -> HookPlan:
         impls = caller.get_hookimpls()
         known = self._plans.get(name)
         if known is None or known[0] != impls:
             known = (impls, hook_plan(name, impls))
             self._plans[name] = known
-        run_plan(caller, name, known[1], kwargs, self._failed)
+        return known[1]
 
     def _failed(self, where: str, error: BaseException) -> None:
         self._logged(where, error)
