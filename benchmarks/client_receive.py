@@ -82,10 +82,11 @@ def raw(port: int, channel: str, n: int, utf8: bool = False) -> float:
     ws = _open(port, channel, utf8)
     recv, loads = ws.recv, json.loads
     loads(recv())
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n - 1):
         loads(recv())
     elapsed = time.perf_counter() - start
+    CPU[0] = (time.process_time() - cpu) / (n - 1)
     ws.close()
     return (n - 1) / elapsed
 
@@ -102,15 +103,16 @@ def client(port: int, channel: str, n: int, utf8: bool = False) -> float:
             lambda **kw: plain(**{**kw, "skip_utf8_validation": False}))
     done = threading.Event()
     count = [0]
-    first = [0.0]
+    first = [0.0, 0.0]
 
     class Counter:
         @cohrt_sync.hookimpl
         def on_message(self, message: cohrt_sync.Message) -> None:
             count[0] += 1
             if count[0] == 1:
-                first[0] = time.perf_counter()
+                first[:] = time.perf_counter(), time.process_time()
             elif count[0] == n:
+                CPU[0] = (time.process_time() - first[1]) / (n - 1)
                 done.set()
 
     # A queue that holds the whole burst: this measures throughput; what
@@ -125,12 +127,17 @@ def client(port: int, channel: str, n: int, utf8: bool = False) -> float:
     return (n - 1) / elapsed
 
 
+#: CPU microseconds a message of every measurement, by label.
+CPU_US: Dict[str, List[float]] = {}
+#: CPU seconds a message (every thread of the process), set by raw() and client().
+CPU = [0.0]
+
 MEASURES: Dict[str, Callable[..., float]] = {"ceiling": ceiling, "raw": raw, "client": client}
 
 
 def measure(what: str, port: int, channel: str, n: int, *, utf8: bool = False,
-            wsaccel: bool = True) -> float:
-    """Run one measurement in a fresh child process; its msgs/s."""
+            wsaccel: bool = True) -> Tuple[float, float]:
+    """Run one measurement in a fresh child process; its msgs/s and CPU us a message."""
     env = dict(os.environ)
     env.pop("BENCH_NO_WSACCEL", None)
     if not wsaccel:
@@ -141,7 +148,8 @@ def measure(what: str, port: int, channel: str, n: int, *, utf8: bool = False,
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise SystemExit(f"{what} failed:\n{out.stderr[-3000:]}")
-    return float(out.stdout.strip().splitlines()[-1])
+    rate, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(rate), float(cpu) * 1e6
 
 
 def has_wsaccel() -> bool:
@@ -160,7 +168,10 @@ def run_rows(port: int, n: int, rounds: int,
         order = variants if r % 2 == 0 else variants[::-1]
         for label, what, kind, opts in order:
             channel = f"bench:{kind}:{n}:{what}{r}"
-            results[label].append(measure(what, port, channel, n, **opts))
+            rate, cpu = measure(what, port, channel, n, **opts)
+            results[label].append(rate)
+            if cpu:
+                CPU_US.setdefault(label, []).append(cpu)
     return results
 
 
@@ -170,14 +181,17 @@ def report(results: Dict[str, List[float]], base: str) -> None:
         spread = f"{min(values):,.0f}-{max(values):,.0f}"
         ratio = "" if label == base else f"  {med[label] / med[base]:.2f}x {base}"
         print(f"  {label:<34} median {med[label]:>9,.0f} msg/s  (spread {spread}){ratio}")
-        print(f"  {'':<34} rounds: {runs_text(values)}")
+        cpu = CPU_US.pop(label, None)
+        cpu_text = f"; CPU a message: median {statistics.median(cpu):.1f} us" if cpu else ""
+        print(f"  {'':<34} rounds: {runs_text(values)}{cpu_text}")
 
 
 def main() -> None:
     if len(sys.argv) >= 6 and sys.argv[1] == "--one":
         what, port, channel, n = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
         extra = {"utf8": True} if "--utf8" in sys.argv[6:] else {}
-        print(MEASURES[what](port, channel, n, **extra))
+        rate = MEASURES[what](port, channel, n, **extra)
+        print(rate, CPU[0])
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=20000)

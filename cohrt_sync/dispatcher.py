@@ -62,16 +62,15 @@ class FrameDispatcher:
             if self._closing.is_set():
                 self._hooks.call("on_closed")
 
-    def _dispatch(self, item: Tuple[Any, ...]) -> None:
+    def _dispatch(self, item: Any) -> None:
         try:
-            kind = item[0]
-            if kind == "frame":
+            if type(item) is dict:
                 # The hot path: most items are frames.
-                self._dispatch_frame(item[1])
+                self._dispatch_frame(item)
             else:
                 self._dispatch_event(item)
         except Exception as e:
-            self._dispatch_crashed(item[0], e)
+            self._dispatch_crashed("frame" if type(item) is dict else item[0], e)
 
     def _dispatch_crashed(self, kind: Any, exc: Exception) -> None:
         """A bug or an unforeseen input broke dispatching: a reported drop, not a dead thread.
