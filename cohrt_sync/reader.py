@@ -135,9 +135,14 @@ class SocketReader:
         self._last_rx = time.monotonic()
         self._ping_sent = None
         self._dead_reason = None
-        while not self._closing.is_set():
+        # Bound once: the loop runs for every frame.
+        is_closing = self._closing.is_set
+        recv_data = ws.recv_data
+        monotonic = time.monotonic
+        text = websocket.ABNF.OPCODE_TEXT
+        while not is_closing():
             try:
-                opcode, data = ws.recv_data(control_frame=True)
+                opcode, data = recv_data(control_frame=True)
             except MessageTooLarge as e:
                 log.warning("channel %s: %s; reconnecting", self.name, e)
                 self._inbox.put(("error", ProtocolError(f"channel {self.name!r}: {e}")))
@@ -145,9 +150,9 @@ class SocketReader:
             except (websocket.WebSocketException, OSError, AttributeError) as e:
                 # AttributeError: websocket-client after shutdown() has sock=None.
                 return self._dead_reason or f"connection lost: {type(e).__name__}"
-            self._last_rx = time.monotonic()
+            self._last_rx = monotonic()
             self._ping_sent = None
-            if opcode == websocket.ABNF.OPCODE_TEXT:
+            if opcode == text:
                 try:
                     self._on_text(data)
                 except _Overflow:
