@@ -9,6 +9,11 @@ channel name ``bench:<kind>:<count>:<tag>``:
 * ``idless``: message frames exactly as the spec shows them, no ``id``;
 * ``ids``: the same with increasing ``id``, as the local server sends them.
 
+``/socket.io/`` speaks just enough Engine.IO 4 / Socket.IO 5 over a
+WebSocket for python-socketio's sync ``Client`` to connect, then streams a
+burst of ``message`` events (the count is in its ``auth``): the peer row's
+reader, fed as fast as ours.
+
 Every WebSocket frame of a burst is built before the socket is opened, with
 websocket-client's own framing (``ABNF``, unmasked as a server sends), and
 written to the transport in 64 KiB chunks: the source spends a few
@@ -44,6 +49,11 @@ def spec_frame(channel: str, i: int, with_id: bool) -> str:
     return json.dumps(frame, separators=(",", ":"))
 
 
+def socketio_event(i: int) -> str:
+    """One Socket.IO ``message`` event carrying the same payload, as python-socketio sends it."""
+    return "42" + json.dumps(["message", {**DATA, "i": i}], separators=(",", ":"))
+
+
 def burst(channel: str, kind: str, count: int) -> List[bytes]:
     """``count`` frames, encoded as WebSocket frames and joined into chunks (cached)."""
     key = (channel, kind, count)
@@ -52,7 +62,9 @@ def burst(channel: str, kind: str, count: int) -> List[bytes]:
         pending: List[bytes] = []
         size = 0
         for i in range(count):
-            payload = spec_frame(channel, i, kind == "ids").encode()
+            text = socketio_event(i) if kind == "socketio" else spec_frame(
+                channel, i, kind == "ids")
+            payload = text.encode()
             # fin=1, no rsv bits, text, mask=0: a server's frames are not masked.
             wire = websocket.ABNF(1, 0, 0, 0, websocket.ABNF.OPCODE_TEXT, 0, payload).format()
             pending.append(wire)
@@ -81,6 +93,37 @@ async def history(request: web.Request) -> web.Response:
     return web.json_response({"messages": []})
 
 
+async def stream(request: web.Request, chunks: List[bytes]) -> None:
+    """Write a burst's chunks straight to the transport, as fast as it drains."""
+    transport = request.transport
+    assert transport is not None
+    # aiohttp's per-message send would make the source, not the reader, the
+    # bottleneck.
+    transport.set_write_buffer_limits(high=4 * CHUNK)
+    for chunk in chunks:
+        if transport.is_closing():
+            break
+        transport.write(chunk)
+        if transport.get_write_buffer_size() > 4 * CHUNK:
+            await request.protocol._drain_helper()  # type: ignore[attr-defined]
+
+
+async def socketio(request: web.Request) -> web.WebSocketResponse:
+    """Engine.IO open, Socket.IO connect, then a burst of events."""
+    ws = web.WebSocketResponse(max_msg_size=0)
+    await ws.prepare(request)
+    await ws.send_str('0{"sid":"bench","upgrades":[],"pingInterval":25000,'
+                      '"pingTimeout":60000,"maxPayload":1000000}')
+    async for msg in ws:
+        if isinstance(msg.data, str) and msg.data.startswith("40"):
+            auth = json.loads(msg.data[2:] or "{}")
+            await ws.send_str('40{"sid":"bench-socket"}')
+            await stream(request, burst("socketio", "socketio", int(auth.get("n", 0))))
+        elif msg.data == "2":
+            await ws.send_str("3")
+    return ws
+
+
 async def realtime(request: web.Request) -> web.WebSocketResponse:
     channel = request.query.get("channel", "")
     parts = channel.split(":")
@@ -89,17 +132,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     await ws.send_str(json.dumps({"action": "connected", "channel": channel}))
     await ws.send_str(json.dumps({"action": "subscribed", "channel": channel, "presence": []}))
     if len(parts) == 4 and parts[0] == "bench" and parts[1] in ("idless", "ids"):
-        transport = request.transport
-        assert transport is not None
-        # Writes go straight to the transport: aiohttp's per-message send
-        # would make the source, not the reader, the bottleneck.
-        transport.set_write_buffer_limits(high=4 * CHUNK)
-        for chunk in burst(channel, parts[1], int(parts[2])):
-            if transport.is_closing():
-                break
-            transport.write(chunk)
-            if transport.get_write_buffer_size() > 4 * CHUNK:
-                await request.protocol._drain_helper()  # type: ignore[attr-defined]
+        await stream(request, burst(channel, parts[1], int(parts[2])))
     async for _ in ws:  # pongs and whatever the reader sends, until it closes
         pass
     return ws
@@ -111,6 +144,7 @@ def main() -> None:
     app.router.add_post("/edge/database", database)
     app.router.add_get("/edge/realtime/history", history)
     app.router.add_get("/edge/realtime", realtime)
+    app.router.add_get("/socket.io/", socketio)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app, access_log=None)
     loop.run_until_complete(runner.setup())

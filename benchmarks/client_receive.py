@@ -206,6 +206,7 @@ def main() -> None:
         assert source.stdout is not None
         port = int(source.stdout.readline())
         measure("raw", port, "bench:idless:500:warm", 500)
+        ours: Dict[str, float] = {}
         for kind, goal in (("idless", 0.85), ("ids", 0.9)):
             variants = [("source ceiling (bytes only)", "ceiling", kind, {}),
                         ("raw recv()+json.loads", "raw", kind, {}),
@@ -222,14 +223,19 @@ def main() -> None:
             print(f"receive, {kind} frames, {args.n:,} msgs x {args.rounds} rounds "
                   f"(goal: client >= {goal}x raw; wsaccel installed: {has_wsaccel()})")
             report(results, "raw recv()+json.loads")
+            ours[kind] = statistics.median(results["cohrt_sync on_message"])
+        if args.peer:
+            import _socketio_peer
+
+            peer = _socketio_peer.main(args.n, args.rounds, port)
+            for label in (_socketio_peer.SOCKETIO, _socketio_peer.FAST):
+                theirs = statistics.median(peer[label])
+                print(f"  cohrt_sync (id-less) / {label}: {ours['idless'] / theirs:.1f}x "
+                      "(goal >= 3x)")
     finally:
         if source.stdin is not None:
             source.stdin.close()
         source.wait(30)
-    if args.peer:
-        import _socketio_peer
-
-        _socketio_peer.main(args.n, args.rounds)
 
 
 if __name__ == "__main__":
