@@ -40,8 +40,6 @@ from typing import Callable, Dict, List, Tuple
 import websocket
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _load import machine_line, runs_text
-from _stream_source import burst
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -59,6 +57,10 @@ def _open(port: int, channel: str, utf8: bool = False) -> websocket.WebSocket:
 
 def ceiling(port: int, channel: str, n: int) -> float:
     """The source's own rate: a socket that only counts the burst's bytes."""
+    # Imported here, like _load in main(): the readers' processes should not
+    # carry aiohttp's objects, which a full garbage collection there would walk.
+    from _stream_source import burst
+
     kind = channel.split(":")[1]
     total = sum(len(c) for c in burst(channel, kind, n))
     ws = _open(port, channel)
@@ -176,6 +178,8 @@ def run_rows(port: int, n: int, rounds: int,
 
 
 def report(results: Dict[str, List[float]], base: str) -> None:
+    from _load import runs_text
+
     med = {label: statistics.median(v) for label, v in results.items()}
     for label, values in results.items():
         spread = f"{min(values):,.0f}-{max(values):,.0f}"
@@ -199,6 +203,8 @@ def main() -> None:
     p.add_argument("--wsaccel", action="store_true", help="also UTF-8 validation, +/- wsaccel")
     p.add_argument("--peer", action="store_true", help="also python-socketio's sync Client")
     args = p.parse_args()
+    from _load import machine_line
+
     print(machine_line())
     source = subprocess.Popen([sys.executable, os.path.join(HERE, "_stream_source.py")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
