@@ -79,7 +79,7 @@ class BoundedFrames(frame_buffer):
 
     def recv_length(self) -> None:
         """Read the frame's length and refuse a message over the limit."""
-        super().recv_length()
+        frame_buffer.recv_length(self)  # what super() finds, without building it each frame
         size = self.length or 0
         cont = self._cont.cont_data
         if cont is not None:

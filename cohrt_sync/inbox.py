@@ -59,6 +59,30 @@ class Inbox:
         if self._sleeping:
             self._wake.set()
 
+    def offer(self, frame: Dict[str, Any], size: int, max_items: int, max_bytes: int) -> bool:
+        """Append a frame as :meth:`put_frame` does, unless the backlog is at its bounds.
+
+        One call a frame on the reader's hot path, where checking the length
+        and the bytes and then appending would be three.
+
+        :param frame: the decoded frame (a JSON object).
+        :param size: its size on the wire.
+        :param max_items: frames the backlog may hold (``queue_size``).
+        :param max_bytes: bytes the backlog may hold (``queue_bytes``); a
+            frame larger than this still goes into an empty backlog.
+        :returns: False, and nothing appended, when the frame would pass a bound.
+        """
+        items = self._items
+        held = len(items)
+        if held >= max_items or (held and self._in_bytes - self._out_bytes + size > max_bytes):
+            return False
+        self._in_bytes += size
+        self._sizes.append(size)
+        items.append(frame)
+        if self._sleeping:
+            self._wake.set()
+        return True
+
     def put(self, item: Tuple[Any, ...]) -> None:
         """Append ``item``, waking the dispatcher if it sleeps.
 

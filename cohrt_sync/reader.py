@@ -216,11 +216,8 @@ class SocketReader:
                 self._inbox.put(("error", err))
             return
         inbox = self._inbox
-        size = len(data)
         client = self.client
-        if len(inbox) >= client.queue_size or (
-            inbox.backlog_bytes + size > client.queue_bytes and len(inbox)
-        ):
+        if not inbox.offer(frame, len(data), client.queue_size, client.queue_bytes):
             log.warning(
                 "channel %s: dispatcher is %d frames (%d bytes) behind; "
                 "reconnecting to catch up",
@@ -229,7 +226,6 @@ class SocketReader:
                 inbox.backlog_bytes,
             )
             raise _Overflow()
-        inbox.put_frame(frame, size)
 
     def _reconnect(self) -> Any:
         client = self.client
