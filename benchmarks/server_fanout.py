@@ -5,7 +5,16 @@ broadcast loop serving the same kind of sockets, in the same run; prints the
 ratio (goal: ≥ 0.6x). Messages are published with ``persist: false`` so this
 measures fan-out, not SQLite (see server_persist.py for that).
 
+``--growth 1,10,100,1000`` measures the same at each channel size instead,
+with about ``--deliveries`` deliveries per run (messages = deliveries / size,
+from 200 to 10,000), and prints deliveries/s and µs per delivery for both
+servers: the cost per delivery should stay flat as a channel grows. There
+all subscribers share one user, so the sockets opening don't send each
+other a join (a thousand distinct users would queue a million join frames
+before the first message).
+
     python benchmarks/server_fanout.py [--subscribers 100] [--messages 2000]
+    python benchmarks/server_fanout.py --growth 1,10,100,1000 [--deliveries 100000]
 """
 
 from __future__ import annotations
@@ -15,9 +24,10 @@ import asyncio
 import json
 import statistics
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import aiohttp
+from _child_server import raise_nofile
 from _load import (
     BareBroadcastServer,
     load_args,
@@ -32,6 +42,7 @@ from cohrt_sync.server import LocalServer
 
 
 async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
+    raise_nofile()
     n, subs_urls, pub_url = args["messages"], args["sub_urls"], args["pub_url"]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         subs = await open_sockets(session, subs_urls)
@@ -77,12 +88,13 @@ async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
     return {"deliveries": n * len(subs), "seconds": elapsed}
 
 
-def _ours(subscribers: int, messages: int) -> float:
+def _ours(subscribers: int, messages: int, one_user: bool = False) -> float:
     key = "k_bench"
     with LocalServer(keys=[key], provision=True) as srv:
         ws_base = srv.ws_url + "/edge/realtime"
+        shared = mint(srv.base_url, key, "sub") if one_user else ""
         sub_urls = [
-            f"{ws_base}?channel=bench&token={mint(srv.base_url, key, f'u{i}')}"
+            f"{ws_base}?channel=bench&token={shared or mint(srv.base_url, key, f'u{i}')}"
             for i in range(subscribers)
         ]
         pub_url = f"{ws_base}?channel=bench&token={mint(srv.base_url, key, 'publisher')}"
@@ -93,7 +105,7 @@ def _ours(subscribers: int, messages: int) -> float:
     return float(r["deliveries"] / r["seconds"])
 
 
-def _bare(subscribers: int, messages: int) -> float:
+def _bare(subscribers: int, messages: int, one_user: bool = False) -> float:
     bare_srv = BareBroadcastServer().start()
     try:
         url = f"ws://127.0.0.1:{bare_srv.port}/ws"
@@ -116,10 +128,16 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians")
+    parser.add_argument("--growth", help="channel sizes, e.g. 1,10,100,1000")
+    parser.add_argument("--deliveries", type=int, default=100_000, help="per run, with --growth")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         print(json.dumps(asyncio.run(_load(load_args(args.load)))))
+        return
+    raise_nofile()  # the server under test runs in this process
+    if args.growth:
+        _growth([int(x) for x in args.growth.split(",")], args.deliveries, args.rounds)
         return
 
     ours: List[float] = []
@@ -138,6 +156,27 @@ def main() -> None:
     print(f"cohrt-sync server : {o:12,.0f} deliveries/s median  ({runs_text(ours)})")
     print(f"bare aiohttp loop : {b:12,.0f} deliveries/s median  ({runs_text(bare)})")
     print(f"ratio of medians  : {o / b:.2f}x  (goal >= 0.6x)")
+
+
+def _growth(sizes: List[int], deliveries: int, rounds: int) -> None:
+    rates: Dict[Tuple[str, int], List[float]] = {}
+    for r in range(rounds):
+        for size in sizes:
+            messages = min(10_000, max(200, deliveries // size))
+            pair = [("ours", _ours), ("bare", _bare)]
+            for name, run in pair if r % 2 == 0 else pair[::-1]:
+                rates.setdefault((name, size), []).append(run(size, messages, True))
+    print(machine_line())
+    print(f"fan-out growth, ~{deliveries:,} deliveries per run, {rounds} alternating rounds")
+    print("size  messages | cohrt-sync deliveries/s (rounds) µs each | bare loop, same | ratio")
+    for size in sizes:
+        o, b = statistics.median(rates[("ours", size)]), statistics.median(rates[("bare", size)])
+        messages = min(10_000, max(200, deliveries // size))
+        print(
+            f"{size:>5} {messages:>8,} | {o:>12,.0f} ({runs_text(rates[('ours', size)])})"
+            f" {1e6 / o:6.1f} | {b:>12,.0f} ({runs_text(rates[('bare', size)])}) {1e6 / b:6.1f}"
+            f" | {o / b:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def _iter_raw(t: Target) -> float:
 
 
 def _spread(values: List[float]) -> str:
-    return f"{statistics.median(values):8,.0f} µs  ({min(values):,.0f}–{max(values):,.0f})"
+    return f"{statistics.median(values):8,.0f} µs  ({min(values):,.0f}-{max(values):,.0f})"
 
 
 def main() -> None:
@@ -206,7 +206,7 @@ def main() -> None:
         f"{fill[small_n]:.1f} s and {fill[large_n]:.1f} s); channel {TARGET!r} holds "
         f"{TARGET_ROWS:,} in each; {args.rounds} rounds of {PAGE} pages of {PAGE}"
     )
-    print("page of 100, median latency per round: median of rounds (min–max)")
+    print("page of 100, median latency per round: median of rounds (min-max)")
     for way, label in (
         ("http", "GET /history (requests)"),
         ("client", "Client.history        "),

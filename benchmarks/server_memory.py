@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import aiohttp
 from _child_server import ChildServer, raise_nofile
@@ -60,7 +60,9 @@ async def _hold(args: Dict[str, Any]) -> None:
             await ws.close()
 
 
-async def _publish(socks: List[aiohttp.ClientWebSocketResponse], args: Dict[str, Any]) -> Dict[str, Any]:
+async def _publish(
+    socks: List[aiohttp.ClientWebSocketResponse], args: Dict[str, Any]
+) -> Dict[str, Any]:
     pubs = socks[: args["publishers"]]
     subs = socks[args["publishers"] :]
     received = 0
@@ -145,7 +147,8 @@ def _settle(srv: ChildServer) -> float:
 
 def _ours_urls(srv: ChildServer, n: int, prefix: str) -> List[str]:
     return [
-        f"{srv.ws_url}/edge/realtime?channel={prefix}{i}&token={mint(srv.base_url, KEY, f'{prefix}{i}')}"
+        f"{srv.ws_url}/edge/realtime?channel={prefix}{i}"
+        f"&token={mint(srv.base_url, KEY, f'{prefix}{i}')}"
         for i in range(n)
     ]
 
@@ -177,7 +180,9 @@ def idle_per_socket(kind: str, sockets: int) -> float:
     return (after - before) / sockets
 
 
-def busy_per_channel(channels: int, subscribers: int, rate: float, seconds: float) -> Dict[str, float]:
+def busy_per_channel(
+    channels: int, subscribers: int, rate: float, seconds: float
+) -> Dict[str, float]:
     """KiB of server RSS per channel: idle sockets, then under steady fan-out."""
     with ChildServer("ours", keys=[KEY], provision=True) as srv:
         urls_pub: List[str] = []
@@ -219,7 +224,9 @@ def busy_per_channel(channels: int, subscribers: int, rate: float, seconds: floa
 
 
 def _med(values: List[float]) -> str:
-    return f"{statistics.median(values):7,.1f} KiB median  ({', '.join(f'{v:,.1f}' for v in values)})"
+    return (
+        f"{statistics.median(values):7,.1f} KiB median  ({', '.join(f'{v:,.1f}' for v in values)})"
+    )
 
 
 def main() -> None:
@@ -245,14 +252,19 @@ def main() -> None:
             for kind in pair if r % 2 == 0 else pair[::-1]:
                 res[kind].append(idle_per_socket(kind, args.sockets))
         o, b = statistics.median(res["ours"]), statistics.median(res["bare"])
-        print(f"idle sockets: {args.sockets:,} open, server RSS growth per socket, {args.rounds} rounds")
+        print(
+            f"idle sockets: {args.sockets:,} open, server RSS growth per socket,"
+            f" {args.rounds} rounds"
+        )
         print(f"  cohrt-sync server : {_med(res['ours'])}  = {o * 1.024:,.1f} KB  (goal <= 40 KB)")
         print(f"  bare aiohttp loop : {_med(res['bare'])}")
         print(f"  ratio of medians  : {o / b:.2f}x")
     if args.mode in ("busy", "both"):
         rounds: List[Dict[str, float]] = []
         for _ in range(args.rounds):
-            rounds.append(busy_per_channel(args.channels, args.subscribers, args.rate, args.seconds))
+            rounds.append(
+                busy_per_channel(args.channels, args.subscribers, args.rate, args.seconds)
+            )
         col = {k: [r[k] for r in rounds] for k in rounds[0]}
         print(
             f"busy channels: {args.channels} channels x (1 publisher + {args.subscribers} "
