@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from typing import Any, Dict, List, Tuple
@@ -77,18 +78,29 @@ async def _load(args: Dict[str, Any]) -> Dict[str, Any]:
                 "persist": False,
             }
         )
+        cpu = _cpu_seconds(args.get("server_pid"))
         started = time.perf_counter()
         for _ in range(n):
             await pub.send_str(frame)
         await asyncio.wait_for(done.wait(), timeout=300)
         elapsed = time.perf_counter() - started
+        cpu = _cpu_seconds(args.get("server_pid")) - cpu
         await asyncio.gather(*readers)
         for ws in [*subs, pub]:
             await ws.close()
-    return {"deliveries": n * len(subs), "seconds": elapsed}
+    return {"deliveries": n * len(subs), "seconds": elapsed, "server_cpu": cpu}
 
 
-def _ours(subscribers: int, messages: int, one_user: bool = False) -> float:
+def _cpu_seconds(pid: Any) -> float:
+    """CPU time (user + system) process ``pid`` has used, from /proc; 0 without a pid."""
+    if not pid:
+        return 0.0
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ours(subscribers: int, messages: int, one_user: bool = False) -> Dict[str, Any]:
     key = "k_bench"
     with LocalServer(keys=[key], provision=True) as srv:
         ws_base = srv.ws_url + "/edge/realtime"
@@ -100,12 +112,18 @@ def _ours(subscribers: int, messages: int, one_user: bool = False) -> float:
         pub_url = f"{ws_base}?channel=bench&token={mint(srv.base_url, key, 'publisher')}"
         r = run_load(
             __file__,
-            {"messages": messages, "sub_urls": sub_urls, "pub_url": pub_url, "greeting": 2},
+            {
+                "messages": messages,
+                "sub_urls": sub_urls,
+                "pub_url": pub_url,
+                "greeting": 2,
+                "server_pid": os.getpid(),  # the server runs in this process
+            },
         )
-    return float(r["deliveries"] / r["seconds"])
+    return r
 
 
-def _bare(subscribers: int, messages: int, one_user: bool = False) -> float:
+def _bare(subscribers: int, messages: int, one_user: bool = False) -> Dict[str, Any]:
     bare_srv = BareBroadcastServer().start()
     try:
         url = f"ws://127.0.0.1:{bare_srv.port}/ws"
@@ -116,11 +134,12 @@ def _bare(subscribers: int, messages: int, one_user: bool = False) -> float:
                 "sub_urls": [url + "?role=sub"] * subscribers,
                 "pub_url": url + "?role=pub",
                 "greeting": 0,
+                "server_pid": os.getpid(),
             },
         )
     finally:
         bare_srv.stop()
-    return float(r["deliveries"] / r["seconds"])
+    return r
 
 
 def main() -> None:
@@ -146,7 +165,8 @@ def main() -> None:
         # Alternate which goes first so drift on a shared machine hits both.
         pair = [(ours, _ours), (bare, _bare)]
         for results, run in pair if r % 2 == 0 else pair[::-1]:
-            results.append(run(args.subscribers, args.messages))
+            r = run(args.subscribers, args.messages)
+            results.append(r["deliveries"] / r["seconds"])
     o, b = statistics.median(ours), statistics.median(bare)
     print(machine_line())
     print(
@@ -160,23 +180,33 @@ def main() -> None:
 
 def _growth(sizes: List[int], deliveries: int, rounds: int) -> None:
     rates: Dict[Tuple[str, int], List[float]] = {}
+    cpu: Dict[Tuple[str, int], List[float]] = {}
     for r in range(rounds):
         for size in sizes:
             messages = min(10_000, max(200, deliveries // size))
             pair = [("ours", _ours), ("bare", _bare)]
             for name, run in pair if r % 2 == 0 else pair[::-1]:
-                rates.setdefault((name, size), []).append(run(size, messages, True))
+                got = run(size, messages, True)
+                rates.setdefault((name, size), []).append(got["deliveries"] / got["seconds"])
+                cpu.setdefault((name, size), []).append(
+                    got["server_cpu"] * 1e6 / got["deliveries"]
+                )
     print(machine_line())
     print(f"fan-out growth, ~{deliveries:,} deliveries per run, {rounds} alternating rounds")
-    print("size  messages | cohrt-sync deliveries/s (rounds) µs each | bare loop, same | ratio")
+    print("deliveries/s (every round); server CPU µs per delivery, median (min-max)")
     for size in sizes:
-        o, b = statistics.median(rates[("ours", size)]), statistics.median(rates[("bare", size)])
         messages = min(10_000, max(200, deliveries // size))
-        print(
-            f"{size:>5} {messages:>8,} | {o:>12,.0f} ({runs_text(rates[('ours', size)])})"
-            f" {1e6 / o:6.1f} | {b:>12,.0f} ({runs_text(rates[('bare', size)])}) {1e6 / b:6.1f}"
-            f" | {o / b:.2f}x"
-        )
+        cols = []
+        for name in ("ours", "bare"):
+            c, d = cpu[(name, size)], rates[(name, size)]
+            cols.append(
+                f"{statistics.median(d):9,.0f}/s ({runs_text(d)})"
+                f" CPU {statistics.median(c):5.1f} µs ({min(c):.1f}-{max(c):.1f})"
+            )
+        ratio = statistics.median(rates[("ours", size)]) / statistics.median(rates[("bare", size)])
+        print(f"{size:>5} subscribers, {messages:>6,} msgs")
+        print(f"    cohrt-sync server : {cols[0]}")
+        print(f"    bare aiohttp loop : {cols[1]}   ratio {ratio:.2f}x")
 
 
 if __name__ == "__main__":
