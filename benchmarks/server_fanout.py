@@ -188,9 +188,7 @@ def _growth(sizes: List[int], deliveries: int, rounds: int) -> None:
             for name, run in pair if r % 2 == 0 else pair[::-1]:
                 got = run(size, messages, True)
                 rates.setdefault((name, size), []).append(got["deliveries"] / got["seconds"])
-                cpu.setdefault((name, size), []).append(
-                    got["server_cpu"] * 1e6 / got["deliveries"]
-                )
+                cpu.setdefault((name, size), []).append(got["server_cpu"] * 1e6 / got["deliveries"])
     print(machine_line())
     print(f"fan-out growth, ~{deliveries:,} deliveries per run, {rounds} alternating rounds")
     print("deliveries/s (every round); server CPU µs per delivery, median (min-max)")
