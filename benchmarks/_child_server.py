@@ -43,22 +43,23 @@ def raise_nofile() -> int:
     return hard
 
 
-def rss_kib(pid: Optional[int] = None) -> float:
-    """Resident set size of ``pid`` (this process by default) in KiB, from /proc."""
+def _status(field: str, pid: Optional[int]) -> str:
+    """One field of ``/proc/<pid>/status`` (Linux only)."""
     with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return float(line.split()[1])
-    raise RuntimeError("no VmRSS line in /proc/<pid>/status (Linux only)")
+            if line.startswith(field + ":"):
+                return line.split()[1]
+    raise RuntimeError(f"no {field} line in /proc/<pid>/status")
+
+
+def rss_kib(pid: Optional[int] = None) -> float:
+    """Resident set size of ``pid`` (this process by default) in KiB."""
+    return float(_status("VmRSS", pid))
 
 
 def thread_count(pid: Optional[int] = None) -> int:
-    """How many threads ``pid`` (this process by default) has, from /proc."""
-    with open(f"/proc/{pid or 'self'}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise RuntimeError("no Threads line in /proc/<pid>/status (Linux only)")
+    """How many threads ``pid`` (this process by default) has."""
+    return int(_status("Threads", pid))
 
 
 class ChildServer:
