@@ -5,46 +5,36 @@ Opens 100 channels after a warm-up, and reports the growth of this process's
 RSS divided by 100. Baseline in the same run: 100 raw websocket-client
 sockets with one reader thread each. Goal: <= 64 KiB per channel.
 
+``--growth 100,300,1000`` opens channels on one ``Client`` up to each count
+in turn and records RSS and thread count at each, against raw sockets
+opened the same way; each round runs in a fresh process (so memory freed by
+an earlier round can't be reused), and rounds alternate which goes first.
+Growth per channel between steps shows whether anything grows worse than
+linearly.
+
     python benchmarks/client_memory.py [CHANNELS]
+    python benchmarks/client_memory.py --growth 100,300,1000 [--rounds 3]
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
-import resource
-import subprocess
-import sys
+import statistics
 import threading
 import time
 import urllib.parse
+from typing import Any, Callable, Dict, List, Tuple
 
 import requests
 import websocket
+from _child_server import ChildServer, raise_nofile, rss_kib, thread_count
+from _load import load_args, machine_line, run_load
 
 import cohrt_sync
 
 KEY = "k_bench"
-SERVER = (
-    "import sys, time\n"
-    "from cohrt_sync.server import LocalServer\n"
-    "srv = LocalServer(keys=['k_bench'], provision=True).start()\n"
-    "print(srv.base_url, flush=True)\n"
-    "sys.stdin.read()\n"
-    "srv.close()\n"
-)
-
-
-def rss_kib() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return float(line.split()[1])
-    except OSError:
-        pass
-    # Peak, not current, RSS: still an upper bound for the growth.
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def settle() -> float:
@@ -53,7 +43,18 @@ def settle() -> float:
     return rss_kib()
 
 
-def raw_sockets(base_url: str, n: int) -> float:
+def _grow(open_one: Callable[[int], None], steps: List[int]) -> List[Tuple[int, float, int]]:
+    """RSS growth (KiB) and thread count at each step, from the same start."""
+    before, done, out = settle(), 0, []
+    for target in steps:
+        while done < target:
+            open_one(done)
+            done += 1
+        out.append((target, settle() - before, thread_count()))
+    return out
+
+
+def raw_sockets(base_url: str, steps: List[int]) -> List[Tuple[int, float, int]]:
     socks, threads = [], []
     stop = threading.Event()
 
@@ -64,8 +65,7 @@ def raw_sockets(base_url: str, n: int) -> float:
             except Exception:
                 return
 
-    before = settle()
-    for i in range(n):
+    def open_one(i: int) -> None:
         token = requests.post(f"{base_url}/edge/realtime/token", params={"key": KEY},
                               json={"user_id": f"r{i}"}, timeout=10).json()["token"]
         url = base_url.replace("http", "ws", 1) + "/edge/realtime?" + urllib.parse.urlencode(
@@ -76,39 +76,71 @@ def raw_sockets(base_url: str, n: int) -> float:
         t.start()
         socks.append(ws)
         threads.append(t)
-    after = settle()
+
+    out = _grow(open_one, steps)
     stop.set()
     for ws in socks:
         ws.close(timeout=1)
     for t in threads:
         t.join(2)
-    return (after - before) / n
+    return out
 
 
-def client_channels(base_url: str, n: int) -> float:
+def client_channels(base_url: str, steps: List[int]) -> List[Tuple[int, float, int]]:
     with cohrt_sync.Client(key=KEY, base_url=base_url) as client:
         for i in range(5):  # warm up: imports, first bearer, first threads
             client.subscribe(f"mem:warm{i}", user_id="w").close()
-        before = settle()
-        for i in range(n):
-            client.subscribe(f"mem:c{i}", user_id=f"u{i}")
-        after = settle()
-    return (after - before) / n
+        return _grow(lambda i: client.subscribe(f"mem:c{i}", user_id=f"u{i}"), steps)
+
+
+def _one_round(args: Dict[str, Any]) -> Dict[str, Any]:
+    raise_nofile()
+    run = client_channels if args["kind"] == "client" else raw_sockets
+    return {"steps": run(args["base_url"], args["steps"])}
+
+
+def _growth(base_url: str, steps: List[int], rounds: int) -> None:
+    res: Dict[str, List[List[Tuple[int, float, int]]]] = {"client": [], "raw": []}
+    for r in range(rounds):
+        pair = ["client", "raw"]
+        for kind in pair if r % 2 == 0 else pair[::-1]:
+            got = run_load(__file__, {"kind": kind, "base_url": base_url, "steps": steps})
+            res[kind].append([tuple(s) for s in got["steps"]])  # type: ignore[misc]
+    print(machine_line())
+    print(f"one Client, channels opened up to {steps}, {rounds} rounds, each in a fresh process")
+    head = "RSS growth  KiB/ch (step)  threads"
+    print(f"channels | cohrt_sync: {head} | raw socket + reader thread: {head}")
+    for i, n in enumerate(steps):
+        cols = []
+        for kind in ("client", "raw"):
+            grow = [rnd[i][1] for rnd in res[kind]]
+            prev_n = steps[i - 1] if i else 0
+            step = [(rnd[i][1] - (rnd[i - 1][1] if i else 0)) / (n - prev_n) for rnd in res[kind]]
+            threads = [rnd[i][2] for rnd in res[kind]]
+            cols.append(
+                f"{statistics.median(grow) / 1024:7.1f} MiB  {statistics.median(step):5.1f} "
+                f"({min(step):.1f}-{max(step):.1f})  {statistics.median(threads):6.0f}"
+            )
+        print(f"{n:>8,} | {cols[0]} | {cols[1]}")
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        base_url = proc.stdout.readline().strip()
-        ours = client_channels(base_url, n)
-        raw = raw_sockets(base_url, n)
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(10)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("channels", nargs="?", type=int, default=100)
+    parser.add_argument("--growth", help="channel counts, e.g. 100,300,1000")
+    parser.add_argument("--rounds", type=int, default=3, help="with --growth")
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        print(json.dumps(_one_round(load_args(args.load))))
+        return
+    with ChildServer("ours", keys=[KEY], provision=True) as srv:
+        if args.growth:
+            _growth(srv.base_url, [int(x) for x in args.growth.split(",")], args.rounds)
+            return
+        n = args.channels
+        ours = client_channels(srv.base_url, [n])[0][1] / n
+        raw = raw_sockets(srv.base_url, [n])[0][1] / n
     print(f"memory, {n} open channels: cohrt_sync {ours:,.1f} KiB RSS per channel "
           f"(2 threads + socket each, goal <= 64 KiB); raw websocket-client socket + 1 "
           f"reader thread {raw:,.1f} KiB each")

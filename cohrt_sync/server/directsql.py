@@ -73,6 +73,10 @@ class SqlTooLarge(Exception):
     """An answer, value or statement went past a size limit (HTTP 413)."""
 
 
+class SqlOutOfTime(Exception):
+    """The statement ran past the time limit (its answer included) and was stopped (HTTP 400)."""
+
+
 class DatabaseFull(Exception):
     """A write needed more room than the tenant's quota allows (HTTP 413)."""
 
@@ -183,7 +187,8 @@ def run_statement(
     was passed on the very last row of a ``RETURNING`` write, which then
     finishes), the error says that its changes were kept.
 
-    :raises SqlRefused: the policy refused it, or it ran out of time.
+    :raises SqlRefused: the policy refused it.
+    :raises SqlOutOfTime: it ran past the time limit.
     :raises SqlTooLarge: its answer or one of its values is over a limit.
     :raises DatabaseFull: it needed more room than the quota.
     :raises sqlite3.Error: any other SQL error.
@@ -199,7 +204,7 @@ def run_statement(
             cur.execute(query, list(params))
             columns = [d[0] for d in cur.description or ()]
             rows = _encode_rows(cur, columns, limits, deadline)
-        except (SqlTooLarge, SqlRefused) as refusal:
+        except (SqlTooLarge, SqlRefused, SqlOutOfTime) as refusal:
             if not _abort(conn, cur) and conn.total_changes != changes_before:
                 kept = f"{refusal} (the statement had already finished: its changes were kept)"
                 raise type(refusal)(kept) from None
@@ -282,8 +287,8 @@ def _abort(conn: sqlite3.Connection, cur: sqlite3.Cursor) -> bool:
     return False
 
 
-def _out_of_time(limits: SqlLimits) -> SqlRefused:
-    return SqlRefused(
+def _out_of_time(limits: SqlLimits) -> SqlOutOfTime:
+    return SqlOutOfTime(
         f"query exceeded the {limits.time_limit:g} s time limit (--sql-time-limit),"
         " answer included; add an index, a WHERE clause or LIMIT"
     )

@@ -11,7 +11,7 @@ from aiohttp import web
 from . import tokens
 from ._json import dumps
 from .core import CORE
-from .directsql import DatabaseFull, SqlTooLarge, check_statement
+from .directsql import DatabaseFull, SqlOutOfTime, SqlTooLarge, check_statement
 from .errors import ApiError
 from .hub import Pending, PersistError, ShuttingDown
 from .limits import HISTORY, MINT, PUBLISH, REQUEST
@@ -186,6 +186,9 @@ async def direct_sql(request: web.Request) -> web.Response:
         answer = await db.call(db.execute_sql, query, params)
     except SqlRefused as e:
         raise ApiError(403, f"query refused: {e}", status="PERMISSION_DENIED") from None
+    except SqlOutOfTime as e:
+        # The query is what to change (as with an SQL error), not the caller's rights.
+        raise ApiError(400, str(e)) from None
     except SqlTooLarge as e:
         raise ApiError(413, str(e)) from None
     except DatabaseFull as e:

@@ -6,6 +6,7 @@ error envelope, and the server and its other tenants must be unharmed.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any, List
 
 import pytest
 import requests
+import websocket
 
 from cohrt_sync.server import LocalServer
 from cohrt_sync.server.sqlpolicy import IDEMPOTENCY_TABLE, SAFE_PRAGMAS, USAGE_TABLE
@@ -25,12 +27,13 @@ KEY = "kesc_4f1d2c3b5a697887"
 KEY_OTHER = "kesc_other_90a1b2c3d4"
 #: A tenant whose realtime_messages table is replaced on purpose.
 KEY_SWAP = "kesc_swap_5e6f7a8b9c"
-
+#: A tenant whose realtime_messages table hands out random rowids.
+KEY_SCATTER = "kesc_scatter_0d1e2f3a"
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    srv = LocalServer([KEY, KEY_OTHER, KEY_SWAP], provision=True)
+    srv = LocalServer([KEY, KEY_OTHER, KEY_SWAP, KEY_SCATTER], provision=True)
     srv.start()
     try:
         yield srv
@@ -339,6 +342,44 @@ def test_a_trigger_renamed_into_place_fails_publishes_instead_of_lying(server: L
     assert sql(url, KEY_SWAP, "DROP TRIGGER swallow").status_code == 200
     r = publish(url, KEY_SWAP, channel(), {"kept": True})
     assert r.status_code == 200 and r.json()["id"] > 0, r.text
+
+
+def test_acks_carry_the_stored_ids_when_the_table_hands_out_random_rowids(
+    server: LocalServer,
+) -> None:
+    """Past the largest rowid SQLite picks rowids at random: a batch's ids are not consecutive."""
+    url = server.base_url
+    ddl = [
+        "DROP TABLE realtime_messages",
+        "CREATE TABLE realtime_messages (id INTEGER PRIMARY KEY, channel TEXT NOT NULL,"
+        " event TEXT NOT NULL, data TEXT NOT NULL, created_at_ms INTEGER NOT NULL)",
+        "INSERT INTO realtime_messages VALUES (9223372036854775807, 'c', 'e', '0', 0)",
+    ]
+    for statement in ddl:
+        assert sql(url, KEY_SCATTER, statement).status_code == 200, statement
+    token = requests.post(
+        url + "/edge/realtime/token", params={"key": KEY_SCATTER}, json={"user_id": "u"}, timeout=5
+    ).json()["token"]
+    ch = channel()
+    ws = websocket.create_connection(
+        f"{server.ws_url}/edge/realtime?channel={ch}&token={token}", timeout=10
+    )
+    try:
+        ws.recv(), ws.recv()  # connected, subscribed
+        for i in range(40):  # sent back to back: the server writes them in batches
+            ws.send(json.dumps({"action": "publish", "data": {"i": i}}))
+        acks: List[int] = []
+        while len(acks) < 40:
+            frame = json.loads(ws.recv())
+            assert "error" not in frame, frame
+            if frame.get("action") == "published":
+                acks.append(frame["id"])
+    finally:
+        ws.close()
+    query = "SELECT id, data FROM realtime_messages WHERE channel = ?"
+    stored = rows(url, KEY_SCATTER, query, [ch])
+    by_id = {r["id"]: json.loads(r["data"])["i"] for r in stored}
+    assert [by_id[id_] for id_ in acks] == list(range(40))
 
 
 def test_a_trigger_already_in_the_file_fails_publishes(tmp_path: Path) -> None:

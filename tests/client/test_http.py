@@ -11,6 +11,7 @@ import pytest
 import cohrt_sync
 from cohrt_sync.errors import error_from_response
 from cohrt_sync.retry import Retry
+from cohrt_sync.server import LocalServer
 
 from .conftest import KEY, CountingSession
 
@@ -47,6 +48,19 @@ def test_publish_history_and_iter_history(server: Any, make_client: Any, channel
     assert ids == sorted(ids) and len(set(ids)) == 105
     assert [m.data for m in everything[1:]] == [{"i": i} for i in range(104)]
     assert list(client.iter_history(channel_name, after=everything[-1].id)) == []
+
+
+def test_a_query_past_the_time_limit_is_a_bad_request_not_an_auth_error(
+    make_client: Any,
+) -> None:
+    with LocalServer(keys=[KEY], provision=True, sql_time_limit=0.3) as srv:
+        client = make_client(srv)
+        runaway = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        )
+        with pytest.raises(cohrt_sync.BadRequestError, match="time limit") as info:
+            client.sql(runaway)
+        assert not isinstance(info.value, cohrt_sync.AuthError)
 
 
 def test_sql_returns_rows(server: Any, make_client: Any, channel_name: str) -> None:
