@@ -113,7 +113,7 @@ class Channel(SocketReader, FrameDispatcher):
         self._hooks = _plugins.ChannelHooks(self.client.plugin_manager, self, log)
         self._ledger = DeliveryLedger(
             self._catch_up_history,
-            self._emit,
+            self._hooks.message,
             match_idless=self.catch_up,
             name=self.name,
         )

@@ -70,6 +70,39 @@ def _digest(fp: str) -> bytes:
     return hashlib.blake2b(fp.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+class _Kept:
+    """Id-less live deliveries kept for matching: event, data and time, in three deques.
+
+    Not the Message objects: strings, numbers and JSON objects of them are
+    not tracked by the garbage collector, so thousands of kept deliveries add
+    nothing to its passes, where as many Messages (slotted objects) would be
+    walked by each one, and would trigger full collections as they pile up.
+    """
+
+    __slots__ = ("data", "events", "times")
+
+    def __init__(self) -> None:
+        self.events: Deque[str] = collections.deque()
+        self.data: Deque[Any] = collections.deque()
+        self.times: Deque[Optional[int]] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def add(self, event: str, data: Any, created_at_ms: Optional[int]) -> None:
+        self.events.append(event)
+        self.data.append(data)
+        self.times.append(created_at_ms)
+
+    def drop_oldest(self) -> None:
+        self.events.popleft()
+        self.data.popleft()
+        self.times.popleft()
+
+    def fingerprints(self) -> List[str]:
+        return [fingerprint(*kept) for kept in zip(self.events, self.data, self.times)]
+
+
 class Recovery(NamedTuple):
     """What :meth:`DeliveryLedger.recover` did.
 
@@ -115,7 +148,7 @@ class DeliveryLedger:
         self._seen_ids: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._ids_seen = False
         # Id-less messages delivered live since the cursor; fingerprinted lazily.
-        self._pending: Deque[Message] = collections.deque()
+        self._pending = _Kept()
         self._compact_at = PENDING_COMPACT_AT
         # Digests of the newest rows the last recovery emitted, while live
         # frames may still repeat them (until a live frame is newer than all).
@@ -142,11 +175,17 @@ class DeliveryLedger:
             if not self._ids_seen:
                 # Ids dedupe from now on: release what id-less matching kept.
                 self._ids_seen = True
-                self._pending.clear()
+                self._pending = _Kept()
                 self._release_replayed()
-            if msg.id in self._seen_ids:
+            seen = self._seen_ids
+            if msg.id in seen:
                 return
-            self._remember_id(msg.id)
+            # _remember_id, inlined: this runs for every message with an id.
+            seen[msg.id] = None
+            if len(seen) > DEDUPE_WINDOW:
+                seen.popitem(last=False)
+            if self.last_id is None or msg.id > self.last_id:
+                self.last_id = msg.id
             self._emit(msg)
             return
         if self._ids_seen:
@@ -166,9 +205,9 @@ class DeliveryLedger:
                     self._replayed[digest] -= 1
                     return
         if self._match_idless:
-            self._pending.append(msg)
+            self._pending.add(msg.event, msg.data, msg.created_at_ms)
         self._emit(msg)
-        if len(self._pending) >= self._compact_at:
+        if len(self._pending.events) >= self._compact_at:
             self._compact_pending()
 
     def _release_replayed(self) -> None:
@@ -209,7 +248,7 @@ class DeliveryLedger:
                     continue
                 if counts is None:
                     self._compact_at = PENDING_COMPACT_AT
-                    fps = [_fp(m) for m in self._pending]
+                    fps = self._pending.fingerprints()
                     counts = collections.Counter(fps)
                 fp = _fp(item)
                 if counts[fp] <= 0:
@@ -223,20 +262,21 @@ class DeliveryLedger:
         if counts is None:
             # Nothing persisted after the cursor: wait longer before asking again.
             self._compact_at = min(self._compact_at * 2, PENDING_COMPACT_MAX)
+        pending = self._pending
         if not matched:
-            survivors = self._pending
+            survivors = pending
         else:
-            survivors = collections.deque()
-            for m, fp in zip(self._pending, fps):
+            survivors = _Kept()
+            for event, data, created, fp in zip(pending.events, pending.data, pending.times, fps):
                 if matched[fp] > 0:
                     matched[fp] -= 1
                     continue
-                if last_match_ms is not None and (m.created_at_ms or 0) < last_match_ms:
+                if last_match_ms is not None and (created or 0) < last_match_ms:
                     continue
-                survivors.append(m)
+                survivors.add(event, data, created)
         while len(survivors) > PENDING_COMPACT_AT // 2:
             # Bounded memory wins over reconciling very old non-persisted frames.
-            survivors.popleft()
+            survivors.drop_oldest()
         self._pending = survivors
 
     def recover(self, stop: Callable[[], bool] = lambda: False) -> Recovery:
@@ -257,7 +297,7 @@ class DeliveryLedger:
         min_created = None if after is not None else self.opened_at_ms
         # With ids on live frames, the id window dedupes: no fingerprints at all.
         idless = not self._ids_seen
-        counts = collections.Counter(_fp(m) for m in self._pending)
+        counts = collections.Counter(self._pending.fingerprints())
         try:
             for item in self._history(after or 0):
                 assert item.id is not None
@@ -283,5 +323,5 @@ class DeliveryLedger:
         self.gap_open = False
         # Everything received live before the drop was committed before it was
         # broadcast, so unmatched pending messages were never persisted.
-        self._pending.clear()
+        self._pending = _Kept()
         return Recovery(delivered, None)

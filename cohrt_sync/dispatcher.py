@@ -62,16 +62,15 @@ class FrameDispatcher:
             if self._closing.is_set():
                 self._hooks.call("on_closed")
 
-    def _dispatch(self, item: Tuple[Any, ...]) -> None:
+    def _dispatch(self, item: Any) -> None:
         try:
-            kind = item[0]
-            if kind == "frame":
+            if type(item) is dict:
                 # The hot path: most items are frames.
-                self._dispatch_frame(item[1])
+                self._dispatch_frame(item)
             else:
                 self._dispatch_event(item)
         except Exception as e:
-            self._dispatch_crashed(item[0], e)
+            self._dispatch_crashed("frame" if type(item) is dict else item[0], e)
 
     def _dispatch_crashed(self, kind: Any, exc: Exception) -> None:
         """A bug or an unforeseen input broke dispatching: a reported drop, not a dead thread.
@@ -118,7 +117,18 @@ class FrameDispatcher:
 
     def _dispatch_frame(self, frame: Dict[str, Any]) -> None:
         action = frame.get("action")
-        if action == "join":
+        name = self.name
+        if (
+            # This channel's next message (the hot path: a few dict lookups),
+            # or a frame to drop (docs/client.md, "Frames the client drops").
+            type(action) is str
+            and action not in _CONTROL_ACTIONS
+            and "data" in frame
+            and frame.get("channel", name) == name
+            and type(frame.get("event", action)) is str
+        ):
+            self._ledger.deliver_live(Message.from_wire(frame, name))
+        elif action == "join":
             user = user_from_wire(frame.get("user"))
             if user is None:
                 self._drop_frame("a join with no valid user id")
@@ -135,16 +145,6 @@ class FrameDispatcher:
                 self._hooks.call("on_leave", user=user, last_seen=last_seen)
         elif action in ("connected", "subscribed"):
             return
-        elif (
-            # This channel's next message, or a frame to drop (docs/client.md,
-            # "Frames the client drops"): a few dict lookups on the hot path.
-            type(action) is str
-            and action not in _CONTROL_ACTIONS
-            and "data" in frame
-            and frame.get("channel", self.name) == self.name
-            and type(frame.get("event", action)) is str
-        ):
-            self._ledger.deliver_live(Message.from_wire(frame, self.name))
         elif type(action) is str and action not in _CONTROL_ACTIONS:
             # Shaped like a message but not one of ours: worth telling the app.
             why = (
@@ -191,8 +191,3 @@ class FrameDispatcher:
         for user in came:
             self._hooks.call("on_join", user=user)
         self._roster.replace(users)
-
-    # -- hooks -------------------------------------------------------------------------
-
-    def _emit(self, message: Message) -> None:
-        self._hooks.call("on_message", message=message)

@@ -15,7 +15,6 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional
 
 import websocket
-from websocket._abnf import frame_buffer
 
 from ._http import redact, response_error, scrub_exception
 from .errors import (
@@ -25,6 +24,7 @@ from .errors import (
     CohrtTimeoutError,
     error_from_frame,
 )
+from .frames import MessageTooLarge, limit_message_size
 from .models import User
 from .presence import presence_list
 
@@ -45,46 +45,6 @@ class Handshake(NamedTuple):
     ws: Any
     presence: List[User]
     early: List[Dict[str, Any]]
-
-
-class MessageTooLarge(websocket.WebSocketProtocolException):
-    """A frame header announced a message over the client's ``max_message_size``."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"a message of {size} bytes is over max_message_size ({limit})")
-        self.size = size
-        self.limit = limit
-
-
-class _BoundedFrames(frame_buffer):
-    """websocket-client's frame reader, refusing a message over ``limit`` bytes
-    as soon as a frame header announces it, before any of it is buffered."""
-
-    def __init__(self, ws: Any, limit: int) -> None:
-        super().__init__(ws._recv, True)
-        self._cont = ws.cont_frame
-        self._limit = limit
-
-    def recv_length(self) -> None:
-        super().recv_length()
-        size = self.length or 0
-        cont = self._cont.cont_data
-        if cont is not None:
-            size += len(cont[1])  # the fragments of this message so far
-        if size > self._limit:
-            raise MessageTooLarge(size, self._limit)
-
-
-def limit_message_size(ws: Any, limit: int) -> None:
-    """Make ``ws`` refuse any message (all its fragments together) over ``limit`` bytes.
-
-    websocket-client has no such setting, and buffers whatever length a
-    frame header claims (2**62 bytes, if a server says so).
-
-    :param ws: a ``websocket.WebSocket`` not yet connected.
-    :param limit: the largest message accepted, in bytes.
-    """
-    ws.frame_buffer = _BoundedFrames(ws, limit)
 
 
 def ws_url(base_url: str, token: str, channel: str) -> str:

@@ -3,7 +3,9 @@
 An :class:`Inbox` is a deque the reader appends to and the dispatcher pops
 from (deque operations are atomic), plus the dispatcher's loop. The
 dispatcher is woken only when it sleeps: waking a thread costs far more than
-a hook call.
+a hook call. A frame is queued as its decoded dict, with no wrapper, and its
+size in a second deque: a burst can queue thousands of frames, and every
+object allocated per frame adds to the garbage collector's work.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable, Deque, Tuple
+from typing import Any, Callable, Deque, Dict, Tuple
 
 __all__ = ["STOP", "Inbox"]
 
@@ -22,10 +24,13 @@ STOP: Tuple[Any, ...] = ("stop",)
 class Inbox:
     """Items for a dispatcher, in arrival order."""
 
-    __slots__ = ("_in_bytes", "_items", "_out_bytes", "_sleeping", "_wake")
+    __slots__ = ("_in_bytes", "_items", "_out_bytes", "_sizes", "_sleeping", "_wake")
 
     def __init__(self) -> None:
-        self._items: Deque[Tuple[Any, ...]] = collections.deque()
+        #: Frames (dicts) and events (tuples), in arrival order.
+        self._items: Deque[Any] = collections.deque()
+        #: The size of each frame in ``_items``, in the same order.
+        self._sizes: Deque[int] = collections.deque()
         self._wake = threading.Event()
         self._sleeping = False
         # Two counters, each written by one thread only (the reader adds, the
@@ -41,21 +46,47 @@ class Inbox:
         """Bytes of the frames waiting (as received, before decoding)."""
         return self._in_bytes - self._out_bytes
 
-    def put_frame(self, frame: Any, size: int) -> None:
+    def put_frame(self, frame: Dict[str, Any], size: int) -> None:
         """Append a decoded frame of ``size`` bytes (reader thread only).
 
-        :param frame: the decoded frame.
+        :param frame: the decoded frame (a JSON object).
         :param size: its size on the wire, counted against the byte bound.
         """
         self._in_bytes += size
-        self._items.append(("frame", frame, size))
+        # The size first: the dispatcher takes it once it sees the frame.
+        self._sizes.append(size)
+        self._items.append(frame)
         if self._sleeping:
             self._wake.set()
+
+    def offer(self, frame: Dict[str, Any], size: int, max_items: int, max_bytes: int) -> bool:
+        """Append a frame as :meth:`put_frame` does, unless the backlog is at its bounds.
+
+        One call a frame on the reader's hot path, where checking the length
+        and the bytes and then appending would be three.
+
+        :param frame: the decoded frame (a JSON object).
+        :param size: its size on the wire.
+        :param max_items: frames the backlog may hold (``queue_size``).
+        :param max_bytes: bytes the backlog may hold (``queue_bytes``); a
+            frame larger than this still goes into an empty backlog.
+        :returns: False, and nothing appended, when the frame would pass a bound.
+        """
+        items = self._items
+        held = len(items)
+        if held >= max_items or (held and self._in_bytes - self._out_bytes + size > max_bytes):
+            return False
+        self._in_bytes += size
+        self._sizes.append(size)
+        items.append(frame)
+        if self._sleeping:
+            self._wake.set()
+        return True
 
     def put(self, item: Tuple[Any, ...]) -> None:
         """Append ``item``, waking the dispatcher if it sleeps.
 
-        :param item: ``(kind, *args)``.
+        :param item: ``(kind, *args)``; frames go through :meth:`put_frame`.
         """
         self._items.append(item)
         if self._sleeping:
@@ -63,7 +94,7 @@ class Inbox:
 
     def run(
         self,
-        handle: Callable[[Tuple[Any, ...]], None],
+        handle: Callable[[Any], None],
         closing: threading.Event,
         linger: float,
     ) -> None:
@@ -74,15 +105,19 @@ class Inbox:
         for every item. A lone item still wakes it at once, so latency at low
         rates is unaffected.
 
-        :param handle: called with each item; it must not raise.
+        :param handle: called with each item (a frame's dict, or an event's
+            tuple); it must not raise.
         :param closing: set when the channel closes.
         :param linger: seconds to wait after a burst (0: never).
         """
         items = self._items
+        sizes = self._sizes
+        pop = items.popleft
+        is_closing = closing.is_set
         batch = 0
-        while not closing.is_set():
+        while not is_closing():
             try:
-                item = items.popleft()
+                item = pop()
             except IndexError:
                 if batch > 1 and linger > 0:
                     batch = 0
@@ -98,7 +133,7 @@ class Inbox:
                 continue
             if item is STOP:
                 break
-            if item[0] == "frame":
-                self._out_bytes += item[2]
+            if type(item) is dict:
+                self._out_bytes += sizes.popleft()
             batch += 1
             handle(item)

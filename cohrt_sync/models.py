@@ -71,18 +71,30 @@ class Message:
         :param raw: the decoded JSON object.
         :param channel: channel name to use when the item lacks one.
         """
-        event = raw.get("event") or raw.get("action") or "message"
-        action = raw.get("action") or event
-        msg_id = raw.get("id")
-        created = raw.get("created_at_ms")
-        return cls(
-            channel=str(raw.get("channel") or channel or ""),
-            event=str(event),
-            action=str(action),
-            data=raw.get("data"),
-            created_at_ms=int(created) if isinstance(created, (int, float)) else None,
-            id=int(msg_id) if isinstance(msg_id, int) and not isinstance(msg_id, bool) else None,
-        )
+        # Every live message passes here: exact-type tests skip the
+        # conversions a well-formed frame does not need.
+        get = raw.get
+        action = get("action")
+        event = get("event") or action or "message"
+        if not action:
+            action = event
+        if type(event) is not str:
+            event = str(event)
+        if type(action) is not str:
+            action = str(action)
+        name = get("channel") or channel or ""
+        if type(name) is not str:
+            name = str(name)
+        created = get("created_at_ms")
+        if type(created) is not int:
+            created = int(created) if isinstance(created, (int, float)) else None
+        msg_id = get("id")
+        if type(msg_id) is not int:
+            if isinstance(msg_id, int) and not isinstance(msg_id, bool):
+                msg_id = int(msg_id)
+            else:
+                msg_id = None
+        return cls(name, event, action, get("data"), created, msg_id)
 
 
 @attrs.frozen

@@ -13,7 +13,18 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import pluggy
 
@@ -25,16 +36,20 @@ from .presence import PresenceTracker
 
 if TYPE_CHECKING:
     from .channel import Channel
+    from .models import Message
 
 __all__ = [
     "DEFAULT_PLUGINS",
     "ENTRYPOINT_GROUP",
     "ChannelHooks",
     "EntryPointSelection",
+    "HookPlan",
     "call_hook",
+    "hook_plan",
     "installed_entry_points",
     "load_entry_points",
     "make_plugin_manager",
+    "run_plan",
 ]
 
 log = logging.getLogger("cohrt_sync.plugins")
@@ -187,19 +202,56 @@ def call_hook(
     :param on_failure: called with ``(plugin name, exception)`` for each failure.
     """
     caller = getattr(pm.hook, name)
-    impls = caller.get_hookimpls()
+    run_plan(caller, name, hook_plan(name, caller.get_hookimpls()), kwargs, on_failure)
+
+
+#: How to call one hook: each implementation's ``(function, argument names,
+#: "plugin.hook")`` in pluggy's order, or None when a wrapper is among them.
+HookPlan = Optional[Tuple[Tuple[Callable[..., Any], Tuple[str, ...], str], ...]]
+
+
+def hook_plan(name: str, impls: Sequence[Any]) -> HookPlan:
+    """How :func:`call_hook` calls ``impls`` (the hook's ``get_hookimpls()``).
+
+    :param name: the hook name.
+    :param impls: its implementations, in registration order.
+    """
     if any(impl.hookwrapper or impl.wrapper for impl in impls):
+        return None
+    # get_hookimpls() is in registration order; pluggy calls the last one first.
+    return tuple(
+        (impl.function, tuple(impl.argnames), f"{impl.plugin_name}.{name}")
+        for impl in reversed(impls)
+    )
+
+
+def run_plan(
+    caller: Any,
+    name: str,
+    plan: HookPlan,
+    kwargs: Mapping[str, Any],
+    on_failure: Callable[[str, BaseException], None],
+) -> None:
+    """Call a hook as ``plan`` says, isolating failures (see :func:`call_hook`).
+
+    :param caller: the hook's pluggy caller (``pm.hook.<name>``).
+    :param name: the hook name.
+    :param plan: from :func:`hook_plan`.
+    :param kwargs: the hook's arguments.
+    :param on_failure: called with ``(where, exception)`` for each failure.
+    """
+    if plan is None:
         try:
             caller(**kwargs)
         except Exception as e:
             on_failure(name, e)
         return
-    # get_hookimpls() is in registration order; pluggy calls the last one first.
-    for impl in reversed(impls):
+    arg = kwargs.__getitem__
+    for function, argnames, where in plan:
         try:
-            impl.function(*[kwargs[arg] for arg in impl.argnames])
+            function(*map(arg, argnames))
         except Exception as e:
-            on_failure(f"{impl.plugin_name}.{name}", e)
+            on_failure(where, e)
 
 
 class ChannelHooks:
@@ -214,12 +266,16 @@ class ChannelHooks:
     :param logger: where failures are logged.
     """
 
-    __slots__ = ("_channel", "_log", "_pm")
+    __slots__ = ("_channel", "_log", "_plans", "_pm")
 
     def __init__(self, pm: pluggy.PluginManager, channel: Channel, logger: logging.Logger) -> None:
         self._pm = pm
         self._channel = channel
         self._log = logger
+        # Per hook: the implementations a plan was made for, and the plan. A
+        # plugin registered or unregistered since changes the list, so the
+        # plan is remade; otherwise a call costs a list copy and compare.
+        self._plans: Dict[str, Tuple[List[Any], HookPlan]] = {}
 
     def call(self, name: str, **kwargs: Any) -> None:
         """Call every implementation of hook ``name`` with ``channel`` and ``kwargs``.
@@ -228,7 +284,30 @@ class ChannelHooks:
         :param kwargs: the hook's other arguments.
         """
         kwargs["channel"] = self._channel
-        call_hook(self._pm, name, kwargs, self._failed)
+        caller = getattr(self._pm.hook, name)
+        run_plan(caller, name, self._plan(name, caller), kwargs, self._failed)
+
+    def message(self, message: Message) -> None:
+        """Call ``on_message`` with ``message``: :meth:`call` for the hook every message runs.
+
+        :param message: the message to deliver.
+        """
+        caller = self._pm.hook.on_message
+        run_plan(
+            caller,
+            "on_message",
+            self._plan("on_message", caller),
+            {"channel": self._channel, "message": message},
+            self._failed,
+        )
+
+    def _plan(self, name: str, caller: Any) -> HookPlan:
+        impls = caller.get_hookimpls()
+        known = self._plans.get(name)
+        if known is None or known[0] != impls:
+            known = (impls, hook_plan(name, impls))
+            self._plans[name] = known
+        return known[1]
 
     def _failed(self, where: str, error: BaseException) -> None:
         self._logged(where, error)

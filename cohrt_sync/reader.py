@@ -29,7 +29,8 @@ from .errors import (
     error_from_frame,
     is_paused,
 )
-from .handshake import Handshake, MessageTooLarge
+from .frames import MessageTooLarge
+from .handshake import Handshake
 from .inbox import Inbox
 from .retry import Retry
 
@@ -134,9 +135,14 @@ class SocketReader:
         self._last_rx = time.monotonic()
         self._ping_sent = None
         self._dead_reason = None
-        while not self._closing.is_set():
+        # Bound once: the loop runs for every frame.
+        is_closing = self._closing.is_set
+        recv_data = ws.recv_data
+        monotonic = time.monotonic
+        text = websocket.ABNF.OPCODE_TEXT
+        while not is_closing():
             try:
-                opcode, data = ws.recv_data(control_frame=True)
+                opcode, data = recv_data(control_frame=True)
             except MessageTooLarge as e:
                 log.warning("channel %s: %s; reconnecting", self.name, e)
                 self._inbox.put(("error", ProtocolError(f"channel {self.name!r}: {e}")))
@@ -144,9 +150,9 @@ class SocketReader:
             except (websocket.WebSocketException, OSError, AttributeError) as e:
                 # AttributeError: websocket-client after shutdown() has sock=None.
                 return self._dead_reason or f"connection lost: {type(e).__name__}"
-            self._last_rx = time.monotonic()
+            self._last_rx = monotonic()
             self._ping_sent = None
-            if opcode == websocket.ABNF.OPCODE_TEXT:
+            if opcode == text:
                 try:
                     self._on_text(data)
                 except _Overflow:
@@ -210,11 +216,8 @@ class SocketReader:
                 self._inbox.put(("error", err))
             return
         inbox = self._inbox
-        size = len(data)
         client = self.client
-        if len(inbox) >= client.queue_size or (
-            inbox.backlog_bytes + size > client.queue_bytes and len(inbox)
-        ):
+        if not inbox.offer(frame, len(data), client.queue_size, client.queue_bytes):
             log.warning(
                 "channel %s: dispatcher is %d frames (%d bytes) behind; "
                 "reconnecting to catch up",
@@ -223,7 +226,6 @@ class SocketReader:
                 inbox.backlog_bytes,
             )
             raise _Overflow()
-        inbox.put_frame(frame, size)
 
     def _reconnect(self) -> Any:
         client = self.client

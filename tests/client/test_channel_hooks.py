@@ -83,3 +83,38 @@ def test_the_dm_router_fires_on_dm_request_through_channel_hooks() -> None:
     hooks.call("on_message", message=request)
     hooks.call("on_message", message=Message("user:42", "message", "message", {}))
     assert spy.calls == [("dm_request", {"from": "1"})]
+
+
+def test_plugins_registered_or_unregistered_between_calls_are_seen_by_the_next_call() -> None:
+    hooks, channel = make_hooks()
+    first, second = Spy(), Spy()
+    hooks.call("on_connected")  # no implementation yet: remembered as such
+    pm = hooks._pm
+    pm.register(first)
+    hooks.call("on_connected")
+    pm.register(second)
+    hooks.call("on_connected")
+    pm.unregister(first)
+    hooks.call("on_connected")
+    assert first.calls == [("connected", channel)] * 2
+    assert second.calls == [("connected", channel)] * 2
+
+
+class Wrapper:
+    def __init__(self) -> None:
+        self.wrapped = 0
+
+    @cohrt_sync.hookimpl(wrapper=True)
+    def on_connected(self, channel: Any) -> Any:
+        self.wrapped += 1
+        return (yield)
+
+
+def test_a_wrapper_registered_later_wraps_the_next_call() -> None:
+    spy, wrapper = Spy(), Wrapper()
+    hooks, channel = make_hooks(spy)
+    hooks.call("on_connected")
+    hooks._pm.register(wrapper)
+    hooks.call("on_connected")
+    assert wrapper.wrapped == 1
+    assert spy.calls == [("connected", channel)] * 2
