@@ -59,7 +59,9 @@ def test_entry_point_dm_accepts_by_allow_list_delivers_history_and_closes_when_i
         assert len(threads) == 1 and threads.pop().startswith("cohrt-sync-dispatch-dm:1_42")
         assert sorted(ch.name for ch in bob.channels) == ["dm:1_42", "user:42"]
         wait_for(lambda: "dm:1_42" in inbox.closed, timeout=5)  # idle for 0.4 s: closed
-        assert [ch.name for ch in bob.channels] == ["user:42"]
+        # on_closed fires on the channel's dispatcher, before close() (on the
+        # idle closer's thread) has taken the channel off the client's list.
+        wait_for(lambda: [ch.name for ch in bob.channels] == ["user:42"], timeout=5)
         assert inbox.texts("dm:1_42") == ["older-but-newer", "latest", "live"]
     assert not [t for t in threading.enumerate() if t.name.startswith("cohrt-sync-dm-idle-")]
 
