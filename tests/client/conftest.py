@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -189,23 +190,30 @@ def make_server(tmp_path: Any) -> Iterator[Callable[..., Any]]:
         srv.close()
 
 
-@pytest.fixture
-def make_client() -> Iterator[Callable[..., cohrt_sync.Client]]:
-    """Build clients (fast reconnects); all closed at teardown, threads checked."""
+@contextlib.contextmanager
+def closing_clients(**defaults: Any) -> Iterator[Callable[..., cohrt_sync.Client]]:
+    """Build clients (fast reconnects unless ``defaults`` say otherwise); on exit
+    all are closed and no client thread may be left running."""
     clients: List[cohrt_sync.Client] = []
 
-    def make(srv: Any, **kwargs: Any) -> cohrt_sync.Client:
-        kwargs.setdefault("key", KEY)
-        kwargs.setdefault("base_url", srv.base_url)
-        kwargs.setdefault("reconnect_backoff", FAST_RECONNECT)
-        client = cohrt_sync.Client(**kwargs)
+    def make(**kwargs: Any) -> cohrt_sync.Client:
+        client = cohrt_sync.Client(**{"reconnect_backoff": FAST_RECONNECT, **defaults, **kwargs})
         clients.append(client)
         return client
 
-    yield make
-    for client in clients:
-        client.close()
-    wait_until(lambda: not client_threads(), timeout=5)
+    try:
+        yield make
+    finally:
+        for client in clients:
+            client.close()
+        wait_until(lambda: not client_threads(), timeout=5)
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., cohrt_sync.Client]]:
+    """``make_client(server, **kwargs)``: a client of ``server``, closed at teardown."""
+    with closing_clients(key=KEY) as make:
+        yield lambda srv, **kwargs: make(**{"base_url": srv.base_url, **kwargs})
 
 
 @pytest.fixture
