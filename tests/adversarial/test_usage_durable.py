@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Dict, Tuple
@@ -25,6 +23,7 @@ import requests
 import websocket
 
 from cohrt_sync.server.limits import PUBLISH, TIERS
+from tests.server.test_tenant_cli import tenant
 
 from ._proc import ServerProcess
 
@@ -188,11 +187,7 @@ def test_an_unpause_starts_a_lifetime_that_restarts_keep(tmp_path: Path) -> None
 
     with _serve(data, "--tier", "ephemeral") as srv:
         assert publish(srv) == 403  # the count carried over reaches the cap
-    code = "import sys; from cohrt_sync.cli import main; sys.exit(main())"
-    unpause = subprocess.run(
-        [sys.executable, "-c", code, "tenant", "unpause", KEY, "--data-dir", str(data)],
-        capture_output=True, text=True, timeout=30,
-    )
+    unpause = tenant("unpause", KEY, "--data-dir", str(data))
     assert unpause.returncode == 0, unpause.stderr
     with _serve(data, "--tier", "ephemeral") as srv:
         assert publish(srv) == 200
