@@ -47,12 +47,7 @@ class Usage:
         :returns: a future resolved once the count is on disk, or None when the
             tier keeps no durable count of ``what``.
         """
-        try:
-            self.limiter.take(tenant, what, n)
-        except ApiError:
-            # A refusal may have paused the tenant: keep that too.
-            self._schedule()
-            raise
+        self._take(tenant, what, n)
         return self._schedule()
 
     def reserve_with_rows(self, tenant: Tenant, what: str) -> Tuple[str, ...]:
@@ -61,12 +56,16 @@ class Usage:
         :returns: the usage buckets the caller adds one to in the transaction
             of what it counts (``()`` when the tier keeps no count).
         """
+        self._take(tenant, what, 1)
+        return self.limiter.buckets(tenant, what)
+
+    def _take(self, tenant: Tenant, what: str, n: int) -> None:
         try:
-            self.limiter.take(tenant, what)
+            self.limiter.take(tenant, what, n)
         except ApiError:
+            # A refusal may have paused the tenant: that is written at once.
             self._schedule()
             raise
-        return self.limiter.buckets(tenant, what)
 
     async def charge(self, tenant: Tenant, what: str, n: int = 1) -> None:
         """:meth:`reserve`, and wait until the count is on disk."""
