@@ -332,8 +332,10 @@ class Hub:
         if to_write or live_counted:
             db = await self._db_for(tenant_id)
             if db is None:
-                for p in to_write + live_counted:
+                for p in to_write:
                     p.error = "Failed to persist message: the tenant has no database"
+                for p in live_counted:
+                    p.error = "Failed to record usage: the tenant has no database"
             else:
                 await self._persist(db, to_write, live_counted)
         for p in batch:
