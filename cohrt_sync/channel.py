@@ -103,6 +103,9 @@ class Channel(SocketReader, FrameDispatcher):
     #: Why the server closed the channel for good (a paused tenant), if it did.
     _stopped_by: Optional[CohrtError] = attrs.field(default=None, init=False)
     _handshake_ws: Any = attrs.field(default=None, init=False)
+    #: The thread inside subscribe() while it opens this channel; its requests
+    #: (token mint, catch-up anchor) are close()'s to cut. Guarded by _send_lock.
+    _opener: Optional[threading.Thread] = attrs.field(default=None, init=False)
     #: The reconnect backoff carried over while reconnects are not healthy yet.
     _backoff: Optional[Retry] = attrs.field(default=None, init=False)
     #: False from a reconnect until its catch-up succeeded.
@@ -298,6 +301,11 @@ class Channel(SocketReader, FrameDispatcher):
         self._closing.set()
         with self._send_lock:
             ws, self._ws = self._ws, None
+            opener = self._opener
+            if opener is not None and opener is not threading.current_thread():
+                # Under the lock that _open() clears it with, so a request the
+                # caller's thread makes after subscribe() returned is never cut.
+                cut_request(opener)
         self._acks.fail_all(ChannelClosedError(f"channel {self.name!r} closed"))
         if ws is not None:
             try:
@@ -352,6 +360,15 @@ class Channel(SocketReader, FrameDispatcher):
 
     def _open(self) -> None:
         """Connect, start the threads, return once subscribed (called by the client)."""
+        with self._send_lock:
+            self._opener = threading.current_thread()
+        try:
+            self._open_as_opener()
+        finally:
+            with self._send_lock:
+                self._opener = None
+
+    def _open_as_opener(self) -> None:
         self._ledger.opened_at_ms = int(time.time() * 1000)
         ws, presence, early = self._connect()
         if self.catch_up:
@@ -359,7 +376,8 @@ class Channel(SocketReader, FrameDispatcher):
             # committed while this socket listened, so it is delivered live (or
             # recovered by a catch-up), and id-less reconciliation can match it.
             try:
-                self._ledger.last_id = self._anchor()
+                with cancel_on(self._closing):
+                    self._ledger.last_id = self._anchor()
             except BaseException:
                 ws.shutdown()
                 raise
@@ -402,6 +420,8 @@ class Channel(SocketReader, FrameDispatcher):
                 raise wrong_shape("the catch-up anchor of subscribe (POST /edge/database)",
                                   "last_id is not a non-negative integer")
             return value
+        except ChannelClosedError:
+            raise
         except CohrtError as e:
             log.warning("channel %s: SQL anchor failed (%s); walking history", self.name, e)
         try:
@@ -409,6 +429,8 @@ class Channel(SocketReader, FrameDispatcher):
             for msg in self.client.iter_history(self.name, after=0):
                 last = msg.id or last
             return last
+        except ChannelClosedError:
+            raise
         except CohrtError as e:
             log.warning("channel %s: no catch-up anchor (%s)", self.name, e)
             return None

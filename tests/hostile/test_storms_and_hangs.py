@@ -1,10 +1,12 @@
-"""Storms and hangs: reconnect backoff, trickled handshakes and frames, Retry-After, lost acks."""
+"""Storms and hangs: reconnect backoff, trickled handshakes and frames, Retry-After, lost acks,
+and close() while a subscribe waits on a request that hangs."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from typing import Any
+from typing import Any, List
 
 import pytest
 
@@ -118,3 +120,45 @@ def test_one_lost_ack_resyncs_instead_of_shifting_every_later_ack(
     assert [a.id for a in acks] == [2, 3]
     wait_until(lambda: len(recorder.messages()) == 3)
     assert [m.data for m in recorder.messages()] == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+@pytest.mark.parametrize("endpoint", ["token", "sql", "history"])
+def test_close_cuts_a_subscribe_whose_request_hangs(
+    hostile: HostileServer, make_client: Any, channel_name: str, endpoint: str
+) -> None:
+    """The token mint, the anchor query and its history fallback run on the
+    caller's thread; ``client.close()`` from another thread ends them."""
+    release = threading.Event()
+
+    async def hang(request: Any) -> Any:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 20)
+        return None
+
+    async def refuse(request: Any) -> Any:  # the anchor falls back to history
+        return json_response({"error": {"code": 400, "message": "no SQL here"}}, 400)
+
+    if endpoint == "history":
+        hostile.on_sql = refuse
+    setattr(hostile, f"on_{endpoint}", hang)
+    client = make_client(timeout=30.0)
+    outcome: List[BaseException] = []
+
+    def subscribe() -> None:
+        try:
+            client.subscribe(channel_name, "alice")
+        except BaseException as e:
+            outcome.append(e)
+
+    opener = threading.Thread(target=subscribe, name="test-subscribe")
+    opener.start()
+    try:
+        wait_until(lambda: hostile.hits.get(endpoint, 0) >= 1)
+        started = time.monotonic()
+        client.close(timeout=2.0)
+        opener.join(5.0)
+        assert not opener.is_alive(), "subscribe() still waits on the hanging request"
+        assert time.monotonic() - started < 4.0
+        assert len(outcome) == 1 and isinstance(outcome[0], cohrt_sync.ChannelClosedError)
+    finally:
+        release.set()
+        opener.join(5.0)
