@@ -130,6 +130,36 @@ def make_session(pool_maxsize: int = 32) -> requests.Session:
     return session
 
 
+def _read_body(resp: requests.Response, limit: int, what: str) -> bytes:
+    """The answer's body, decoded, refused past ``limit`` bytes; the connection is released.
+
+    Counted as decoded, so a compressed answer can't expand past the limit,
+    and read in pieces, so a server that lies or never stops costs at most
+    ``limit`` bytes.
+    """
+    try:
+        claimed = resp.headers.get("Content-Length", "")
+        if claimed.isdigit() and int(claimed) > limit:
+            raise _too_large(what, limit)
+        chunks = []
+        size = 0
+        for chunk in resp.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(what, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        resp.close()
+
+
+def _too_large(what: str, limit: int) -> ProtocolError:
+    return ProtocolError(
+        f"{what}: the answer is over max_response_size ({limit} bytes) and was not read;"
+        " raise Client(max_response_size=...) if answers this big are expected"
+    )
+
+
 @attrs.define(eq=False)
 class HttpTransport:
     """Thread-safe HTTP access to the edge API with one shared session.
@@ -139,6 +169,8 @@ class HttpTransport:
     :param timeout: ``(connect, read)`` timeouts in seconds.
     :param retry: the retry policy for retryable calls.
     :param session: the session to use (one is made when omitted).
+    :param max_response_size: bytes of the largest answer body read, once
+        decoded; a larger one raises :class:`ProtocolError`.
     """
 
     base_url: str
@@ -146,6 +178,7 @@ class HttpTransport:
     timeout: Tuple[float, float] = (5.0, 30.0)
     retry: Retry = DEFAULT_RETRY
     session: requests.Session = attrs.field(factory=make_session, repr=False)
+    max_response_size: int = 64 * 2**20
     _bearer_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, repr=False)
     _bearer: Optional[str] = attrs.field(default=None, init=False, repr=False)
     _bearer_refresh_at: float = attrs.field(default=0.0, init=False, repr=False)
@@ -293,7 +326,9 @@ class HttpTransport:
                     data=body,
                     headers=send_headers,
                     timeout=timeout,
+                    stream=True,
                 )
+                content = _read_body(resp, self.max_response_size, f"{context} ({method} {path})")
             except requests.RequestException as e:
                 scrub_exception(e)
                 if cancelled():
@@ -313,7 +348,7 @@ class HttpTransport:
             status = resp.status_code
             if 200 <= status < 300:
                 try:
-                    return resp.json()
+                    return json.loads(content)
                 except ValueError as e:
                     raise ProtocolError(
                         f"{context} ({method} {path}): the server sent invalid JSON"
@@ -323,7 +358,7 @@ class HttpTransport:
                 refreshed = True
                 self.invalidate_bearer(bearer)
                 continue
-            err = response_error(status, resp.content, resp.headers, context)
+            err = response_error(status, content, resp.headers, context)
             may_retry = retry.is_retryable_status(status) and (
                 retry_mode == RETRY_ALWAYS or status == 429
             )

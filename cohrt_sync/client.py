@@ -92,6 +92,9 @@ class Client(HttpApi):
     :param max_message_size: largest socket message accepted, in bytes; a
         larger one is refused as its frame header arrives and the socket is
         cut (the catch-up then reads a persisted one from history).
+    :param max_response_size: largest HTTP answer accepted, in bytes once
+        decoded (a history page, a SQL result); a larger one raises
+        :class:`ProtocolError` and is read no further.
     :param dispatch_linger: seconds a busy dispatcher waits to batch frames
         (0 wakes it for every frame).
     :param session: a ``requests.Session`` to use instead of a new one.
@@ -111,6 +114,7 @@ class Client(HttpApi):
     queue_size: int = 10_000
     queue_bytes: int = 64 * 2**20
     max_message_size: int = 16 * 2**20
+    max_response_size: int = 64 * 2**20
     dispatch_linger: float = 0.001
     session: Any = None
 
@@ -131,14 +135,16 @@ class Client(HttpApi):
             )
         if self.queue_size < 2:
             raise BadRequestError("queue_size must be at least 2")
-        if self.queue_bytes < 1 or self.max_message_size < 1:
-            raise BadRequestError("queue_bytes and max_message_size must be positive byte counts")
+        for setting in ("queue_bytes", "max_message_size", "max_response_size"):
+            if getattr(self, setting) < 1:
+                raise BadRequestError(f"{setting} must be a positive byte count")
         self._http = HttpTransport(
             self.base_url,
             self.key,
             timeout=self.timeout,
             retry=self.retry,
             session=self.session if self.session is not None else make_session(),
+            max_response_size=self.max_response_size,
         )
         self._pm = make_plugin_manager(self.plugins, entry_points=self.entry_points)
         _live_clients.add(self)

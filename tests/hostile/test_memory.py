@@ -1,9 +1,14 @@
-"""Memory stays bounded against a flood, a lying frame header and a long catch-up."""
+"""Memory stays bounded against a flood, a lying frame header, a long catch-up and an
+HTTP answer too big to hold."""
 
 from __future__ import annotations
 
+import gzip
 import threading
 from typing import Any, Iterator, List
+
+import pytest
+from aiohttp import web
 
 import cohrt_sync
 from cohrt_sync.delivery import REPLAY_WINDOW, DeliveryLedger
@@ -127,3 +132,66 @@ def test_a_recovered_row_repeated_live_is_still_dropped() -> None:
                    created_at_ms=5_000)
     ledger.deliver_live(live)
     assert [m.data for m in emitted] == [{"n": 1}, {"n": 2}]
+
+
+def _streaming(total: int, sent: List[int], **headers: str) -> Any:
+    """A history knob streaming ``total`` bytes of a JSON array, counting what it wrote."""
+
+    async def stream(request: Any) -> Any:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json", **headers})
+        await resp.prepare(request)
+        chunk = b"[" + b"1," * (32 * 1024)
+        try:
+            while sent[0] < total:
+                await resp.write(chunk)
+                sent[0] += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up: what it refused was never sent
+        return resp
+
+    return stream
+
+
+def test_an_http_answer_over_max_response_size_is_refused_as_it_streams(
+    hostile: HostileServer, make_client: Any, channel_name: str
+) -> None:
+    sent = [0]
+    hostile.on_history = _streaming(512 * MB, sent)
+    client = make_client(max_response_size=1 * MB)
+    with pytest.raises(cohrt_sync.ProtocolError) as info:
+        client.history(channel_name)
+    assert "max_response_size" in str(info.value)
+    assert "/edge/realtime/history" in str(info.value)
+    # Read no further than the limit (plus what socket buffers held): not 512 MB.
+    assert sent[0] < 64 * MB
+
+
+def test_a_content_length_over_max_response_size_is_refused_before_reading(
+    hostile: HostileServer, make_client: Any, channel_name: str
+) -> None:
+    sent = [0]
+    hostile.on_history = _streaming(2 * MB, sent, **{"Content-Length": str(10**12)})
+    client = make_client(max_response_size=1 * MB)
+    with pytest.raises(cohrt_sync.ProtocolError, match="max_response_size"):
+        client.history(channel_name)
+
+
+def test_a_compressed_answer_is_bounded_by_its_decoded_size(
+    hostile: HostileServer, make_client: Any, channel_name: str
+) -> None:
+    bomb = gzip.compress(b"[" + b"0," * (16 * MB) + b"0]")  # about 32 MB, from about 32 KB
+
+    async def gzipped(request: Any) -> Any:
+        return web.Response(
+            body=bomb, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        )
+
+    hostile.on_history = gzipped
+    client = make_client(max_response_size=1 * MB)
+    with pytest.raises(cohrt_sync.ProtocolError, match="max_response_size"):
+        client.history(channel_name)
+
+
+def test_max_response_size_must_be_positive() -> None:
+    with pytest.raises(cohrt_sync.BadRequestError, match="max_response_size"):
+        cohrt_sync.Client(key="k", base_url="http://127.0.0.1:9", max_response_size=0)
