@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Optional, Type
 
+from .retry import parse_retry_after
+
 __all__ = [
     "AuthError",
     "BadRequestError",
@@ -222,17 +224,6 @@ def header(headers: Optional[Mapping[str, str]], name: str) -> Optional[str]:
     return None
 
 
-def _parse_retry_after(value: Optional[str]) -> Optional[float]:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        # An HTTP-date Retry-After is legal but rare here; treat it as unknown.
-        return None
-    return max(0.0, seconds)
-
-
 def error_from_response(
     status_code: int,
     body: bytes,
@@ -266,7 +257,7 @@ def error_from_response(
     if not message:
         message = "no details"
     full = f"{context} failed: {message}"
-    retry_after = _parse_retry_after(header(headers, "Retry-After"))
+    retry_after = parse_retry_after(header(headers, "Retry-After"))
     kwargs: dict[str, Any] = {"status_code": status_code, "status": status}
     cls = error_class(status_code, status, message)
     exc: CohrtError

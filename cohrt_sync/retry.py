@@ -15,12 +15,42 @@ inside it (a ``Retry-After`` of a minute, or of a month, against a budget of
 
 from __future__ import annotations
 
+import email.utils
+import math
 import random
+import time
 from typing import Callable, FrozenSet, Iterable, Optional, Tuple
 
 import attrs
 
-__all__ = ["DEFAULT_RETRY", "RECONNECT_BACKOFF", "Retry", "RetryAttempt"]
+__all__ = ["DEFAULT_RETRY", "RECONNECT_BACKOFF", "Retry", "RetryAttempt", "parse_retry_after"]
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date.
+
+    :param value: the header's value, or ``None`` when absent.
+    :param now: the current time (``time.time()``) an HTTP-date is measured from.
+    :returns: seconds, at least 0 (a date already past means "now"), or
+        ``None`` when the value is neither form (then back off as usual).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            # RFC 7231's three date forms; a date without a zone is not one of them.
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
 
 
 @attrs.frozen

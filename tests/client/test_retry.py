@@ -101,3 +101,19 @@ def test_default_budgets() -> None:
     assert DEFAULT_RETRY.budget == 10.0
     # Reconnects run until the channel is closed: no per-call budget.
     assert RECONNECT_BACKOFF.budget is None
+
+
+def test_parse_retry_after_reads_seconds_and_http_dates() -> None:
+    from email.utils import formatdate
+
+    from cohrt_sync.retry import parse_retry_after
+
+    now = 1_800_000_000.0
+    assert parse_retry_after("120", now=now) == 120.0
+    assert parse_retry_after(" 7 ", now=now) == 7.0
+    assert parse_retry_after(formatdate(now + 90, usegmt=True), now=now) == 90.0
+    # RFC 7231 also allows the obsolete forms.
+    assert parse_retry_after("Sunday, 15-Jan-2027 08:00:00 GMT", now=now) is not None
+    assert parse_retry_after(formatdate(now - 30, usegmt=True), now=now) == 0.0  # already past
+    for bad in (None, "", "soon", "nan", "inf", "1e999", "Mon, 99 Foo 2026 00:00:00 GMT"):
+        assert parse_retry_after(bad, now=now) is None, bad

@@ -23,6 +23,7 @@ import attrs
 import requests
 
 import cohrt_sync
+from cohrt_sync.retry import parse_retry_after
 
 from .signing import SIGNATURE_HEADER, sign, verify
 
@@ -44,13 +45,6 @@ DEFAULT_RETRY = cohrt_sync.Retry(
 _STOP = object()
 # (url, body, delivery id, payload)
 Delivery = Tuple[str, bytes, str, Dict[str, Any]]
-
-
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:  # an HTTP date: back off as usual instead
-        return None
 
 
 class Webhook:
@@ -219,7 +213,7 @@ class Webhook:
                     return
                 retry = retry.increment(
                     status=resp.status_code,
-                    retry_after=_retry_after(resp.headers.get("Retry-After")),
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                 )
             wait = retry.next_wait(time.monotonic() - start)
             if wait is None or abort.wait(wait):

@@ -6,6 +6,7 @@ import http.server
 import json
 import threading
 import time
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
@@ -27,6 +28,10 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: List[Any] = []
         self.answers: List[int] = []
+        #: Monotonic arrival time of each request.
+        self.arrived: List[float] = []
+        #: Sent with every answer that is not a 2xx, when set.
+        self.retry_after: Optional[str] = None
         self.hold = threading.Event()
         self.hold.set()
         outer = self
@@ -36,8 +41,11 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.hold.wait(10)
                 status = outer.answers.pop(0) if outer.answers else 200
+                outer.arrived.append(time.monotonic())
                 outer.requests.append((dict(self.headers), body, status))
                 self.send_response(status)
+                if outer.retry_after is not None and not 200 <= status < 300:
+                    self.send_header("Retry-After", outer.retry_after)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -125,6 +133,23 @@ def test_retries_then_dead_letters_what_still_fails(
     wait_for(lambda: [e["message"]["data"] for e in receiver.delivered()] == [{"n": 1}, {"n": 2}])
     hook.close()
     assert not dead.exists()
+
+
+def test_an_http_date_retry_after_is_honoured(
+    cohrt_server: Any, cohrt_key: str, receiver: Receiver, wait_for: Any
+) -> None:
+    hook = Webhook(receiver.url, SECRET, retry=FAST)
+    receiver.answers = [503, 200]
+    # Two seconds ahead, at the header's one-second resolution: a wait of 1 to 2 s,
+    # where FAST's own backoff is 20 ms.
+    receiver.retry_after = formatdate(time.time() + 2, usegmt=True)
+    with cohrt_sync.Client(key=cohrt_key, base_url=cohrt_server.base_url,
+                           plugins=[hook]) as client:
+        ch = client.subscribe("chat:retry-after-date", user_id="bridge")
+        ch.publish({"n": 1})
+        wait_for(lambda: len(receiver.delivered()) == 1)
+    assert receiver.arrived[1] - receiver.arrived[0] >= 0.9
+    hook.close()
 
 
 def test_a_stuck_endpoint_never_blocks_the_channel_and_close_keeps_its_deadline(
