@@ -157,8 +157,10 @@ def test_never_reading_sockets_are_dropped_and_memory_stays_bounded() -> None:
         warm_up(flood)
         rounds = []
         # One socket, then two on one channel (they share each frame, so the
-        # server holds one copy), then one again.
-        for label, count in (("one socket", 1), ("two sockets", 2), ("one again", 1)):
+        # server holds one copy), then both again: four rounds, so frames kept
+        # after their drops would add up to three queues' worth.
+        plan = (("one socket", 1), ("two sockets", 2), ("one again", 1), ("two again", 2))
+        for label, count in plan:
             channel = label.replace(" ", "-")
             sockets = [flood.never_reading_socket(channel) for _ in range(count)]
             m = flood.run([channel], drops=count, sockets=sockets)
@@ -171,12 +173,13 @@ def test_never_reading_sockets_are_dropped_and_memory_stays_bounded() -> None:
         # The frames are released at the drop (see the in-process test below);
         # glibc returns the pages when they are at the top of its heap and
         # otherwise keeps them for reuse (on Python 3.9 the whole peak was
-        # seen kept). Either way the process keeps no more than one round
-        # needed, and never grows round after round.
+        # seen kept), and fragmentation moves a later round's peak by a few
+        # MiB (8 MiB seen). A round whose frames were never released would add
+        # its whole queue (about 19 MiB here) on top of the rounds before it.
         first_peak = rounds[0]["peak"]
-        for m in rounds:
-            assert m["after"] < first_peak + 4 * MIB, report("after", m)
-            assert m["peak"] < first_peak + 8 * MIB, report("later round", m)
+        for m in rounds[1:]:
+            assert m["peak"] < first_peak + queue, report("later round", m)
+            assert m["after"] < first_peak + queue, report("after", m)
         assert sp.alive()
 
 
