@@ -22,9 +22,9 @@ import pluggy
 from ._http import HttpTransport, make_session
 from ._signals import SignalReceived, raise_on_signals
 from .channel import Channel
-from .errors import BadRequestError, ChannelClosedError, CohrtError, InvalidArgumentTypeError
+from .errors import BadRequestError, ChannelClosedError, CohrtError
 from .http_api import HttpApi
-from .models import check_channel, check_ttl, check_user_id
+from .models import check_channel, check_name, check_ttl, check_user_id
 from .plugins import EntryPointSelection, make_plugin_manager
 from .realtimekit import RealtimeKit
 from .retry import DEFAULT_RETRY, RECONNECT_BACKOFF, Retry
@@ -271,8 +271,7 @@ class Client(HttpApi):
         check_channel(channel)
         uid = check_user_id(user_id)
         check_ttl(ttl)
-        if name is not None and not isinstance(name, str):
-            raise InvalidArgumentTypeError(f"name must be a str or None, not {type(name).__name__}")
+        check_name(name)
         ch = Channel(self, channel, uid, name, ttl, catch_up)
         with self._lock:
             if self._closed.is_set():

@@ -25,7 +25,10 @@ from .models import (
     check_channel,
     check_data,
     check_event,
+    check_idempotency_key,
     check_limit,
+    check_name,
+    check_text,
     check_ttl,
     check_user_id,
     publish_frame,
@@ -70,8 +73,7 @@ class HttpApi:
         """
         uid = check_user_id(user_id)
         check_ttl(ttl)
-        if name is not None and not isinstance(name, str):
-            raise BadRequestError("name must be a str or None")
+        check_name(name)
         body: Dict[str, Any] = {"user_id": uid, "ttl": ttl}
         if name is not None:
             body["name"] = name
@@ -115,10 +117,8 @@ class HttpApi:
         check_channel(channel)
         check_event(event)
         encoded = check_data(data)
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not idempotency_key
-        ):
-            raise BadRequestError("idempotency_key must be a non-empty str")
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
         body = publish_frame(event, encoded, persist, channel=channel).encode()
         sent_at = time.monotonic()
         raw = self._http.request(
@@ -191,11 +191,12 @@ class HttpApi:
         """
         if not isinstance(query, str) or not query.strip():
             raise BadRequestError("query must be a non-empty str")
+        check_text(query, "query")
         if params is not None and not isinstance(params, (list, tuple)):
             # A str or dict would be split into characters or keys, silently.
             raise InvalidArgumentTypeError("params must be a list or tuple of values")
         values = list(params or [])
-        check_data(values)
+        check_data(values, "params")
         raw = self._http.request(
             "POST",
             "/edge/database",

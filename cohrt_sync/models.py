@@ -14,6 +14,9 @@ __all__ = ["Message", "PublishAck", "Token", "User"]
 #: Longest channel name the client accepts.
 MAX_CHANNEL_LENGTH = 256
 
+#: Longest ``Idempotency-Key`` the local server accepts (docs/server.md).
+MAX_IDEMPOTENCY_KEY_LENGTH = 256
+
 
 @attrs.frozen
 class User:
@@ -174,6 +177,28 @@ class PublishAck:
         )
 
 
+def check_text(text: str, what: str) -> str:
+    """Return ``text`` if it can be sent as UTF-8, else raise.
+
+    A lone UTF-16 surrogate (``"\\ud800"``, as a bad decode or a JavaScript
+    bridge can leave in a ``str``) has no UTF-8 form: without this check it
+    surfaces as a ``UnicodeEncodeError`` from deep in the transport.
+
+    :param text: the string to check.
+    :param what: what it is, for the error message.
+    :raises BadRequestError: when ``text`` holds a lone surrogate.
+    """
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise BadRequestError(
+                f"{what} holds a lone surrogate at index {e.start}, which has no "
+                "UTF-8 form; remove it or pair it"
+            ) from None
+    return text
+
+
 def check_channel(channel: object) -> str:
     """Return ``channel`` if it is a valid channel name, else raise.
 
@@ -186,7 +211,7 @@ def check_channel(channel: object) -> str:
         raise BadRequestError(
             f"channel must be 1 to {MAX_CHANNEL_LENGTH} characters, got {len(channel)}"
         )
-    return channel
+    return check_text(channel, "channel")
 
 
 def check_user_id(user_id: object) -> str:
@@ -202,7 +227,20 @@ def check_user_id(user_id: object) -> str:
     text = str(user_id)
     if not text.strip():
         raise BadRequestError("user_id must not be empty")
-    return text
+    return check_text(text, "user_id")
+
+
+def check_name(name: object) -> Optional[str]:
+    """Check a display name.
+
+    :param name: a ``str``, or ``None`` for no name.
+    :raises BadRequestError: when invalid.
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise InvalidArgumentTypeError(f"name must be a str or None, not {type(name).__name__}")
+    return check_text(name, "name")
 
 
 def check_ttl(ttl: object) -> int:
@@ -254,21 +292,45 @@ def check_event(event: object) -> str:
         raise InvalidArgumentTypeError(f"event must be a str, not {type(event).__name__}")
     if not event:
         raise BadRequestError("event must not be empty")
-    return event
+    return check_text(event, "event")
 
 
-def check_data(data: object) -> str:
+def check_idempotency_key(key: object) -> str:
+    """Check an ``Idempotency-Key``: it travels as an HTTP header value.
+
+    :param key: 1 to 256 printable ASCII characters (no CR, LF or other
+        control characters, which no header can carry).
+    :raises BadRequestError: when invalid.
+    """
+    if not isinstance(key, str):
+        raise InvalidArgumentTypeError(
+            f"idempotency_key must be a str, not {type(key).__name__}"
+        )
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or not (
+        key.isascii() and key.isprintable() and key.strip() == key
+    ):
+        raise BadRequestError(
+            f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII "
+            "characters with no leading or trailing space (an HTTP header carries it)"
+        )
+    return key
+
+
+def check_data(data: object, what: str = "data") -> str:
     """Check that ``data`` is JSON-serialisable; return its compact encoding.
 
     :param data: any JSON value (``None`` is refused: the server requires ``data``).
+    :param what: what it is, for the error message.
     :raises BadRequestError: when it cannot be encoded.
     """
     if data is None:
-        raise BadRequestError("data is required (None is not allowed)")
+        raise BadRequestError(f"{what} is required (None is not allowed)")
     try:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise BadRequestError(f"data is not JSON-serialisable: {e}") from e
+        raise BadRequestError(f"{what} is not JSON-serialisable: {e}") from e
+    # Keys and values alike: the encoded text holds every string of data.
+    return check_text(encoded, what)
 
 
 def publish_frame(

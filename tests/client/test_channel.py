@@ -170,14 +170,24 @@ def test_overflow_reconnects_and_recovers_persisted_messages(server: Any, make_c
     assert ch.reconnects >= 1
 
 
-@pytest.mark.parametrize("kwargs", [{"timeout": -1}, {"timeout": 0}, {"persist": "no"}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"timeout": -1},
+        {"timeout": 0},
+        {"persist": "no"},
+        {"data": {"t": "\ud800"}},
+        {"data": {"\udbff": 1}},
+        {"event": "\ud800"},
+    ],
+)
 def test_socket_publish_arguments_checked_before_sending(
     server: Any, make_client: Any, channel_name: str, kwargs: Any
 ) -> None:
     client = make_client(server)
     ch = client.subscribe(channel_name, user_id="u")
     with pytest.raises(cohrt_sync.BadRequestError):
-        ch.publish({"x": 1}, **kwargs)
+        ch.publish(**{"data": {"x": 1}, **kwargs})
     # Nothing reached the server, and the channel still works.
     assert client.history(channel_name) == []
     assert ch.publish({"x": 2}).id is not None

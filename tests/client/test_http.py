@@ -183,6 +183,26 @@ def test_error_envelope_and_non_json_bodies() -> None:
         (lambda c: c.sql(""), ValueError),
         (lambda c: c.sql("SELECT ?", params="abc"), TypeError),
         (lambda c: c.sql("SELECT 1", params={"a": 1}), TypeError),
+        # A lone surrogate has no UTF-8 form: refused here, not as a
+        # UnicodeEncodeError from the transport.
+        (lambda c: c.publish("chat:a", {"t": "\ud800"}), ValueError),
+        (lambda c: c.publish("chat:a", {"\udfff": 1}), ValueError),
+        (lambda c: c.publish("chat:a", {}, event="e\ud800"), ValueError),
+        (lambda c: c.publish("chat:\ud800", {}), ValueError),
+        (lambda c: c.history("chat:\ud800"), ValueError),
+        (lambda c: c.mint_token("\ud800"), ValueError),
+        (lambda c: c.mint_token("u", name="\ud800"), ValueError),
+        (lambda c: c.sql("SELECT '\ud800'"), ValueError),
+        (lambda c: c.sql("SELECT ?", params=["\ud800"]), ValueError),
+        (lambda c: c.subscribe("chat:\ud800", user_id="u"), ValueError),
+        (lambda c: c.subscribe("chat:a", user_id="u", name="\ud800"), ValueError),
+        # An Idempotency-Key is a header value: no CR/LF, nothing outside ASCII.
+        (lambda c: c.publish("chat:a", {}, idempotency_key="a\r\nX-Evil: 1"), ValueError),
+        (lambda c: c.publish("chat:a", {}, idempotency_key="k\ud800"), ValueError),
+        (lambda c: c.publish("chat:a", {}, idempotency_key="é"), ValueError),
+        (lambda c: c.publish("chat:a", {}, idempotency_key=" k"), ValueError),
+        (lambda c: c.publish("chat:a", {}, idempotency_key="k" * 257), ValueError),
+        (lambda c: c.publish("chat:a", {}, idempotency_key=""), ValueError),
     ],
 )
 def test_arguments_checked_before_any_request(call: Any, exc: type) -> None:
