@@ -118,16 +118,16 @@ class FrameDispatcher:
     def _dispatch_frame(self, frame: Dict[str, Any]) -> None:
         action = frame.get("action")
         name = self.name
-        if (
-            # This channel's next message (the hot path: a few dict lookups),
-            # or a frame to drop (docs/client.md, "Frames the client drops").
-            type(action) is str
-            and action not in _CONTROL_ACTIONS
-            and "data" in frame
-            and frame.get("channel", name) == name
-            and type(frame.get("event", action)) is str
-        ):
-            self._ledger.deliver_live(Message.from_wire(frame, name))
+        if type(action) is str and "data" in frame:
+            # A frame that carries data is a publication, whatever its event is
+            # called: an event named "join" or "published" is still a message,
+            # never presence or an ack (docs/client.md, "Frames the client drops").
+            if frame.get("channel", name) == name and type(frame.get("event", action)) is str:
+                self._ledger.deliver_live(Message.from_wire(frame, name))
+            elif frame.get("channel", name) != name:
+                self._drop_frame("a message of another channel", report=True)
+            else:
+                self._drop_frame("a message with a non-string event", report=True)
         elif action == "join":
             user = user_from_wire(frame.get("user"))
             if user is None:
@@ -146,13 +146,8 @@ class FrameDispatcher:
         elif action in ("connected", "subscribed"):
             return
         elif type(action) is str and action not in _CONTROL_ACTIONS:
-            # Shaped like a message but not one of ours: worth telling the app.
-            why = (
-                "a message of another channel"
-                if frame.get("channel", self.name) != self.name
-                else "a message with no data or a non-string event"
-            )
-            self._drop_frame(why, report=True)
+            # Shaped like a message but not one: worth telling the app.
+            self._drop_frame("a message with no data", report=True)
         else:
             self._drop_frame("a frame with no string action, or a control action out of place")
 

@@ -136,21 +136,49 @@ def send_dm_request(
     return client.publish(user_channel(to_user), data, event="dm_request")
 
 
-def accept_dm_request(channel: Channel, message: Message, **kwargs: Any) -> Channel:
+def accept_dm_request(
+    channel: Channel,
+    message: Message,
+    *,
+    expected_channel: Optional[str] = None,
+    trust_named_channel: bool = False,
+    **kwargs: Any,
+) -> Channel:
     """Open the DM channel named in a ``dm_request``, as the same user as ``channel``.
 
-    Call it from an ``on_dm_request`` hook. Extra keyword arguments go to
-    :meth:`cohrt_sync.Client.subscribe`.
+    Call it from an ``on_dm_request`` hook. Anyone holding a token can publish
+    a ``dm_request`` on ``user:<you>``, naming any channel, so the named
+    channel is joined only when it is the DM of this user and the request's
+    ``from``: ``dm_channel(channel.user_id, from)``, or ``expected_channel``
+    when the app names its DMs another way (with :func:`private_channel`, say).
 
     :param channel: the personal channel the request arrived on.
     :param message: the ``dm_request`` message.
+    :param expected_channel: the DM channel the app computed for this request;
+        by default :func:`dm_channel` of the recipient and the sender.
+    :param trust_named_channel: join whatever channel the request names (only
+        for requests the app itself has verified).
+    :param kwargs: passed on to :meth:`cohrt_sync.Client.subscribe`.
     :returns: the subscribed DM :class:`~cohrt_sync.Channel`.
-    :raises BadRequestError: when the request names no DM channel.
+    :raises BadRequestError: when the request names no DM channel, or a
+        channel other than the expected one.
     """
     data = message.data if isinstance(message.data, Mapping) else {}
     name = data.get("dm_channel")
-    if not isinstance(name, str) or not name.startswith("dm:"):
+    if not isinstance(name, str) or not name:
         raise BadRequestError("dm_request carries no valid dm_channel")
+    if not trust_named_channel:
+        if expected_channel is None:
+            sender = data.get("from")
+            if isinstance(sender, bool) or not isinstance(sender, (str, int)):
+                raise BadRequestError("dm_request carries no valid 'from' user id")
+            expected_channel = dm_channel(channel.user_id, sender)
+        if name != expected_channel:
+            raise BadRequestError(
+                f"dm_request names {name!r}, not the expected DM {expected_channel!r}; "
+                "refusing to join a channel the sender chose (pass expected_channel= "
+                "for your own naming)"
+            )
     kwargs.setdefault("name", channel.user_name)
     kwargs.setdefault("ttl", channel.ttl)
     return channel.client.subscribe(name, channel.user_id, **kwargs)

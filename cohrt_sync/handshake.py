@@ -170,10 +170,13 @@ def _handshake(
             if "error" in frame and "action" not in frame:
                 raise error_from_frame(str(frame["error"]))
             action = frame.get("action")
-            if action == "subscribed":
+            if "data" in frame:
+                # A publication, whatever its event is called.
+                early.append(frame)
+            elif action == "subscribed":
                 users = presence_list(frame.get("presence"), channel)
                 break
-            if action != "connected":
+            elif action != "connected":
                 early.append(frame)
     except CohrtError:
         ws.shutdown()

@@ -207,7 +207,9 @@ class SocketReader:
         if not isinstance(frame, dict):
             return
         action = frame.get("action")
-        if action == "published":
+        if action == "published" and "data" not in frame:
+            # A frame with data is a publication whose event is "published"
+            # (any event name is allowed): it must never settle an ack.
             self._acks.settle(frame, None)
             return
         if action is None and "error" in frame:

@@ -77,3 +77,42 @@ def test_module_level_dm_helpers(server: Any, make_client: Any, recorder: Record
         cohrt_sync.accept_dm_request(inbox, bad)
     dm = cohrt_sync.accept_dm_request(inbox, req, catch_up=False)
     assert dm.name == "dm:alice_bob" and dm.user_id == "bob"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"from": "alice", "dm_channel": "dm:mallory_trap"},
+        {"from": "alice", "dm_channel": "dm:alice_mallory"},
+        {"from": "mallory", "dm_channel": "dm:alice_bob"},
+        {"dm_channel": "dm:bob_bob"},
+    ],
+)
+def test_a_dm_request_naming_another_channel_is_refused(
+    server: Any, make_client: Any, recorder: Recorder, data: Any
+) -> None:
+    # Mallory holds a token too: she can publish any dm_request on user:bob.
+    bob = make_client(server, plugins=[recorder])
+    inbox = bob.subscribe(cohrt_sync.user_channel("bob"), user_id="bob")
+    make_client(server).publish("user:bob", data, event="dm_request")
+    req = recorder.wait_for(lambda: recorder.of("dm_request"))[0][2]
+    with pytest.raises(cohrt_sync.BadRequestError, match="dm_request"):
+        cohrt_sync.accept_dm_request(inbox, req)
+    assert [ch.name for ch in bob.channels] == ["user:bob"]
+
+
+def test_a_dm_request_can_be_checked_against_the_apps_own_name(
+    server: Any, make_client: Any, recorder: Recorder
+) -> None:
+    secret = "0123456789abcdef0123"
+    private = cohrt_sync.private_channel(secret, "dm", "alice", "bob")
+    bob = make_client(server, plugins=[recorder])
+    inbox = bob.subscribe(cohrt_sync.user_channel("bob"), user_id="bob")
+    bob.publish("user:bob", {"from": "alice", "dm_channel": private}, event="dm_request")
+    req = recorder.wait_for(lambda: recorder.of("dm_request"))[0][2]
+    with pytest.raises(cohrt_sync.BadRequestError):
+        cohrt_sync.accept_dm_request(inbox, req)  # not dm:alice_bob
+    dm = cohrt_sync.accept_dm_request(inbox, req, expected_channel=private, catch_up=False)
+    assert dm.name == private
+    trusted = cohrt_sync.accept_dm_request(inbox, req, trust_named_channel=True)
+    assert trusted.name == private

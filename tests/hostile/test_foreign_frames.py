@@ -20,8 +20,9 @@ NOT_MESSAGES = [
     {"event": "message", "data": 1},
     {"action": "message"},
     {"action": "message", "event": 7, "data": 1},
-    {"action": "publish", "data": 1},
 ]
+# A frame with data and a string action is a publication even when its event
+# is named like a protocol action: tests/client/test_events_named_like_actions.py.
 
 
 def test_frames_that_are_not_messages_never_reach_on_message(
