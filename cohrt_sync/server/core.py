@@ -17,7 +17,7 @@ from . import tokens
 from .config import Config
 from .connlimits import ConnLimits
 from .errors import ApiError
-from .hub import Conn, Hub
+from .hub import Conn, Hub, ShuttingDown
 from .limits import PAUSE_CLOSE_CODE, PAUSE_REASON, REQUEST, Limiter
 from .outbox import close_or_abort
 from .state import StateStore, Tenant
@@ -68,8 +68,6 @@ class Core:
         self._sessions: collections.OrderedDict[str, Tuple[str, int]] = collections.OrderedDict()
         #: Handlers waiting for their request body (see :meth:`shutdown`).
         self.body_readers: Set[asyncio.Task[Any]] = set()
-        #: Closes of a paused tenant's sockets, under way.
-        self._closing: Set[asyncio.Task[None]] = set()
         for key in config.keys:
             self.state.add_key(key)
         # Before serving, so a synchronous write blocks nobody.
@@ -91,12 +89,24 @@ class Core:
         return list(named.values())
 
     def _close_paused(self, tenant: Tenant, why: str) -> None:
-        # Called from inside a refused request: the closes go on without it.
+        # Called from inside the refused request, before its refusal is queued
+        # behind the tenant's earlier publishes. The closes wait for the next
+        # tick, then for their turn in that queue, then for each socket's
+        # outbox: every frame sent up to and including the one that tipped the
+        # pause gets its reply before the close frame.
         reason = (PAUSE_REASON + why)[:120]
-        for conn in self.hub.conns(tenant_id=tenant.id):
-            task = asyncio.ensure_future(close_quietly(conn, PAUSE_CLOSE_CODE, reason))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+
+        def close_all() -> None:
+            for conn in self.hub.conns(tenant_id=tenant.id):
+                conn.close_when_sent(PAUSE_CLOSE_CODE, reason)
+
+        def queue_close() -> None:
+            try:
+                self.hub.after_queued(tenant.id, close_all)
+            except ShuttingDown:
+                pass  # every socket is being closed with 1001 already
+
+        asyncio.get_running_loop().call_soon(queue_close)
 
     def now(self) -> float:
         """The server's clock: wall time plus what tests advanced it by."""

@@ -67,6 +67,8 @@ class Conn:
     writer: Optional[asyncio.Task[None]] = None
     closer: Optional[asyncio.Task[None]] = None
     closed: bool = False
+    #: (code, reason) to close with once :attr:`out` is sent (:meth:`close_when_sent`).
+    close_after: Optional[Tuple[int, str]] = None
 
     def send(self, frame: Union[str, OutFrame]) -> None:
         """Queue ``frame`` (one :class:`OutFrame` may go to many sockets)."""
@@ -101,6 +103,17 @@ class Conn:
             close_or_abort(self.ws, SLOW_CLOSE_CODE, reason, self.abort)
         )
 
+    def close_when_sent(self, code: int, reason: str) -> None:
+        """Close with ``code`` once every frame queued so far, and since, is sent.
+
+        A close that overtook queued frames would leave the peer without
+        replies it is owed (docs/server.md: every frame gets one reply).
+        """
+        if self.closed or self.close_after is not None:
+            return
+        self.close_after = (code, reason)
+        self.wakeup.set()
+
     def abort(self) -> None:
         """Cut the TCP connection without a close frame."""
         self.closed = True
@@ -114,6 +127,11 @@ class Conn:
         while True:
             if not out:
                 if self.closed:
+                    return
+                if self.close_after is not None:
+                    self.closed = True
+                    code, reason = self.close_after
+                    await close_or_abort(ws, code, reason, self.abort, deadline=2.0)
                     return
                 wakeup.clear()
                 await wakeup.wait()
@@ -162,6 +180,8 @@ class Pending:
     #: Usage buckets the publish is counted in, in the transaction that
     #: stores the batch (see :mod:`.usage`); empty when the tier keeps no count.
     counts: Tuple[str, ...] = ()
+    #: Not a publish but a barrier (:meth:`Hub.after_queued`): called in its turn.
+    on_turn: Optional[Callable[[], None]] = None
 
 
 class PersistError(Exception):
@@ -369,7 +389,17 @@ class Hub:
                 for p in live:
                     p.error = f"Failed to record usage: {e}"
 
+    def after_queued(self, tenant_id: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything the tenant queued before it is answered.
+
+        :raises ShuttingDown: as :meth:`submit`.
+        """
+        self.submit(tenant_id, Pending("", "", "", False, 0, on_turn=callback))
+
     def _finish(self, tenant_id: str, p: Pending) -> None:
+        if p.on_turn is not None:
+            p.on_turn()
+            return
         if p.error is not None:
             if p.sender is not None:
                 p.sender.send(dumps({"error": p.error}))

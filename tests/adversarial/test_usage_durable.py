@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import sqlite3
+import struct
 import time
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import requests
 import websocket
 
-from cohrt_sync.server.limits import PUBLISH, TIERS
+from cohrt_sync.server.limits import PAUSE_CLOSE_CODE, PUBLISH, TIERS
 from tests.server.test_tenant_cli import tenant
 
 from ._proc import ServerProcess
@@ -106,6 +108,53 @@ def _read_answers(ws: websocket.WebSocket, n: int) -> Tuple[int, int]:
     except (websocket.WebSocketException, OSError):
         pass
     return acks, errors
+
+
+def _replies_then_close(ws: websocket.WebSocket) -> Tuple[List[str], int]:
+    """The replies to this socket's publishes in order, and the close code that ends them."""
+    replies: List[str] = []
+    while True:
+        opcode, frame = ws.recv_data_frame(True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return replies, struct.unpack("!H", frame.data[:2])[0]
+        text = frame.data.decode()
+        if '"action":"published"' in text:
+            replies.append("published")
+        elif text.startswith('{"error"'):
+            replies.append(json.loads(text)["error"])
+
+
+def test_lifetime_count_is_exact_across_a_graceful_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    live = '{"action":"publish","data":1,"persist":false}'
+    with _serve(data, "--tier", "ephemeral") as srv:
+        ws = _socket(srv)
+        sent = 0
+        while sent < CAP - 10:  # pipelined in batches, each batch's acks awaited
+            batch = min(1_000, CAP - 10 - sent)
+            for _ in range(batch):
+                ws.send(live)
+            assert _read_answers(ws, batch) == (batch, 0)
+            sent += batch
+        ws.close()
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=15) == 0
+    assert _publishes_counted(data) == CAP - 10
+
+    with _serve(data, "--tier", "ephemeral") as srv:
+        ws = _socket(srv)
+        ws.settimeout(10)
+        for _ in range(20):
+            ws.send(live)
+        replies, code = _replies_then_close(ws)
+        ws.close()
+    # Exactly the 10 left are published; the one that tips the pause and every
+    # later one get their error frame before the close, in order.
+    assert replies[:10] == ["published"] * 10, replies
+    assert len(replies) == 20 and all("paused" in r for r in replies[10:]), replies
+    assert code == PAUSE_CLOSE_CODE
+    assert _publishes_counted(data) == CAP
 
 
 def test_lifetime_cap_holds_across_kill_9(tmp_path: Path) -> None:
