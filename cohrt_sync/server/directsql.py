@@ -210,7 +210,7 @@ def run_statement(
                 raise type(refusal)(kept) from None
             raise
         meta = {
-            "changes": cur.rowcount if cur.rowcount >= 0 else 0,
+            "changes": _changes(conn, cur, changes_before),
             "last_row_id": cur.lastrowid or 0,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "rows_read": len(rows),
@@ -231,6 +231,21 @@ def run_statement(
     return b"".join(
         (b'{"results":[', b",".join(rows), b'],"success":true,"meta":', dumps(meta).encode(), b"}")
     )
+
+
+def _changes(conn: sqlite3.Connection, cur: sqlite3.Cursor, total_before: int) -> int:
+    """Rows the statement inserted, updated or deleted: D1's ``meta.changes``.
+
+    Python's ``rowcount`` is -1 for a write that starts with ``WITH``; SQLite's
+    own ``changes()`` counts it, and, as D1 does, leaves out rows that
+    triggers changed. It is asked only when the statement changed something,
+    because after a read it still names the last write.
+    """
+    if conn.total_changes == total_before:
+        return 0
+    if cur.rowcount >= 0:
+        return int(cur.rowcount)
+    return int(conn.execute("SELECT changes()").fetchone()[0])
 
 
 def _encode_rows(

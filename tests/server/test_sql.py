@@ -71,6 +71,23 @@ def test_write_meta_changes_and_last_row_id(api_a: Api) -> None:
     assert api_a.sql_rows(f"SELECT v FROM {table} ORDER BY id") == [{"v": "z"}, {"v": "z"}]
 
 
+def test_meta_changes_counts_writes_that_start_with_with(api_a: Api) -> None:
+    table = "t_" + uniq("x").split(":")[1]
+    assert api_a.sql(f"CREATE TABLE {table} (x INTEGER)").status_code == 200
+    r = api_a.sql(
+        "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 120)"
+        f" INSERT INTO {table} SELECT n FROM c"
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["meta"]["changes"] == 120
+    r = api_a.sql(f"WITH d AS (SELECT 50 AS m) DELETE FROM {table} WHERE x <= (SELECT m FROM d)")
+    assert r.json()["meta"]["changes"] == 50
+    # A read after those writes changed nothing, whatever SQLite's changes() still says.
+    r = api_a.sql(f"WITH d AS (SELECT 1) SELECT count(*) AS n FROM {table}")
+    assert r.json()["meta"]["changes"] == 0 and r.json()["results"] == [{"n": 70}]
+    assert r.json()["meta"]["rows_read"] == 1
+
+
 def test_bearer_session(api_a: Api) -> None:
     r = api_a.sql("SELECT 41 + 1 AS n", bearer=api_a.session())
     assert r.status_code == 200 and r.json()["results"] == [{"n": 42}]
