@@ -421,7 +421,7 @@ class Hub:
                 "event": p.event,
                 "created_at_ms": p.created_at_ms,
             }
-            if p.id is not None:
+            if show_id:
                 result["id"] = p.id
             p.future.set_result(result)
         state = self.channels.get((tenant_id, p.channel))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 
 from ._wire import Api, Sock, assert_envelope, uniq
+from .conftest import make_server
 
 
 def test_publish_with_key_response_and_live_frame(api_a: Api, base_url: str) -> None:
@@ -66,6 +68,25 @@ def test_persist_false_has_no_id_and_is_not_stored(api_a: Api, base_url: str) ->
         frame = s.message()
         assert frame["data"] == {"cursor": [1, 2]} and "id" not in frame
     assert api_a.history_ok(ch) == []
+
+
+def test_no_live_ids_leaves_id_out_of_every_answer_but_history(tmp_path: Any) -> None:
+    key, ch = "k_no_live_ids", uniq()
+    with make_server(keys=[key], live_ids=False, data_dir=str(tmp_path)) as srv:
+        api = Api(srv.base_url, key)
+        with Sock(srv.base_url, api.token("alice"), ch) as s:
+            first = api.publish(ch, {"n": 1}, headers={"Idempotency-Key": "k1"})
+            replay = api.publish(ch, {"n": 1}, headers={"Idempotency-Key": "k1"})
+            assert first.status_code == replay.status_code == 200
+            assert "id" not in first.json() and replay.json() == first.json()
+            assert "id" not in s.message()
+            assert "id" not in s.publish({"n": 2})
+        assert [isinstance(m["id"], int) for m in api.history_ok(ch)] == [True, True]
+    # After a restart the replay reads the ack stored with the row: no id either.
+    with make_server(keys=[key], live_ids=False, data_dir=str(tmp_path)) as srv:
+        replay = Api(srv.base_url, key).publish(ch, {"n": 1}, headers={"Idempotency-Key": "k1"})
+        assert replay.headers.get("Idempotent-Replayed") == "true"
+        assert replay.json() == first.json()
 
 
 def test_ids_increase_across_publishes(api_a: Api) -> None:
