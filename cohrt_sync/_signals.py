@@ -10,11 +10,13 @@ was waiting closes things in its ``except``/``finally`` as it does for
 from __future__ import annotations
 
 import contextlib
+import select
 import signal
+import socket
 import threading
 from typing import Any, Dict, Iterator, Sequence
 
-__all__ = ["SignalReceived", "raise_on_signals"]
+__all__ = ["SignalReceived", "raise_on_signals", "sleep_until_signal"]
 
 
 class SignalReceived(Exception):
@@ -60,3 +62,33 @@ def raise_on_signals(signums: Sequence[int], *, only_default: bool = True) -> It
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def sleep_until_signal() -> None:
+    """Block the main thread until a signal's handler runs; it raises out of here.
+
+    ``time.sleep`` or ``signal.pause`` would wake only for a signal the kernel
+    delivers to the main thread. A process-directed signal may go to any
+    thread that doesn't block it (often one of the server's after a SIGSTOP
+    and SIGCONT), and Python then runs the handler only when the main thread
+    next runs bytecode: an hour later. The interpreter's C handler writes to
+    the wakeup fd from whichever thread took the signal, so waiting on that
+    fd wakes the main thread for every signal.
+
+    :raises RuntimeError: off the main thread (only it runs signal handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("sleep_until_signal() must run in the main thread")
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        while True:
+            select.select([reader], [], [])
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                reader.recv(512)
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()

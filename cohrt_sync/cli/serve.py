@@ -7,11 +7,10 @@ import errno
 import logging
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .._signals import SignalReceived, raise_on_signals
+from .._signals import SignalReceived, raise_on_signals, sleep_until_signal
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -59,8 +58,7 @@ def serve(args: argparse.Namespace) -> int:
             return 1
         try:
             _announce(server, args)
-            while True:
-                time.sleep(3600)
+            sleep_until_signal()
         except SignalReceived:
             pass
         finally:
