@@ -67,6 +67,9 @@ def test_a_message_named_like_a_protocol_action_is_only_a_message(
     site: Tuple[Any, str], channel: str
 ) -> None:
     app, url = site
+    # A name that breaks any URL it is pasted into unencoded: the client's
+    # token body, history queries and socket URL must all keep it whole.
+    channel = f"{channel}&channel=other&after=99#x?%2F"
     mallory = app.test_client()
     login(mallory, "mallory", "Mallory")
     with sync_api.sync_playwright() as pw:
@@ -90,6 +93,18 @@ def test_a_message_named_like_a_protocol_action_is_only_a_message(
             assert got == [[n, n, "mallory"] for n in PROTOCOL_NAMES]
             # Presence is the server's join/leave frames only: no user "undefined".
             assert page.evaluate("[...window.ch.presence.keys()]") == ["victim"]
+
+            # Keys that would pollute a prototype if merged: data, nothing more.
+            polluting = {"__proto__": {"polluted": 1}, "constructor": {"prototype": {"x": 1}}}
+            r = mallory.post("/realtime/publish", json={"channel": channel, "data": polluting})
+            assert r.status_code == 200
+            page.wait_for_function(
+                f"window.got.length === {len(PROTOCOL_NAMES) + 1}", timeout=DEADLINE_MS
+            )
+            assert page.evaluate(
+                "(() => { const d = window.got.at(-1).data;"
+                " return [({}).polluted, Object.keys(d).sort(), d.__proto__.polluted]; })()"
+            ) == [None, ["__proto__", "constructor", "sender"], 1]
 
             # Over a socket, Mallory floods `published` messages (one with
             # data: null) while the victim waits for 40 acks of its own.
@@ -118,7 +133,7 @@ def test_a_message_named_like_a_protocol_action_is_only_a_message(
             )
             assert ack_ids == own_ids  # every ack is our own publish's, in order
             page.wait_for_function(
-                f"window.got.length === {len(PROTOCOL_NAMES) + 40 + len(flood)}",
+                f"window.got.length === {len(PROTOCOL_NAMES) + 1 + 40 + len(flood)}",
                 timeout=DEADLINE_MS,
             )
             assert page.evaluate("window.got.filter((m) => m.data === null).length") == 1
@@ -127,5 +142,10 @@ def test_a_message_named_like_a_protocol_action_is_only_a_message(
             page.wait_for_function(
                 "[...window.ch.presence.keys()].join() === 'victim'", timeout=DEADLINE_MS
             )
+            # History through the route, for exactly this channel: every persisted message.
+            history = page.evaluate(
+                "window.ch.history({ after: 0, limit: 100 }).then((h) => h.map((m) => m.channel))"
+            )
+            assert history == [channel] * (len(PROTOCOL_NAMES) + 1 + 40)
         finally:
             browser.close()
