@@ -143,17 +143,23 @@ $("send").addEventListener("submit", async (ev) => {
 $("text").addEventListener("input", () => { if (current && $("text").value) current.typing(); });
 
 // The private inbox: other users' DM invitations, sent by the server.
-const inbox = await subscribe(cfg.inbox, {
-  prefix: cfg.prefix,
-  headers,
-  onMessage(msg) {
-    // Only the server publishes here (the inbox's name is private to its owner).
-    const { sender } = fields(msg);
-    if (msg.event !== "dm_request" || !sender || typeof msg.data.channel !== "string") return;
-    dms.set(sender.id, { name: sender.name, channel: msg.data.channel });
-    showDms();
-  },
-});
-for (const msg of await inbox.history({ after: 0, limit: 100 })) inbox.options.onMessage(msg);
-await open(`room:${cfg.room}`, `#${cfg.room}`);
-window.chatReady = true;
+async function start() {
+  const inbox = await subscribe(cfg.inbox, {
+    prefix: cfg.prefix,
+    headers,
+    onMessage(msg) {
+      // Only the server publishes here (the inbox's name is private to its owner).
+      const { sender } = fields(msg);
+      if (msg.event !== "dm_request" || !sender || typeof msg.data.channel !== "string") return;
+      dms.set(sender.id, { name: sender.name, channel: msg.data.channel });
+      showDms();
+    },
+  });
+  for (const msg of await inbox.history({ after: 0, limit: 100 })) inbox.options.onMessage(msg);
+  await open(`room:${cfg.room}`, `#${cfg.room}`);
+  window.chatReady = true;
+}
+
+// A refusal (a 429 once this user asked for too many tokens, a 403 ...)
+// says so in the status instead of leaving the page "connecting".
+start().catch((e) => { $("status").textContent = `not connected: ${e.message}`; });
