@@ -15,9 +15,13 @@ Needs the ``flask`` extra (``pip install 'cohrt-sync[flask]'``)::
     def current_user():
         return (session["uid"], session["name"]) if "uid" in session else None
 
+    @cohrt.authorize                     # without one, every channel is refused
+    def may_use(user, channel, action):  # "subscribe", "history" or "publish"
+        return channel.startswith("room:")
+
 The routes live under ``COHRT_URL_PREFIX`` (``/realtime``); the browser
 imports ``/realtime/cohrt-sync.js``. docs/flask.md is the guide, including
-the security model.
+the channel policy and the security model.
 """
 
 from __future__ import annotations

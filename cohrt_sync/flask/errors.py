@@ -26,22 +26,11 @@ from ..errors import (
     RateLimitedError,
     ServerError,
 )
+from .policy import RouteError
 
 __all__ = ["NotConfiguredError", "RouteError", "error_response", "status_for"]
 
 log = logging.getLogger("cohrt_sync.flask")
-
-
-class RouteError(CohrtError):
-    """An answer a route chose itself: no user (401), not authorised (403), bad input (400).
-
-    :param message: one line for the browser.
-    :param status_code: the HTTP status to answer.
-    :param status: the envelope's status name.
-    """
-
-    def __init__(self, message: str, status_code: int, status: str) -> None:
-        super().__init__(message, status_code=status_code, status=status)
 
 
 class NotConfiguredError(CohrtError):

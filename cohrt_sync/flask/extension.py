@@ -9,6 +9,8 @@ until a route (or the app) first uses :attr:`Cohrt.client`.
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import threading
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -19,21 +21,26 @@ from ..client import Client
 from ..errors import BadRequestError
 from ..models import User, check_user_id
 from .errors import NotConfiguredError, RouteError
+from .policy import BUDGET_DEFAULTS, Authorize, MintBudget, budget_from_setting, check_policy
 
-__all__ = ["Cohrt", "NotConfiguredError"]
+__all__ = ["Authorize", "Cohrt", "NotConfiguredError"]
+
+log = logging.getLogger("cohrt_sync.flask")
 
 #: ``user_loader`` returns ``(user_id, name)``, a bare id, a ``User``, or None.
 LoadedUser = Union[None, str, int, Tuple[Union[str, int], Optional[str]], User]
 UserLoader = Callable[[], LoadedUser]
-#: ``authorize(user, channel, action)``; action is subscribe, history or publish.
-Authorize = Callable[[User, str, str], bool]
 
 #: Settings read from ``app.config`` and their defaults.
 DEFAULTS: Dict[str, Any] = {
     "COHRT_URL_PREFIX": "/realtime",
     "COHRT_TOKEN_TTL": 300,
     "COHRT_CLIENT_OPTIONS": {},
+    "COHRT_USER_TOKEN_BUDGET": dict(BUDGET_DEFAULTS),
 }
+
+#: How the 403 without a policy tells a Flask app to set one.
+HOW_TO_SET_POLICY = "set one with @cohrt.authorize or Cohrt(app, authorize=...)"
 
 
 class _AppState:
@@ -45,6 +52,11 @@ class _AppState:
         self._lock = threading.Lock()
         self._client: Optional[Client] = None
         self._pid = 0
+        #: Each user's allowance of connection tokens (None: no per-user limit).
+        self.mint_budget: Optional[MintBudget] = budget_from_setting(
+            app.config.get("COHRT_USER_TOKEN_BUDGET")
+        )
+        self.warned_no_policy = False
 
     def client(self) -> Client:
         with self._lock:
@@ -89,7 +101,11 @@ class Cohrt:
     back to the environment, then to the client's ``COHESIVITY_*`` ones):
     ``COHRT_KEY``, ``COHRT_BASE_URL``, ``COHRT_URL_PREFIX`` (``/realtime``),
     ``COHRT_TOKEN_TTL`` (300 s), ``COHRT_CLIENT_OPTIONS`` (more
-    :class:`~cohrt_sync.Client` keywords).
+    :class:`~cohrt_sync.Client` keywords), ``COHRT_USER_TOKEN_BUDGET``
+    (each user's token mints, see :class:`~cohrt_sync.flask.policy.MintBudget`).
+
+    Without ``authorize`` the routes refuse every channel (403): set a
+    policy to open any.
     """
 
     def __init__(
@@ -110,11 +126,12 @@ class Cohrt:
         Makes no network call and needs no key.
 
         :param app: the Flask app.
+        :raises ValueError: ``COHRT_USER_TOKEN_BUDGET`` is not a valid setting.
         """
         from .routes import blueprint  # the routes import this module
 
         for name, value in DEFAULTS.items():
-            app.config.setdefault(name, value)
+            app.config.setdefault(name, copy.deepcopy(value))
         prefix = str(app.config["COHRT_URL_PREFIX"]).rstrip("/")
         app.extensions["cohrt"] = _AppState(self, app)
         app.register_blueprint(blueprint, url_prefix=prefix)
@@ -136,8 +153,11 @@ class Cohrt:
         """Decorator: ``fn(user, channel, action)`` returns whether to allow it.
 
         ``action`` is ``"subscribe"`` (token route), ``"history"`` or
-        ``"publish"``. Without one, every logged-in user may use every
-        channel, which is also all a connection token allows (docs/flask.md).
+        ``"publish"``. Without one, every route refuses every channel with
+        403. The routes act with the application key, which reaches every
+        channel, so they grant more than a connection token does: the edge
+        answers that token's own history request with 401. See
+        docs/flask.md, "Channel policy".
 
         :param fn: the check.
         """
@@ -191,11 +211,18 @@ class Cohrt:
     def check(self, user: User, channel: str, action: str) -> None:
         """Raise a 403 :class:`RouteError` unless ``authorize`` allows ``action``.
 
+        Without ``authorize`` it always raises, and logs once per app why.
+
         :param user: the logged-in user.
         :param channel: the channel asked for.
         :param action: ``"subscribe"``, ``"history"`` or ``"publish"``.
         """
-        if self._authorize is not None and not self._authorize(user, channel, action):
-            raise RouteError(
-                f"user {user.id!r} may not {action} on this channel", 403, "PERMISSION_DENIED"
-            )
+        if self._authorize is None:
+            state = self.state()
+            if not state.warned_no_policy:
+                state.warned_no_policy = True
+                log.warning(
+                    "the realtime routes refuse every channel: no authorize callback (%s)",
+                    HOW_TO_SET_POLICY,
+                )
+        check_policy(self._authorize, user, channel, action, how_to_set=HOW_TO_SET_POLICY)

@@ -1,8 +1,11 @@
 """The realtime blueprint: token, history and publish routes, and the browser client file.
 
-Each route loads the user (401 without one), asks ``authorize`` (403), and
-talks to the realtime API with the app's key, which never reaches the
-browser. Every :class:`~cohrt_sync.CohrtError` becomes a JSON error
+Each route loads the user (401 without one), checks its input (400, from
+:mod:`cohrt_sync.flask.inputs`), asks the channel policy (403 when
+``authorize`` says no, or when the app set none; :mod:`cohrt_sync.flask.policy`),
+and talks to the realtime API with the app's key, which never reaches the
+browser. The token route also spends one of the user's token budget (429).
+Every :class:`~cohrt_sync.CohrtError` becomes a JSON error
 (:mod:`cohrt_sync.flask.errors`). Answers are ``Cache-Control: private,
 no-store``: they carry tokens or private history.
 """
@@ -15,9 +18,17 @@ from typing import Any, Dict, Optional
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 
 from ..errors import CohrtError
-from ..models import Message, User, check_channel
-from .errors import RouteError, error_response
+from ..models import Message, User
+from .errors import error_response
 from .extension import _AppState
+from .inputs import (
+    bad_request,
+    body_object,
+    channel_arg,
+    int_arg,
+    publish_request,
+    scoped_idempotency_key,
+)
 
 __all__ = ["blueprint"]
 
@@ -44,31 +55,14 @@ def _private(payload: Dict[str, Any]) -> Response:
     return resp
 
 
-def _bad(message: str) -> RouteError:
-    return RouteError(message, 400, "INVALID_ARGUMENT")
-
-
 def _body() -> Dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise _bad('send a JSON object, like {"channel": "chat:lobby"}')
-    return body
-
-
-def _channel(raw: Any) -> str:
-    if raw is None:
-        raise _bad("channel is required")
-    return check_channel(raw)
-
-
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
+    # Only application/json is read: a cross-site form cannot send it
+    # without a CORS preflight, which these routes never grant.
     try:
-        return int(raw)
-    except ValueError:
-        raise _bad(f"{name} must be an integer, got {raw[:40]!r}") from None
+        parsed = request.get_json(silent=True)
+    except RecursionError:
+        raise bad_request("the JSON body is nested too deeply") from None
+    return body_object(parsed)
 
 
 def _user_json(user: User) -> Dict[str, Optional[str]]:
@@ -95,8 +89,11 @@ def token() -> Response:
     """Mint a connection token for the logged-in user: ``{token, url, expires_in, user}``."""
     state = _state()
     user = state.ext.current_user()
-    channel = _channel(_body().get("channel"))
+    channel = channel_arg(_body().get("channel"))
     state.ext.check(user, channel, "subscribe")
+    if state.mint_budget is not None:
+        # Before the tenant's shared bucket: one user must not empty it for all.
+        state.mint_budget.take(user.id)
     ttl = int(current_app.config["COHRT_TOKEN_TTL"])
     tok = state.client().mint_token(user.id, name=user.name, ttl=ttl)
     return _private(
@@ -135,10 +132,10 @@ def history() -> Response:
     """
     state = _state()
     user = state.ext.current_user()
-    channel = _channel(request.args.get("channel"))
+    channel = channel_arg(request.args.get("channel"))
+    after = int_arg("after", request.args.get("after"), 0)
+    limit = int_arg("limit", request.args.get("limit"), 50)
     state.ext.check(user, channel, "history")
-    after = _int_arg("after", 0)
-    limit = _int_arg("limit", 50)
     payload: Dict[str, Any] = {}
     if request.args.get("latest") in ("1", "true"):
         payload["last_id"] = _last_id(state, channel)
@@ -157,25 +154,13 @@ def publish() -> Response:
     """
     state = _state()
     user = state.ext.current_user()
-    body = _body()
-    channel = _channel(body.get("channel"))
-    data = body.get("data")
-    if not isinstance(data, dict):
-        raise _bad('data must be a JSON object, like {"text": "hi"}')
-    event = body.get("event", "message")
-    persist = body.get("persist", True)
-    if not isinstance(persist, bool):
-        raise _bad("persist must be true or false")
-    state.ext.check(user, channel, "publish")
+    req = publish_request(_body())
+    key = scoped_idempotency_key(user.id, request.headers.get("Idempotency-Key"))
+    state.ext.check(user, req.channel, "publish")
     # Whatever the browser put there, the sender is the verified user.
-    stamped = dict(data, sender=_user_json(user))
-    key = request.headers.get("Idempotency-Key")
+    stamped = dict(req.data, sender=_user_json(user))
     ack = state.client().publish(
-        channel,
-        stamped,
-        event=event,
-        persist=persist,
-        idempotency_key=f"u{len(user.id)}:{user.id}:{key}" if key else None,
+        req.channel, stamped, event=req.event, persist=req.persist, idempotency_key=key
     )
     return _private(
         {

@@ -8,7 +8,10 @@ Run the local server, then the app (README.md in this folder)::
 Security (docs/flask.md): a connection token opens any channel of the
 tenant, so DM and inbox channels are named with :func:`cohrt_sync.private_channel`
 (unguessable without ``SECRET_KEY``), and ``authorize`` lets the routes
-serve a private channel's history and publishes only to its members.
+serve a private channel's history and publishes only to its members. Every
+POST carries the session's CSRF token and the session cookie is
+``SameSite=Lax``, so no other site can act for a logged-in user; pages that
+name private channels are never cached.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import re
 import secrets
 from typing import Any, Optional, Tuple
 
-from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, Response, jsonify, redirect, render_template, request, session, url_for
 
 import cohrt_sync
 from cohrt_sync.flask import Cohrt, error_response
@@ -57,12 +60,36 @@ def create_app(config: Optional[dict] = None) -> Flask:
     app.config.update(
         SECRET_KEY=os.environ.get("CHAT_SECRET_KEY") or secrets.token_hex(32),
         COHRT_BASE_URL=os.environ.get("COHRT_BASE_URL", "http://127.0.0.1:8787"),
+        # Browsers leave the session cookie off cross-site POSTs.
+        SESSION_COOKIE_SAMESITE="Lax",
     )
     app.config.update(config or {})
     cohrt.init_app(app)
+    app.jinja_env.globals["csrf_token"] = csrf_token
 
     def secret() -> str:
         return str(app.config["SECRET_KEY"])
+
+    @app.before_request
+    def check_csrf() -> Any:
+        # Every POST, the realtime routes' included, proves it comes from
+        # one of this app's pages: a form field or the X-CSRF-Token header.
+        if request.method != "POST":
+            return None
+        sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf") or ""
+        expected = session.get("csrf")
+        if not expected or not hmac.compare_digest(sent.encode(), str(expected).encode()):
+            message = "missing or stale CSRF token: reload the page and try again"
+            error = {"code": 403, "message": message, "status": "PERMISSION_DENIED"}
+            return jsonify(error=error), 403
+        return None
+
+    @app.after_request
+    def no_store(resp: Response) -> Response:
+        # Pages and answers name the user's private channels (inbox, DMs).
+        if request.endpoint != "static":
+            resp.headers.setdefault("Cache-Control", "private, no-store, max-age=0")
+        return resp
 
     @app.get("/")
     def index() -> Any:
@@ -85,6 +112,7 @@ def create_app(config: Optional[dict] = None) -> Flask:
         if not _NAME.match(name):
             error = "1 to 32 letters, digits, spaces, _ . -"
             return render_template("login.html", error=error), 400
+        session.clear()  # a new session, with a new CSRF token
         session["uid"], session["name"] = slug(name), name
         return redirect(url_for("index"))
 
@@ -96,10 +124,12 @@ def create_app(config: Optional[dict] = None) -> Flask:
     @app.post("/dm/<other>")
     def open_dm(other: str) -> Any:
         if "uid" not in session:
-            return jsonify(error={"code": 401, "message": "not logged in"}), 401
+            error = {"code": 401, "message": "not logged in", "status": "UNAUTHENTICATED"}
+            return jsonify(error=error), 401
         me = session["uid"]
         if other == me or not re.fullmatch(r"[a-z0-9]{1,32}", other):
-            return jsonify(error={"code": 400, "message": "pick another user"}), 400
+            error = {"code": 400, "message": "pick another user", "status": "INVALID_ARGUMENT"}
+            return jsonify(error=error), 400
         channel = dm_channel(secret(), me, other)
         # Tell the other user, on their private inbox, from the server:
         # the sender is the session's user, not something a browser wrote.
@@ -114,6 +144,13 @@ def create_app(config: Optional[dict] = None) -> Flask:
         return jsonify(channel=channel)
 
     return app
+
+
+def csrf_token() -> str:
+    """This session's CSRF token, made on first use; every POST must carry it."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
 
 
 @cohrt.user_loader

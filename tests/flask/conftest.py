@@ -7,7 +7,7 @@ would shadow the real ``flask`` for every test module.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
@@ -49,8 +49,16 @@ class Denials:
         return (channel, action) not in self.refused
 
 
-def build_app(config: Dict[str, Any], denials: Optional[Denials] = None) -> Flask:
-    """An app in factory style: login by ``?uid=&name=`` into the session."""
+#: ``build_app(denials=NO_POLICY)``: an app that sets no ``authorize`` at all.
+NO_POLICY = "no policy"
+
+
+def build_app(config: Dict[str, Any], denials: Any = None) -> Flask:
+    """An app in factory style: login by ``?uid=&name=`` into the session.
+
+    Its policy is ``denials`` (a fresh :class:`Denials`, which allows
+    everything, when None), or none at all with :data:`NO_POLICY`.
+    """
     app = Flask(__name__)
     app.config.update(SECRET_KEY="test-secret", **config)
     cohrt = Cohrt()
@@ -59,7 +67,9 @@ def build_app(config: Dict[str, Any], denials: Optional[Denials] = None) -> Flas
     def current_user() -> Any:
         return (session["uid"], session.get("name")) if "uid" in session else None
 
-    if denials is not None:
+    if denials is None:
+        denials = Denials()
+    if denials is not NO_POLICY:
         cohrt.authorize(denials)
     cohrt.init_app(app)
 
@@ -84,7 +94,7 @@ def make_app(server: Any) -> Iterator[Callable[..., Flask]]:
     """Build apps on ``server``; their clients are closed at teardown."""
     apps: List[Flask] = []
 
-    def make(denials: Optional[Denials] = None, **config: Any) -> Flask:
+    def make(denials: Any = None, **config: Any) -> Flask:
         config.setdefault("COHRT_KEY", KEY)
         config.setdefault("COHRT_BASE_URL", server.base_url)
         config.setdefault("COHRT_CLIENT_OPTIONS", {"retry": Retry(total=0)})

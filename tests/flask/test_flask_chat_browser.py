@@ -156,3 +156,42 @@ def test_two_users_chat_type_and_catch_up_after_a_drop(chat: Any) -> None:
             )
         finally:
             browser.close()
+
+
+def test_a_refused_subscription_says_why_in_the_status() -> None:
+    # One token a minute: the inbox takes it, the room's subscription gets 429.
+    srv = server_mod.LocalServer(keys=[KEY], provision=True).start()
+    example = load_example()
+    app = example.create_app(
+        {
+            "COHRT_KEY": KEY,
+            "COHRT_BASE_URL": srv.base_url,
+            "SECRET_KEY": "s" * 32,
+            "COHRT_USER_TOKEN_BUDGET": {"burst": 1, "per_minute": 1},
+        }
+    )
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, name="flask-chat-429", daemon=True)
+    thread.start()
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM)
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{http.server_port}")
+                page.fill("#name", "Alice")
+                page.click("#enter")
+                page.wait_for_function(
+                    "document.getElementById('status').textContent.startsWith('not connected')",
+                    timeout=DEADLINE_MS,
+                )
+                status = page.text_content("#status")
+                assert status is not None
+                assert "too many connection tokens: try again in" in status, status
+            finally:
+                browser.close()
+    finally:
+        http.shutdown()
+        thread.join(5)
+        example.cohrt.close(app)
+        srv.close()

@@ -67,7 +67,7 @@ def test_the_client_is_lazy_and_one_per_app_for_every_thread(
 
 
 def test_one_extension_serves_apps_from_a_factory(server: Any) -> None:
-    cohrt = Cohrt(user_loader=lambda: ("1", None))
+    cohrt = Cohrt(user_loader=lambda: ("1", None), authorize=lambda user, channel, action: True)
     apps = []
     for prefix in ("/realtime", "/rt"):
         app = Flask(__name__)

@@ -50,6 +50,23 @@ function toUser(raw) {
   return { id: String(user.id), name: user.name == null ? null : String(user.name) };
 }
 
+// A frame that carries `data` is a message, whatever its action says: the
+// spec makes a message's action equal to its event, and any event name is
+// allowed, so another user's message may be called "published" or "join".
+// Such a frame never settles a publish and never changes presence.
+function isMessage(frame) {
+  return Object.prototype.hasOwnProperty.call(frame, "data");
+}
+
+// The user a join or leave frame names; null when it names none.
+function frameUser(frame) {
+  const raw = frame.user;
+  if (!raw || typeof raw !== "object" || (typeof raw.id !== "string" && typeof raw.id !== "number")) {
+    return null;
+  }
+  return toUser(raw);
+}
+
 /**
  * Open a channel through the Flask routes; resolves once the socket is subscribed.
  * Rejects with a CohrtError when the token route or the socket refuses.
@@ -182,10 +199,12 @@ export class Channel {
         try { frame = JSON.parse(ev.data); } catch (e) { return; }
         if (!frame || typeof frame !== "object") return;
         if (subscribed) { this._frame(ws, frame); return; }
+        if (isMessage(frame)) return; // nothing is published to a socket before `subscribed`
         if (frame.action === "subscribed") {
           subscribed = true;
           clearTimeout(timer);
-          this._resyncPresence((frame.presence || []).map(toUser), first);
+          const users = Array.isArray(frame.presence) ? frame.presence : [];
+          this._resyncPresence(users.filter((u) => u != null).map(toUser), first);
           resolve();
         } else if (frame.error !== undefined && frame.action === undefined) {
           clearTimeout(timer);
@@ -279,6 +298,7 @@ export class Channel {
   _frame(ws, frame) {
     if (ws !== this._ws) return;
     if (this._hold) { this._buffer.push(frame); return; }
+    if (isMessage(frame)) { this._ledger.live(toMessage(frame, this.name)); return; }
     const action = frame.action;
     if (action === "published") { this._settle(null, frame); return; }
     if (frame.error !== undefined && action === undefined) {
@@ -286,8 +306,8 @@ export class Channel {
       return;
     }
     if (action === "join") {
-      const user = toUser(frame.user);
-      if (!this.presence.has(user.id)) {
+      const user = frameUser(frame);
+      if (user && !this.presence.has(user.id)) {
         this.presence.set(user.id, user);
         this._call("onJoin", user);
         this._call("onPresence", this.presence);
@@ -295,15 +315,13 @@ export class Channel {
       return;
     }
     if (action === "leave") {
-      const user = toUser(frame.user);
-      if (this.presence.delete(user.id)) {
+      const user = frameUser(frame);
+      if (user && this.presence.delete(user.id)) {
         this._call("onLeave", user, frame.last_seen ?? null);
         this._call("onPresence", this.presence);
       }
       return;
     }
-    if (action === "connected" || action === "subscribed" || action === "pong") return;
-    if (frame.data !== undefined) this._ledger.live(toMessage(frame, this.name));
   }
 
   _release() {

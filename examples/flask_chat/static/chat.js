@@ -2,6 +2,8 @@
 import { subscribe } from "/realtime/cohrt-sync.js";
 
 const cfg = JSON.parse(document.getElementById("config").textContent);
+// Every POST proves it comes from this page (app.py checks it).
+const headers = { "X-CSRF-Token": cfg.csrf };
 const $ = (id) => document.getElementById(id);
 const typists = new Map(); // user id -> timer that clears the indicator
 const dms = new Map(); // user id -> {name, channel}
@@ -9,16 +11,32 @@ const dms = new Map(); // user id -> {name, channel}
 window.chatLog = [];
 let current = null; // the open room or DM channel
 
+// What a message says, read defensively: anyone who may publish on the
+// channel can send any JSON (data: null, text: {toString: 1} ...), and one
+// odd message must never stop the page from showing the rest.
+function fields(msg) {
+  const data = msg.data !== null && typeof msg.data === "object" ? msg.data : {};
+  const s = data.sender;
+  const sender = s !== null && typeof s === "object" && typeof s.id === "string"
+    ? { id: s.id, name: typeof s.name === "string" ? s.name : null }
+    : null;
+  return { text: typeof data.text === "string" ? data.text : null, sender };
+}
+
 function render(msg) {
+  const { text, sender } = fields(msg);
   const li = document.createElement("li");
   if (msg.id !== null) li.dataset.id = String(msg.id);
   const who = document.createElement("span");
-  who.className = "who";
-  // The sender was stamped by the server's publish route: trust it, nothing else.
-  who.textContent = (msg.data.sender && msg.data.sender.name) || "?";
-  const text = document.createElement("span");
-  text.textContent = String(msg.data.text ?? "");
-  li.append(who, text);
+  who.className = "who claim";
+  // The publish route stamps data.sender with the logged-in user, but anyone
+  // holding a token can publish over the socket with any sender, and the two
+  // look the same here: the name is the message's claim, marked "~".
+  who.textContent = `~${sender ? sender.name || sender.id : "?"}`;
+  who.title = "the name this message gives itself: not verified";
+  const body = document.createElement("span");
+  body.textContent = text ?? "(a message this page cannot show)";
+  li.append(who, body);
   return li;
 }
 
@@ -47,8 +65,9 @@ function showTyping() {
 }
 
 function onMessage(msg) {
+  const { text, sender } = fields(msg);
   if (msg.event === "typing") {
-    const who = msg.data.sender;
+    const who = sender;
     if (!who || who.id === cfg.me.id) return;
     clearTimeout(typists.get(who.id));
     typists.set(who.id, setTimeout(() => { typists.delete(who.id); showTyping(); }, 3000));
@@ -56,8 +75,8 @@ function onMessage(msg) {
     return;
   }
   if (msg.event !== "message") return;
-  window.chatLog.push({ id: msg.id, text: msg.data.text, sender: msg.data.sender });
-  if (msg.data.sender) { clearTimeout(typists.get(msg.data.sender.id)); typists.delete(msg.data.sender.id); showTyping(); }
+  window.chatLog.push({ id: msg.id, text, sender });
+  if (sender) { clearTimeout(typists.get(sender.id)); typists.delete(sender.id); showTyping(); }
   line(msg);
 }
 
@@ -82,6 +101,7 @@ async function open(channel, title) {
   window.chatLog = [];
   current = await subscribe(channel, {
     prefix: cfg.prefix,
+    headers,
     onMessage,
     onPresence: showPresence,
     onStatus(state) { $("status").textContent = state; },
@@ -92,7 +112,7 @@ async function open(channel, title) {
 }
 
 async function openDm(uid, name) {
-  const r = await fetch(`/dm/${encodeURIComponent(uid)}`, { method: "POST" });
+  const r = await fetch(`/dm/${encodeURIComponent(uid)}`, { method: "POST", headers });
   if (!r.ok) return;
   const { channel } = await r.json();
   dms.set(uid, { name, channel });
@@ -123,14 +143,23 @@ $("send").addEventListener("submit", async (ev) => {
 $("text").addEventListener("input", () => { if (current && $("text").value) current.typing(); });
 
 // The private inbox: other users' DM invitations, sent by the server.
-const inbox = await subscribe(cfg.inbox, {
-  prefix: cfg.prefix,
-  onMessage(msg) {
-    if (msg.event !== "dm_request" || !msg.data.sender) return;
-    dms.set(msg.data.sender.id, { name: msg.data.sender.name, channel: msg.data.channel });
-    showDms();
-  },
-});
-for (const msg of await inbox.history({ after: 0, limit: 100 })) inbox.options.onMessage(msg);
-await open(`room:${cfg.room}`, `#${cfg.room}`);
-window.chatReady = true;
+async function start() {
+  const inbox = await subscribe(cfg.inbox, {
+    prefix: cfg.prefix,
+    headers,
+    onMessage(msg) {
+      // Only the server publishes here (the inbox's name is private to its owner).
+      const { sender } = fields(msg);
+      if (msg.event !== "dm_request" || !sender || typeof msg.data.channel !== "string") return;
+      dms.set(sender.id, { name: sender.name, channel: msg.data.channel });
+      showDms();
+    },
+  });
+  for (const msg of await inbox.history({ after: 0, limit: 100 })) inbox.options.onMessage(msg);
+  await open(`room:${cfg.room}`, `#${cfg.room}`);
+  window.chatReady = true;
+}
+
+// A refusal (a 429 once this user asked for too many tokens, a 403 ...)
+// says so in the status instead of leaving the page "connecting".
+start().catch((e) => { $("status").textContent = `not connected: ${e.message}`; });
