@@ -1,4 +1,4 @@
-"""The server's error type and the Google-style JSON envelope it renders to."""
+"""The server's error type, and the JSON envelope (:mod:`cohrt_sync.envelope`) as a response."""
 
 from __future__ import annotations
 
@@ -6,23 +6,10 @@ from typing import Optional
 
 from aiohttp import web
 
+from ..envelope import STATUS_NAMES, error_body
 from ._json import dumps
 
-#: HTTP status → the envelope's ``status`` name (DESIGN §2).
-STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "FAILED_PRECONDITION",
-    404: "NOT_FOUND",
-    405: "INVALID_ARGUMENT",
-    408: "DEADLINE_EXCEEDED",
-    409: "FAILED_PRECONDITION",
-    413: "INVALID_ARGUMENT",
-    426: "FAILED_PRECONDITION",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
-}
+__all__ = ["STATUS_NAMES", "ApiError", "error_response"]
 
 
 class ApiError(Exception):
@@ -59,14 +46,12 @@ def error_response(
     status: Optional[str] = None,
     retry_after: Optional[int] = None,
 ) -> web.Response:
-    """Build ``{"error": {"code", "message", "status"}}`` as a response."""
-    body = {
-        "error": {
-            "code": code,
-            "message": message,
-            "status": status or STATUS_NAMES.get(code, "UNKNOWN"),
-        }
-    }
+    """Build ``{"error": {"code", "message", "status"}}`` as a response.
+
+    The envelope itself is :func:`cohrt_sync.envelope.error_body`, shared
+    with the web routes; this adds the status line and ``Retry-After``.
+    """
+    body = error_body(code, message, status)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return web.Response(
         status=code, text=dumps(body), content_type="application/json", headers=headers
