@@ -19,12 +19,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import attrs
 import pluggy
 
+from . import scrollback
 from ._http import HttpTransport, make_session
 from ._signals import SignalReceived, raise_on_signals
 from .channel import Channel
 from .errors import BadRequestError, ChannelClosedError, CohrtError
 from .http_api import HttpApi
-from .models import check_channel, check_name, check_ttl, check_user_id
+from .models import Message, check_channel, check_name, check_ttl, check_user_id
 from .plugins import EntryPointSelection, make_plugin_manager
 from .realtimekit import RealtimeKit
 from .retry import DEFAULT_RETRY, RECONNECT_BACKOFF, Retry
@@ -218,6 +219,20 @@ class Client(HttpApi):
         if self._realtimekit is None:
             self._realtimekit = RealtimeKit(self._http)
         return self._realtimekit
+
+    def newest(self, channel: str, n: int = 50) -> List[Message]:
+        """The newest ``n`` persisted messages of ``channel``, oldest first (scrollback).
+
+        One direct-SQL request where SQL is allowed, its answer checked; the
+        history walk (a request per 100 messages) where SQL is refused or
+        answers in the wrong shape. Ids count across the whole tenant, not
+        per channel. See :func:`cohrt_sync.scrollback.newest`.
+
+        :param channel: the channel name.
+        :param n: how many, 1 to 1000.
+        :raises BadRequestError: a bad argument, before any request.
+        """
+        return scrollback.newest(self, channel, n)
 
     # -- plugins ----------------------------------------------------------------
 
