@@ -8,13 +8,13 @@ import json
 import os
 import signal
 import sys
-from datetime import datetime, timezone
 from typing import Any, Optional
 
 import attrs
 
 from .._signals import SignalReceived, raise_on_signals
 from .args import VALUE_RULE, base_url_arg, value_arg
+from .listen import EventPrinter, entry_point_selection, print_json, subscribe_and_announce
 
 __all__ = ["add_client_commands", "client_base_url", "unwrap_values"]
 
@@ -34,21 +34,15 @@ def client_base_url(args: argparse.Namespace) -> str:
 def _client(args: argparse.Namespace) -> Any:
     from ..client import Client
 
-    entry_points: Any = True if args.all_plugins else (args.plugin or False)
+    entry_points = entry_point_selection(args.plugin, args.all_plugins)
     return Client(key=args.key, base_url=client_base_url(args), entry_points=entry_points)
-
-
-def _print_json(value: Any, file: Any = None) -> None:
-    print(
-        json.dumps(value, ensure_ascii=False, sort_keys=True), file=file or sys.stdout, flush=True
-    )
 
 
 def _publish(args: argparse.Namespace) -> int:
     data = args.data if not args.text else args.raw_data
     with _client(args) as client:
         ack = client.publish(args.channel, data, event=args.event, persist=not args.no_persist)
-        _print_json(attrs.asdict(ack))
+        print_json(attrs.asdict(ack))
     return 0
 
 
@@ -85,63 +79,14 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class _Printer:
-    """Prints a channel's events: JSON lines on stdout, connection news on stderr too."""
-
-    from ..hookspecs import hookimpl
-
-    @hookimpl
-    def on_message(self, channel: Any, message: Any) -> None:
-        _print_json({"type": "message", **attrs.asdict(message)})
-
-    @hookimpl
-    def on_join(self, channel: Any, user: Any) -> None:
-        _print_json({"type": "join", "channel": channel.name, "user": attrs.asdict(user)})
-
-    @hookimpl
-    def on_leave(self, channel: Any, user: Any) -> None:
-        _print_json({"type": "leave", "channel": channel.name, "user": attrs.asdict(user)})
-
-    @hookimpl
-    def on_disconnected(self, channel: Any, reason: str) -> None:
-        at = _now()
-        _print_json({"type": "disconnected", "channel": channel.name, "reason": reason, "at": at})
-        print(f"{at} disconnected from {channel.name}: {reason}; reconnecting", file=sys.stderr)
-
-    @hookimpl
-    def on_reconnected(self, channel: Any, attempts: int, caught_up: int) -> None:
-        at = _now()
-        _print_json(
-            {
-                "type": "reconnected",
-                "channel": channel.name,
-                "attempts": attempts,
-                "caught_up": caught_up,
-                "at": at,
-            }
-        )
-        print(
-            f"{at} reconnected to {channel.name} after {attempts} attempt(s);"
-            f" caught up {caught_up} missed message(s)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def _listen(args: argparse.Namespace) -> int:
     # The CLI owns this process: both signals close the channel cleanly, then
     # exit 128 + the signal's number, as a shell reports a killed job.
     with raise_on_signals((signal.SIGINT, signal.SIGTERM), only_default=False):
         try:
             with _client(args) as client:
-                client.register(_Printer())
-                ch = client.subscribe(args.channel, user_id=args.user_id, name=args.name)
-                presence = [attrs.asdict(u) for u in ch.presence.values()]
-                _print_json({"type": "subscribed", "channel": ch.name, "presence": presence})
+                client.register(EventPrinter())
+                subscribe_and_announce(client, args.channel, args.user_id, args.name)
                 client.wait(args.seconds)
         except SignalReceived as e:
             return 128 + e.signum
@@ -151,7 +96,7 @@ def _listen(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     with _client(args) as client:
         tok = client.mint_token(args.user_id, name=args.name, ttl=args.ttl)
-        _print_json({"token": tok.token, "expires_in": tok.expires_in})
+        print_json({"token": tok.token, "expires_in": tok.expires_in})
     return 0
 
 
@@ -159,16 +104,16 @@ def _sql(args: argparse.Namespace) -> int:
     params = args.raw_params if args.text else args.params
     with _client(args) as client:
         for row in client.sql(args.query, params=params):
-            _print_json(row)
+            print_json(row)
     return 0
 
 
 def _provision(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.delete:
-            _print_json(client.deprovision())
+            print_json(client.deprovision())
         else:
-            _print_json(client.provision(write_region=args.write_region))
+            print_json(client.provision(write_region=args.write_region))
     return 0
 
 
