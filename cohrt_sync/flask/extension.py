@@ -2,92 +2,39 @@
 
 The usual extension shape: ``Cohrt(app)`` or ``Cohrt()`` then
 ``init_app(app)`` in a factory; per-app state lives in
-``app.extensions["cohrt"]``, never on the extension object, so one
-extension serves many apps. Nothing touches the network or needs a key
-until a route (or the app) first uses :attr:`Cohrt.client`.
+``app.extensions["cohrt"]`` (:class:`~cohrt_sync.flask.state.AppState`),
+never on the extension object, so one extension serves many apps. Nothing
+touches the network or needs a key until a route (or the app) first uses
+:attr:`Cohrt.client`.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
-import os
-import threading
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional
 
 from flask import Flask, current_app
 
 from ..client import Client
-from ..errors import BadRequestError
-from ..models import User, check_user_id
-from .errors import NotConfiguredError, RouteError
-from .policy import BUDGET_DEFAULTS, Authorize, MintBudget, budget_from_setting, check_policy
+from ..models import User
+from ..web import BUDGET_DEFAULTS, DEFAULT_TIMEOUT, LoadedUser, RouteError, as_user
+from ..web.policy import Authorize
+from .routes import blueprint
+from .state import AppState
 
-__all__ = ["Authorize", "Cohrt", "NotConfiguredError"]
-
-log = logging.getLogger("cohrt_sync.flask")
+__all__ = ["Authorize", "Cohrt", "LoadedUser", "UserLoader"]
 
 #: ``user_loader`` returns ``(user_id, name)``, a bare id, a ``User``, or None.
-LoadedUser = Union[None, str, int, Tuple[Union[str, int], Optional[str]], User]
 UserLoader = Callable[[], LoadedUser]
 
 #: Settings read from ``app.config`` and their defaults.
 DEFAULTS: Dict[str, Any] = {
     "COHRT_URL_PREFIX": "/realtime",
     "COHRT_TOKEN_TTL": 300,
+    "COHRT_TIMEOUT": DEFAULT_TIMEOUT,
     "COHRT_CLIENT_OPTIONS": {},
     "COHRT_USER_TOKEN_BUDGET": dict(BUDGET_DEFAULTS),
 }
-
-#: How the 403 without a policy tells a Flask app to set one.
-HOW_TO_SET_POLICY = "set one with @cohrt.authorize or Cohrt(app, authorize=...)"
-
-
-class _AppState:
-    """One app's realtime state: its client, made on first use, once per process."""
-
-    def __init__(self, ext: Cohrt, app: Flask) -> None:
-        self.ext = ext
-        self.app = app
-        self._lock = threading.Lock()
-        self._client: Optional[Client] = None
-        self._pid = 0
-        #: Each user's allowance of connection tokens (None: no per-user limit).
-        self.mint_budget: Optional[MintBudget] = budget_from_setting(
-            app.config.get("COHRT_USER_TOKEN_BUDGET")
-        )
-        self.warned_no_policy = False
-
-    def client(self) -> Client:
-        with self._lock:
-            # A forked worker (gunicorn --preload) must not share the parent's
-            # sockets or threads: it builds its own client instead.
-            if self._client is None or self._client.closed or self._pid != os.getpid():
-                self._client = self._make_client()
-                self._pid = os.getpid()
-            return self._client
-
-    def _make_client(self) -> Client:
-        cfg = self.app.config
-        key = cfg.get("COHRT_KEY") or os.environ.get("COHRT_KEY")
-        base_url = cfg.get("COHRT_BASE_URL") or os.environ.get("COHRT_BASE_URL")
-        # Installed plugins stay out unless COHRT_CLIENT_OPTIONS asks (entry_points=).
-        options: Dict[str, Any] = dict(cfg.get("COHRT_CLIENT_OPTIONS") or {})
-        try:
-            return Client(key=key, base_url=base_url, **options)
-        except BadRequestError as e:
-            if "no application key" in str(e):
-                raise NotConfiguredError(
-                    "realtime is not configured: set COHRT_KEY in the app config "
-                    "or the environment"
-                ) from None
-            raise
-
-    def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None and self._pid == os.getpid():
-            client.close()
 
 
 class Cohrt:
@@ -100,9 +47,11 @@ class Cohrt:
     Settings, from ``app.config`` (``COHRT_KEY`` and ``COHRT_BASE_URL`` fall
     back to the environment, then to the client's ``COHESIVITY_*`` ones):
     ``COHRT_KEY``, ``COHRT_BASE_URL``, ``COHRT_URL_PREFIX`` (``/realtime``),
-    ``COHRT_TOKEN_TTL`` (300 s), ``COHRT_CLIENT_OPTIONS`` (more
-    :class:`~cohrt_sync.Client` keywords), ``COHRT_USER_TOKEN_BUDGET``
-    (each user's token mints, see :class:`~cohrt_sync.flask.policy.MintBudget`).
+    ``COHRT_TOKEN_TTL`` (300 s), ``COHRT_TIMEOUT`` (10 s: how long a route
+    waits on the API, see :func:`cohrt_sync.web.timeout_from_setting`),
+    ``COHRT_CLIENT_OPTIONS`` (more :class:`~cohrt_sync.Client` keywords),
+    ``COHRT_USER_TOKEN_BUDGET`` (each user's token mints, see
+    :class:`~cohrt_sync.web.MintBudget`).
 
     Without ``authorize`` the routes refuse every channel (403): set a
     policy to open any.
@@ -126,15 +75,22 @@ class Cohrt:
         Makes no network call and needs no key.
 
         :param app: the Flask app.
-        :raises ValueError: ``COHRT_USER_TOKEN_BUDGET`` is not a valid setting.
+        :raises ValueError: ``COHRT_USER_TOKEN_BUDGET`` or ``COHRT_TIMEOUT``
+            is not a valid setting.
         """
-        from .routes import blueprint  # the routes import this module
-
         for name, value in DEFAULTS.items():
             app.config.setdefault(name, copy.deepcopy(value))
         prefix = str(app.config["COHRT_URL_PREFIX"]).rstrip("/")
-        app.extensions["cohrt"] = _AppState(self, app)
+        app.extensions["cohrt"] = AppState(
+            app.config, load_user=self._load_user, policy=self._policy
+        )
         app.register_blueprint(blueprint, url_prefix=prefix)
+
+    def _load_user(self) -> LoadedUser:
+        return self._user_loader() if self._user_loader is not None else None
+
+    def _policy(self) -> Optional[Authorize]:
+        return self._authorize
 
     def user_loader(self, fn: UserLoader) -> UserLoader:
         """Decorator: ``fn()`` returns who is logged in, or None (the routes answer 401).
@@ -169,12 +125,13 @@ class Cohrt:
         """The current app's :class:`~cohrt_sync.Client`, made on first use.
 
         One per app and process, shared by every thread; closed at exit.
+        Its HTTP calls give up after ``COHRT_TIMEOUT``, as the routes' do.
 
         :raises NotConfiguredError: no key in the config or the environment.
         """
         return self.state().client()
 
-    def state(self, app: Optional[Flask] = None) -> _AppState:
+    def state(self, app: Optional[Flask] = None) -> AppState:
         """The per-app state of ``app`` (default: the current app).
 
         :param app: the app; ``flask.current_app`` when None.
@@ -182,7 +139,7 @@ class Cohrt:
         """
         target = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
         state = target.extensions.get("cohrt")
-        if not isinstance(state, _AppState):
+        if not isinstance(state, AppState):
             raise RuntimeError("cohrt_sync.flask.Cohrt.init_app(app) was not called for this app")
         return state
 
@@ -198,15 +155,10 @@ class Cohrt:
 
         :raises RouteError: 401 when nobody is logged in or no loader is set.
         """
-        loaded = self._user_loader() if self._user_loader is not None else None
-        if loaded is None:
+        user = as_user(self._load_user())
+        if user is None:
             raise RouteError("not logged in", 401, "UNAUTHENTICATED")
-        if isinstance(loaded, User):
-            return loaded
-        if isinstance(loaded, tuple):
-            uid, name = loaded
-            return User(id=check_user_id(uid), name=None if name is None else str(name))
-        return User(id=check_user_id(loaded))
+        return user
 
     def check(self, user: User, channel: str, action: str) -> None:
         """Raise a 403 :class:`RouteError` unless ``authorize`` allows ``action``.
@@ -217,12 +169,4 @@ class Cohrt:
         :param channel: the channel asked for.
         :param action: ``"subscribe"``, ``"history"`` or ``"publish"``.
         """
-        if self._authorize is None:
-            state = self.state()
-            if not state.warned_no_policy:
-                state.warned_no_policy = True
-                log.warning(
-                    "the realtime routes refuse every channel: no authorize callback (%s)",
-                    HOW_TO_SET_POLICY,
-                )
-        check_policy(self._authorize, user, channel, action, how_to_set=HOW_TO_SET_POLICY)
+        self.state().routes.check(self._authorize, user, channel, action)

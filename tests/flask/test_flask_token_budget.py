@@ -14,7 +14,7 @@ import pytest
 from conftest import KEY, build_app, login
 
 from cohrt_sync import Retry, errors
-from cohrt_sync.flask.policy import MintBudget, budget_from_setting
+from cohrt_sync.web.policy import MintBudget, budget_from_setting
 
 
 def _free_tier_app(srv: Any, **config: Any) -> Any:

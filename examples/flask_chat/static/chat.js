@@ -80,15 +80,12 @@ function onMessage(msg) {
   line(msg);
 }
 
-// Scrollback: what was persisted before this subscription (id <= startId), the last 50.
+// Scrollback: the last 50 messages persisted before this subscription (id <=
+// startId), in one request: the channel's newest 100, minus those that came
+// live since (fewer than 50 older ones only if over 50 arrived meanwhile).
 async function scrollback(ch) {
-  let after = 0, older = [];
-  for (;;) {
-    const page = await ch.history({ after, limit: 100 });
-    older.push(...page.filter((m) => m.id <= ch.startId && m.event === "message"));
-    if (page.length < 100 || page[page.length - 1].id >= ch.startId) break;
-    after = page[page.length - 1].id;
-  }
+  const newest = await ch.history({ newest: 100 });
+  const older = newest.filter((m) => m.id <= ch.startId && m.event === "message");
   // Live messages may be on screen already: the older ones go above them.
   $("messages").prepend(...older.slice(-50).map(render));
 }

@@ -1,7 +1,7 @@
 """Who may do what through the realtime routes: the channel policy and each user's token budget.
 
 Plain functions and values, free of any web framework, so every adapter
-(Flask today) asks the same questions the same way:
+(Flask and Django) asks the same questions the same way:
 
 - :func:`check_policy`: the app's ``authorize(user, channel, action)``
   decides; with none, every channel is refused (safe by default).
@@ -9,8 +9,8 @@ Plain functions and values, free of any web framework, so every adapter
   that one user is throttled long before the tenant's shared bucket of
   mints is empty.
 
-docs/flask.md ("Channel policy", "Per-user token budget") is the user's
-account of both.
+docs/flask.md and docs/django.md ("Channel policy", "Per-user token
+budget") are the user's account of both.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import CohrtError, RateLimitedError
+from ..errors import RateLimitedError
 from ..models import User
+from .errors import RouteError
 
 __all__ = [
     "ACTIONS",
     "BUDGET_DEFAULTS",
     "Authorize",
     "MintBudget",
-    "RouteError",
     "budget_from_setting",
     "check_policy",
 ]
@@ -41,25 +41,13 @@ ACTIONS = ("subscribe", "history", "publish")
 Authorize = Callable[[User, str, str], bool]
 
 
-class RouteError(CohrtError):
-    """An answer a route chose itself: no user (401), not authorised (403), bad input (400).
-
-    :param message: one line for the browser.
-    :param status_code: the HTTP status to answer.
-    :param status: the envelope's status name.
-    """
-
-    def __init__(self, message: str, status_code: int, status: str) -> None:
-        super().__init__(message, status_code=status_code, status=status)
-
-
 def check_policy(
     authorize: Optional[Authorize],
     user: User,
     channel: str,
     action: str,
     *,
-    how_to_set: str = "set one with @cohrt.authorize",
+    how_to_set: str,
 ) -> None:
     """Raise a 403 :class:`RouteError` unless ``authorize`` allows ``action`` on ``channel``.
 
@@ -71,12 +59,13 @@ def check_policy(
     :param user: the logged-in user.
     :param channel: the channel asked for.
     :param action: one of :data:`ACTIONS`.
-    :param how_to_set: the framework's way to set a policy, for the message.
+    :param how_to_set: the framework's way to set a policy and where it is
+        documented, for the message.
     """
     if authorize is None:
         raise RouteError(
             f"no channel policy: {action} is refused on every channel until the app "
-            f"sets one ({how_to_set}; docs/flask.md, Channel policy)",
+            f"sets one ({how_to_set})",
             403,
             "PERMISSION_DENIED",
         )

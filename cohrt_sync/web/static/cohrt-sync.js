@@ -1,4 +1,5 @@
-// cohrt-sync.js: the browser client of cohrt_sync's Flask routes (an ES module, no dependencies).
+// cohrt-sync.js: the browser client of cohrt_sync's web routes, Flask or Django (an ES module,
+// no dependencies).
 //
 // The JavaScript twin of the Python Channel's guarantees: a connection token
 // from the token route (the application key stays on the server), a presence
@@ -6,7 +7,7 @@
 // backoff, jitter and a fresh token every time, and catch-up from the history
 // route after a drop: every persisted message exactly once, in id order,
 // whether live frames carry ids or not (docs/client.md, "Reconnect and
-// exactly-once catch-up"). The API is documented in docs/flask.md.
+// exactly-once catch-up"). The API is documented in docs/flask.md and docs/django.md.
 //
 //   import { subscribe } from "/realtime/cohrt-sync.js";
 //   const ch = await subscribe("chat:lobby", { onMessage(msg) { ... } });
@@ -31,6 +32,22 @@ export class CohrtError extends Error {
     /** Seconds to wait from Retry-After, or null. */
     this.retryAfter = retryAfter;
   }
+}
+
+// Django's CSRF token, from its `csrftoken` cookie, for POSTs to this page's
+// own origin; nothing when the cookie is absent or unreadable (HttpOnly,
+// CSRF_USE_SESSIONS: pass `headers: {"X-CSRFToken": ...}` then). Another
+// framework ignores the header. An explicit `headers` option wins.
+function csrfHeader(url) {
+  if (url.origin !== window.location.origin || typeof document === "undefined") return {};
+  for (const part of document.cookie.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === "csrftoken") {
+      const value = decodeURIComponent(part.slice(eq + 1).trim());
+      return value ? { "X-CSRFToken": value } : {};
+    }
+  }
+  return {};
 }
 
 function toMessage(raw, channel) {
@@ -68,7 +85,7 @@ function frameUser(frame) {
 }
 
 /**
- * Open a channel through the Flask routes; resolves once the socket is subscribed.
+ * Open a channel through the web routes; resolves once the socket is subscribed.
  * Rejects with a CohrtError when the token route or the socket refuses.
  *
  * @param {string} channel the channel name.
@@ -86,7 +103,7 @@ export class Channel {
   /**
    * @param {string} name the channel.
    * @param {object} [options]
-   * @param {string} [options.prefix="/realtime"] where the Flask blueprint lives.
+   * @param {string} [options.prefix="/realtime"] where the routes live (Flask blueprint, Django urls).
    * @param {(msg: object) => void} [options.onMessage] every publication, once, in order:
    *   {channel, event, action, data, created_at_ms, id} (id null when unknown).
    * @param {(user: object) => void} [options.onJoin] a user's first socket opened.
@@ -136,7 +153,12 @@ export class Channel {
       method,
       credentials: "same-origin",
       cache: "no-store",
-      headers: { ...(body ? { "Content-Type": "application/json" } : {}), ...this.headers, ...headers },
+      headers: {
+        ...(body ? { "Content-Type": "application/json" } : {}),
+        ...(method === "POST" ? csrfHeader(url) : {}),
+        ...this.headers,
+        ...headers,
+      },
     };
     if (body) init.body = JSON.stringify(body);
     let resp;
@@ -160,12 +182,22 @@ export class Channel {
   }
 
   /**
-   * One page of persisted messages with id > after, oldest first.
-   * @param {{after?: number, limit?: number}} [page] after 0, limit 50 (at most 100).
+   * Persisted messages, oldest first, as an array of messages shaped as
+   * onMessage receives them (the history route's `items`).
+   *
+   * {after, limit}: the page of at most `limit` (50, at most 100) messages
+   * with id > after (0). {newest: N}: the channel's newest N (1 to 100),
+   * whatever their ids; ids count across the whole tenant, so a channel's
+   * ids increase but are not consecutive.
+   *
+   * @param {{after?: number, limit?: number, newest?: number}} [which]
    * @returns {Promise<object[]>}
    */
-  async history({ after = 0, limit = 50 } = {}) {
-    const r = await this._request("GET", "history", { query: { channel: this.name, after, limit } });
+  async history({ after = 0, limit = 50, newest = null } = {}) {
+    const query = newest !== null && newest !== undefined
+      ? { channel: this.name, newest }
+      : { channel: this.name, after, limit };
+    const r = await this._request("GET", "history", { query });
     return (r.items || []).map((item) => toMessage(item, this.name));
   }
 

@@ -1,30 +1,38 @@
 """What the realtime routes accept from a browser, checked before anything is sent on.
 
-Plain functions over decoded values, free of any web framework. Every
-refusal is a 400 :class:`~cohrt_sync.flask.policy.RouteError` that names
-the field, so a hostile body gets the JSON error envelope, never a 500.
+Plain functions over the request's bytes and decoded values, free of any
+web framework. Every refusal is a 400 :class:`~cohrt_sync.web.errors.RouteError`
+that names the field, so a hostile body gets the JSON error envelope, never
+a 500.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 
 from ..models import check_channel
-from .policy import RouteError
+from .errors import RouteError
 
 __all__ = [
+    "MAX_NEWEST",
     "PublishRequest",
     "bad_request",
     "body_object",
     "channel_arg",
     "check_text",
     "int_arg",
+    "json_body",
+    "newest_arg",
     "publish_request",
     "scoped_idempotency_key",
 ]
+
+#: The most messages ``GET history?newest=N`` answers at once (a history page's cap).
+MAX_NEWEST = 100
 
 #: Longest ``Idempotency-Key`` a browser may send; the route adds the user's
 #: scope in front, and the API takes at most 256 characters in all.
@@ -92,6 +100,36 @@ def body_object(body: Any) -> Dict[str, Any]:
     return body
 
 
+def _is_json(content_type: Optional[str]) -> bool:
+    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
+
+
+def json_body(content_type: Optional[str], raw: bytes) -> Dict[str, Any]:
+    """The request's body as a JSON object, read only when it is ``application/json``.
+
+    Only JSON is read: a cross-site form can send urlencoded, multipart or
+    ``text/plain`` bodies without a CORS preflight, but not JSON, and the
+    routes grant no preflight.
+
+    :param content_type: the ``Content-Type`` header, None when absent.
+    :param raw: the body's bytes.
+    :raises RouteError: 400 when the body is not a JSON object sent as JSON,
+        or is nested too deeply to decode.
+    """
+    parsed: Any = None
+    if _is_json(content_type):
+        try:
+            parsed = json.loads(raw)
+        except RecursionError:
+            raise bad_request("the JSON body is nested too deeply") from None
+        except ValueError:  # not JSON, or not UTF-8
+            parsed = None
+    return body_object(parsed)
+
+
 def channel_arg(raw: Any) -> str:
     """The channel a request names.
 
@@ -121,6 +159,20 @@ def int_arg(name: str, raw: Optional[str], default: int) -> int:
         return int(raw)
     except ValueError:
         raise bad_request(f"{name} must be an integer, got {raw[:40]!r}") from None
+
+
+def newest_arg(raw: Optional[str]) -> Optional[int]:
+    """The ``newest`` query argument: how many of the newest messages, or None.
+
+    :param raw: the query's text, None or empty when absent.
+    :raises RouteError: 400 unless an integer from 1 to :data:`MAX_NEWEST`.
+    """
+    if raw is None or raw == "":
+        return None
+    n = int_arg("newest", raw, 0)
+    if not 1 <= n <= MAX_NEWEST:
+        raise bad_request(f"newest must be between 1 and {MAX_NEWEST}, got {n}")
+    return n
 
 
 @attrs.frozen
