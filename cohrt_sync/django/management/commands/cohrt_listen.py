@@ -1,0 +1,80 @@
+"""``manage.py cohrt_listen CHANNEL --plugin NAME``: one subscription running its plugins' hooks.
+
+The supported way to run a bot beside a Django site: one process, not one
+per web worker (a bot started in each worker answers once per worker). It
+uses the project's key and base URL, loads only the installed plugins
+named (``--plugin``, repeatable) or all of them (``--plugins``), prints
+the ``subscribed`` line, and runs until SIGTERM or Ctrl-C, then closes
+cleanly (the channel's ``on_closed`` fires, the others see it leave) and
+exits 0. ``-v 2`` also prints every event as a JSON line, as
+``cohrt-sync listen`` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ....cli.listen import EventPrinter, entry_point_selection, subscribe_and_announce
+from ....client import Client
+from ....errors import CohrtError
+from ...conf import setting
+
+
+class Command(BaseCommand):
+    """Subscribe to a channel and run the named plugins' hooks until SIGTERM."""
+
+    help = (
+        "Subscribe to CHANNEL and run the hooks of the installed plugins named with --plugin"
+        " (or all with --plugins) until SIGTERM or Ctrl-C; then close cleanly and exit 0."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        """The channel, the plugins, and who to connect as."""
+        parser.add_argument("channel", help="the channel to subscribe to")
+        parser.add_argument(
+            "--plugin",
+            action="append",
+            metavar="NAME",
+            help="load this installed plugin (repeatable; `cohrt-sync plugins` lists them)."
+            " By default none is loaded",
+        )
+        parser.add_argument(
+            "--plugins", dest="all_plugins", action="store_true", help="load every installed plugin"
+        )
+        parser.add_argument(
+            "--user-id",
+            default="cohrt-sync-bot",
+            help="who to connect as; others see it in presence",
+        )
+        parser.add_argument("--name", default=None, help="display name in presence")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Listen until SIGTERM or Ctrl-C."""
+        client_options = dict(setting("COHRT_CLIENT_OPTIONS") or {})
+        client_options["entry_points"] = entry_point_selection(
+            options["plugin"], options["all_plugins"]
+        )
+        try:
+            client = Client(
+                key=setting("COHRT_KEY"), base_url=setting("COHRT_BASE_URL"), **client_options
+            )
+        except CohrtError as e:
+            if "no application key" in str(e):
+                raise CommandError(
+                    "realtime is not configured: set COHRT_KEY in settings.py or the environment"
+                ) from None
+            raise CommandError(str(e).splitlines()[0]) from None
+        try:
+            if options["verbosity"] >= 2:
+                client.register(EventPrinter(self.stdout, self.stderr))
+            subscribe_and_announce(
+                client, options["channel"], options["user_id"], options["name"], self.stdout
+            )
+        except CohrtError as e:
+            client.close()
+            raise CommandError(str(e).splitlines()[0]) from None
+        # run_forever closes the client on SIGTERM (where the project set no
+        # handler of its own), on Ctrl-C and on close() from a hook.
+        client.run_forever()

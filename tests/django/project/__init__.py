@@ -1,0 +1,1 @@
+"""A small Django project on ``cohrt_sync.django``: login by name, a chat page, the routes."""
