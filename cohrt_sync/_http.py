@@ -69,6 +69,7 @@ _FILTERED_LOGGERS = (
     "cohrt_sync.delivery",
     "cohrt_sync.client",
     "cohrt_sync.plugins",
+    "cohrt_sync.web",
 )
 for _name in _FILTERED_LOGGERS:
     add_filter(logging.getLogger(_name), _FILTER)
