@@ -27,5 +27,5 @@ myst_heading_anchors = 3
 myst_fence_as_directive = ["mermaid"]
 html_theme = "furo"
 html_title = f"cohrt-sync {release}"
-# The Flask extension's reference builds without the [flask] extra installed.
-autodoc_mock_imports = ["flask"]
+# The Flask and Django adapters' reference builds without the [flask] or [django] extra.
+autodoc_mock_imports = ["flask", "django"]

@@ -1,6 +1,6 @@
 """Realtime in a Flask app: the :class:`Cohrt` extension, its routes and the browser client.
 
-Needs the ``flask`` extra (``pip install 'cohrt-sync[flask]'``)::
+Needs the ``flask`` extra (from a checkout: ``python -m pip install -e '.[flask]'``)::
 
     from cohrt_sync.flask import Cohrt
 
@@ -20,13 +20,15 @@ Needs the ``flask`` extra (``pip install 'cohrt-sync[flask]'``)::
         return channel.startswith("room:")
 
 The routes live under ``COHRT_URL_PREFIX`` (``/realtime``); the browser
-imports ``/realtime/cohrt-sync.js``. docs/flask.md is the guide, including
-the channel policy and the security model.
+imports ``/realtime/cohrt-sync.js``. Their logic is the framework-neutral
+:mod:`cohrt_sync.web`, shared with :mod:`cohrt_sync.django`. docs/flask.md
+is the guide, including the channel policy and the security model.
 """
 
 from __future__ import annotations
 
-from .errors import NotConfiguredError, RouteError, error_response
+from ..web.errors import NotConfiguredError, RouteError
+from .errors import error_response
 from .extension import Cohrt
 
 __all__ = ["Cohrt", "NotConfiguredError", "RouteError", "error_response"]

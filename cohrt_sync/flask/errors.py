@@ -1,6 +1,8 @@
 """A :class:`~cohrt_sync.CohrtError` as the routes' JSON error, for an app's own views too.
 
-The table of statuses and the browser-safe messages are the web core's
+The table of statuses, the browser-safe messages and the error types
+(:class:`~cohrt_sync.web.RouteError`, :class:`~cohrt_sync.web.NotConfiguredError`,
+also importable from :mod:`cohrt_sync.flask`) are the web core's
 (:mod:`cohrt_sync.web.errors`); this renders them as a Flask response.
 """
 
@@ -9,10 +11,10 @@ from __future__ import annotations
 from flask import Response
 
 from ..errors import CohrtError
-from ..web.errors import NotConfiguredError, RouteError, error_answer, status_for
+from ..web.errors import error_answer
 from .answers import to_response
 
-__all__ = ["NotConfiguredError", "RouteError", "error_response", "status_for"]
+__all__ = ["error_response"]
 
 
 def error_response(exc: CohrtError) -> Response:
