@@ -41,7 +41,7 @@ def check_settings(app_configs: Optional[Any] = None, **kwargs: Any) -> List[Che
             hook(name)
         except ImproperlyConfigured as e:
             found.append(Error(str(e), id="cohrt_sync.E001"))
-    if getattr(settings, "COHRT_AUTHORIZE", None) is None:
+    if not getattr(settings, "COHRT_AUTHORIZE", None):
         found.append(
             Warning(
                 "COHRT_AUTHORIZE is not set: the realtime routes refuse every channel (403).",

@@ -132,10 +132,11 @@ class DjangoState:
 
     def __init__(self) -> None:
         timeout_from_setting(setting("COHRT_TIMEOUT"))  # refuse a bad one now, not per request
+        ttl = int(setting("COHRT_TOKEN_TTL"))
         self.clients = ProcessClient(_make_client)
         self.routes = RealtimeRoutes(
             self.clients.get,
-            token_ttl=int(setting("COHRT_TOKEN_TTL")),
+            token_ttl=lambda: ttl,
             mint_budget=budget_from_setting(setting("COHRT_USER_TOKEN_BUDGET")),
             how_to_set_policy=HOW_TO_SET_POLICY,
         )

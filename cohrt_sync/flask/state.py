@@ -59,7 +59,7 @@ class AppState:
         self.clients = ProcessClient(self._make_client)
         self.routes = RealtimeRoutes(
             self.clients.get,
-            token_ttl=int(config["COHRT_TOKEN_TTL"]),
+            token_ttl=lambda: int(config["COHRT_TOKEN_TTL"]),
             mint_budget=self.mint_budget,
             how_to_set_policy=HOW_TO_SET_POLICY,
         )

@@ -18,7 +18,7 @@ from ..models import check_channel
 from .errors import RouteError
 
 __all__ = [
-    "MAX_NEWEST",
+    "ROUTE_MAX_NEWEST",
     "PublishRequest",
     "bad_request",
     "body_object",
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: The most messages ``GET history?newest=N`` answers at once (a history page's cap).
-MAX_NEWEST = 100
+ROUTE_MAX_NEWEST = 100
 
 #: Longest ``Idempotency-Key`` a browser may send; the route adds the user's
 #: scope in front, and the API takes at most 256 characters in all.
@@ -165,13 +165,13 @@ def newest_arg(raw: Optional[str]) -> Optional[int]:
     """The ``newest`` query argument: how many of the newest messages, or None.
 
     :param raw: the query's text, None or empty when absent.
-    :raises RouteError: 400 unless an integer from 1 to :data:`MAX_NEWEST`.
+    :raises RouteError: 400 unless an integer from 1 to :data:`ROUTE_MAX_NEWEST`.
     """
     if raw is None or raw == "":
         return None
     n = int_arg("newest", raw, 0)
-    if not 1 <= n <= MAX_NEWEST:
-        raise bad_request(f"newest must be between 1 and {MAX_NEWEST}, got {n}")
+    if not 1 <= n <= ROUTE_MAX_NEWEST:
+        raise bad_request(f"newest must be between 1 and {ROUTE_MAX_NEWEST}, got {n}")
     return n
 
 

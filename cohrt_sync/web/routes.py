@@ -95,7 +95,8 @@ class RealtimeRoutes:
     :param client: returns the app's :class:`~cohrt_sync.Client`, made on
         first use (so an app without a key answers 503 only once a route is
         asked, after the user, input and policy checks).
-    :param token_ttl: seconds a connection token can open a socket.
+    :param token_ttl: returns the seconds a connection token can open a
+        socket (read per request, so a changed setting counts).
     :param mint_budget: each user's allowance of tokens, or None.
     :param how_to_set_policy: the framework's way to set ``authorize`` and
         where it is documented, for the 403 and the log.
@@ -105,7 +106,7 @@ class RealtimeRoutes:
         self,
         client: Callable[[], Client],
         *,
-        token_ttl: int,
+        token_ttl: Callable[[], int],
         mint_budget: Optional[MintBudget],
         how_to_set_policy: str,
     ) -> None:
@@ -164,7 +165,7 @@ class RealtimeRoutes:
             if self.mint_budget is not None:
                 # Before the tenant's shared bucket: one user must not empty it for all.
                 self.mint_budget.take(user.id)
-            tok = self._client().mint_token(user.id, name=user.name, ttl=self.token_ttl)
+            tok = self._client().mint_token(user.id, name=user.name, ttl=self.token_ttl())
         except CohrtError as e:
             return error_answer(e)
         return private(

@@ -75,6 +75,9 @@ class Command(BaseCommand):
         except CohrtError as e:
             client.close()
             raise CommandError(str(e).splitlines()[0]) from None
+        except BaseException:  # Ctrl-C while subscribing: still close what was opened
+            client.close()
+            raise
         # run_forever closes the client on SIGTERM (where the project set no
         # handler of its own), on Ctrl-C and on close() from a hook.
         client.run_forever()

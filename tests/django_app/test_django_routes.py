@@ -8,12 +8,12 @@ from typing import Any, Callable
 
 import pytest
 import websocket
-from _django_helpers import NO_STORE, post_json
-from conftest import KEY, make_user
 from django.test import Client as DjangoClient
 from project import realtime as hooks
 
 import cohrt_sync
+
+from .conftest import KEY, NO_STORE, make_user, post_json
 
 
 def test_token_answers_a_socket_url_for_request_user(

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import pytest
-from conftest import KEY
 
 import cohrt_sync
+
+from .conftest import KEY
 
 HERE = Path(__file__).resolve().parent
 DEADLINE = 20.0

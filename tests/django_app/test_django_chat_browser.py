@@ -18,11 +18,12 @@ import pytest
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the test extra)")
 
-from conftest import KEY  # noqa: E402
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 import cohrt_sync  # noqa: E402
+
+from .conftest import KEY  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

@@ -1,8 +1,10 @@
 """Fixtures for the Django tests: the test project set up once, a real local server, users.
 
-The project is ``tests/django/project`` (its ``manage.py`` beside it). Like
-``tests/flask``, this directory has no ``__init__.py``: as a package it
-would shadow the real ``django``. Django is set up once per test process,
+The project is ``tests/django_app/project`` (its ``manage.py`` beside it),
+imported as ``project``. The folder is not called ``tests/django``: a
+package of that name would shadow the real ``django``, and without an
+``__init__.py`` its ``conftest`` would take the place of ``tests/flask``'s
+(both would be the module ``conftest``). Django is set up once per test process,
 on a SQLite file of its own; each test gets the realtime settings with
 ``override_settings`` (whose ``setting_changed`` signal rebuilds the app's
 client and routes, as it would in a user's tests).
@@ -11,6 +13,7 @@ client and routes, as it would in a user's tests).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import sys
 import tempfile
@@ -43,6 +46,7 @@ from cohrt_sync import Retry  # noqa: E402
 call_command("migrate", verbosity=0, interactive=False)
 
 KEY = "k_django_s3cr3t_value"
+NO_STORE = "private, no-store, max-age=0"
 _counter = itertools.count()
 
 
@@ -112,3 +116,8 @@ def browser(alice: Any) -> DjangoClient:
     c = DjangoClient()
     c.force_login(alice)
     return c
+
+
+def post_json(client: Any, url: str, body: Any, **extra: Any) -> Any:
+    """POST ``body`` as JSON with Django's test client."""
+    return client.post(url, data=json.dumps(body), content_type="application/json", **extra)
