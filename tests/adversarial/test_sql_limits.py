@@ -33,16 +33,28 @@ KEY_B = "klim_b_9f8e7d6c5b4a"
 RECURSE = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
 
 
+def _start(**limits: Any) -> LocalServer:
+    return LocalServer([KEY, KEY_B], provision=True, **limits).start()
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    srv = LocalServer(
-        [KEY, KEY_B],
-        provision=True,
-        sql_time_limit=1.0,
-        sql_max_rows=100,
-        sql_max_result_bytes=100_000,
-    )
-    srv.start()
+    """Small row and byte limits; the time limit out of their way.
+
+    Each test here shows one limit. On a loaded machine a 1 s time limit
+    could fire first and answer for the limit under test.
+    """
+    srv = _start(sql_time_limit=60.0, sql_max_rows=100, sql_max_result_bytes=100_000)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture(scope="module")
+def timed_server() -> Iterator[LocalServer]:
+    """A 1 s time limit, and the other answer limits out of its way."""
+    srv = _start(sql_time_limit=1.0)
     try:
         yield srv
     finally:
@@ -128,10 +140,14 @@ def test_the_servers_own_insert_is_bounded_too(tmp_path: Path) -> None:
         f"{RECURSE} SELECT max(length(hex(randomblob(1000)))) FROM c",
     ],
 )
-def test_a_runaway_query_is_stopped_at_the_time_limit(server: LocalServer, query: str) -> None:
+def test_a_runaway_query_is_stopped_at_the_time_limit(
+    timed_server: LocalServer, query: str
+) -> None:
     started = time.monotonic()
-    error(sql(server.base_url, KEY, query), 400, "INVALID_ARGUMENT", "1 s time limit")
-    assert time.monotonic() - started < 4
+    error(sql(timed_server.base_url, KEY, query), 400, "INVALID_ARGUMENT", "1 s time limit")
+    # Stopped, not run to its end (which would take hours): a bound a loaded
+    # machine keeps.
+    assert time.monotonic() - started < 15
 
 
 # -- the answer --------------------------------------------------------------------------------
