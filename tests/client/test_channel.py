@@ -192,3 +192,38 @@ def test_socket_publish_arguments_checked_before_sending(
     assert client.history(channel_name) == []
     assert ch.publish({"x": 2}).id is not None
 
+
+
+class PresenceSeen:
+    """Records ``channel.presence`` as each ``on_join``/``on_leave`` sees it, running first."""
+
+    def __init__(self) -> None:
+        self.seen: List[tuple] = []
+
+    @cohrt_sync.hookimpl(tryfirst=True)
+    def on_join(self, channel: Any, user: Any) -> None:
+        self.seen.append(("join", user.id, set(channel.presence)))
+
+    @cohrt_sync.hookimpl(tryfirst=True)
+    def on_leave(self, channel: Any, user: Any) -> None:
+        self.seen.append(("leave", user.id, set(channel.presence)))
+
+
+def test_presence_is_the_channels_own_whatever_plugins_run(
+    server: Any, make_client: Any, recorder: Recorder, channel_name: str
+) -> None:
+    # One owner: the channel updates presence before any on_join/on_leave,
+    # so a plugin that runs first sees it too, and removing the built-in
+    # presence plugin (an observer) changes nothing.
+    seen = PresenceSeen()
+    client = make_client(server, plugins=[recorder, seen])
+    client.unregister(client.plugin_manager.get_plugin("cohrt_sync.presence"))
+    ch = client.subscribe(channel_name, user_id="alice")
+    assert not hasattr(ch, "roster")  # no public way to edit it
+    bob = make_client(server).subscribe(channel_name, user_id="bob")
+    recorder.wait_for(lambda: recorder.of("join"))
+    assert set(ch.presence) == {"alice", "bob"}
+    bob.close()
+    recorder.wait_for(lambda: recorder.of("leave"))
+    assert set(ch.presence) == {"alice"}
+    assert seen.seen == [("join", "bob", {"alice", "bob"}), ("leave", "bob", {"alice"})]

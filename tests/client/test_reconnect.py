@@ -153,7 +153,7 @@ def test_missed_pong_triggers_reconnect(server: Any, make_client: Any, recorder:
     time.sleep(0.5)  # several pings answered: still the first connection
     assert ch.reconnects == 0
     # Pretend a ping went unanswered long ago: the keepalive must cut the socket.
-    ch._ping_sent = time.monotonic() - 10
+    ch._conn._ping_sent = time.monotonic() - 10
     recon = recorder.wait_for(lambda: recorder.of("reconnected"))
     assert recorder.of("disconnected")[0][2] == "ping timeout"
     assert recon[0][2] >= 1

@@ -90,7 +90,7 @@ def test_iter_history_refuses_a_page_that_does_not_advance(
 
 @pytest.mark.parametrize(
     ("endpoint", "thread"),
-    [("history", "_dispatcher"), ("token", "_reader")],
+    [("history", "_dispatcher"), ("token", "_conn")],
     ids=["catch-up-history-read", "reconnect-token-mint"],
 )
 def test_close_cuts_a_request_that_hangs(
@@ -103,7 +103,7 @@ def test_close_cuts_a_request_that_hangs(
     setattr(hostile, f"on_{endpoint}", _hang(hanging, release))
     hostile.drop_all()  # the reconnect mints a token, its catch-up reads history
     assert hanging.wait(10)
-    stuck = getattr(ch, thread)
+    stuck = getattr(ch, thread).thread  # the part's thread
     assert stuck is not None
     try:
         started = time.monotonic()
