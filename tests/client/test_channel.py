@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, List
 
 import pytest
 
 import cohrt_sync
 
-from .conftest import Recorder, client_threads, wait_until
+from .conftest import Recorder, client_threads, wait_reads, wait_until
 
 
 def test_subscribe_presence_publish_and_hooks(server: Any, make_client: Any, recorder: Recorder,
@@ -116,7 +115,10 @@ def test_slow_hook_keeps_order_and_pings_flowing(make_server: Any, make_client: 
     publisher = make_client(srv)
     for i in range(30):
         publisher.publish(channel_name, {"i": i})
-    time.sleep(1.5)  # let several ping periods pass while the hook blocks
+    # Frames keep being read while the hook blocks: the server's pings and the
+    # pongs to the client's. At heartbeat 0.2 s the server drops a socket whose
+    # pongs stop, so six reads (over a second) would show it.
+    wait_reads(ch, 6)
     assert ch.connected and ch.reconnects == 0
     release.set()
     wait_until(lambda: len(seen) == 30)
@@ -165,8 +167,11 @@ def test_overflow_reconnects_and_recovers_persisted_messages(server: Any, make_c
     wait_until(lambda: any("behind" in r.getMessage() for r in caplog.records))
     gate.set()
     wait_until(lambda: len(seen) >= 40, timeout=15)
-    time.sleep(0.2)
-    assert seen == list(range(40))
+    # Nothing twice: delivery is in order, so a duplicate would come before a
+    # marker published now; the marker must be the next message.
+    publisher.publish(channel_name, {"i": "end"})
+    wait_until(lambda: len(seen) > 40)
+    assert seen == [*range(40), "end"]
     assert ch.reconnects >= 1
 
 

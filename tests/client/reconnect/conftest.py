@@ -23,6 +23,7 @@ from ..conftest import (
     Recorder,
     client_threads,
     closing_clients,
+    wait_reads,
     wait_until,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "CountingSession",
     "Recorder",
     "client_threads",
+    "wait_reads",
     "wait_until",
 ]
 
