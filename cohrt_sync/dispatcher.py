@@ -120,11 +120,6 @@ class Dispatcher:
         return self._ledger.last_id
 
     @property
-    def ledger(self) -> DeliveryLedger:
-        """The exactly-once ledger (read by tests and benchmarks)."""
-        return self._ledger
-
-    @property
     def thread(self) -> Optional[threading.Thread]:
         """The dispatcher thread, once started."""
         return self._thread

@@ -58,7 +58,7 @@ def test_an_internal_error_in_the_dispatcher_is_a_reported_drop(
 ) -> None:
     client = make_client(plugins=[recorder])
     ch = client.subscribe(channel_name, "alice")
-    ledger = ch._dispatcher.ledger
+    ledger = ch._dispatcher._ledger
     real = ledger.deliver_live
     broke = threading.Event()
 
