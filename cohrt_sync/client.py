@@ -138,6 +138,8 @@ class Client:
 
     _http: HttpTransport = attrs.field(init=False)
     _api: HttpApi = attrs.field(init=False)
+    #: What every channel of this client is told (one value, shared by all).
+    _channel_settings: ChannelSettings = attrs.field(init=False)
     _pm: pluggy.PluginManager = attrs.field(init=False)
     _channels: Dict[int, Channel] = attrs.field(factory=dict, init=False)
     # Channels inside subscribe(), not open yet: close() must be able to cut them.
@@ -166,6 +168,17 @@ class Client:
             max_response_size=self.max_response_size,
         )
         self._api = HttpApi(self._http, self._published)
+        self._channel_settings = ChannelSettings(
+            connect_timeout=self.connect_timeout,
+            ack_timeout=self.ack_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            queue_size=self.queue_size,
+            queue_bytes=self.queue_bytes,
+            max_message_size=self.max_message_size,
+            dispatch_linger=self.dispatch_linger,
+            reconnect_backoff=self.reconnect_backoff,
+        )
         self._pm = make_plugin_manager(self.plugins, entry_points=self.entry_points)
         _live_clients.add(self)
 
@@ -399,7 +412,7 @@ class Client:
         check_name(name)
         ch = Channel(
             channel, uid, name, ttl, catch_up,
-            settings=self._channel_settings(),
+            settings=self._channel_settings,
             port=self._api,
             plugin_manager=self._pm,
             client=self,
@@ -429,19 +442,6 @@ class Client:
             ch.close()
             raise ChannelClosedError("client was closed during subscribe")
         return ch
-
-    def _channel_settings(self) -> ChannelSettings:
-        return ChannelSettings(
-            connect_timeout=self.connect_timeout,
-            ack_timeout=self.ack_timeout,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            queue_size=self.queue_size,
-            queue_bytes=self.queue_bytes,
-            max_message_size=self.max_message_size,
-            dispatch_linger=self.dispatch_linger,
-            reconnect_backoff=self.reconnect_backoff,
-        )
 
     def _forget(self, channel: Channel) -> None:
         """A channel closed (its ``on_closed`` callback): drop it from the registry."""

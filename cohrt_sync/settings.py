@@ -1,8 +1,8 @@
 """What a channel is told by its maker: :class:`ChannelSettings`, one frozen value.
 
-:meth:`cohrt_sync.Client.subscribe` builds it from the client's arguments
-(documented there) and hands it to each part of the channel, so no part
-reads a setting from the object that made it.
+A :class:`~cohrt_sync.Client` builds one from its arguments (documented
+there) when it is made, and hands it to every channel it opens and to each
+part of those, so no part reads a setting from the object that made it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ __all__ = ["ChannelSettings"]
 
 @attrs.frozen
 class ChannelSettings:
-    """The settings of one channel, fixed when it opens.
+    """The settings of a client's channels, fixed when the client is made.
 
     :param connect_timeout: seconds for a whole socket handshake.
     :param ack_timeout: default seconds a publish waits for its ack.
