@@ -146,8 +146,8 @@ def catch_up(n: int) -> None:
     with cohrt_sync.Client(key=key, base_url=base_url, plugins=[Counter()]) as client:
         ch = client.subscribe("chat:catchup", "reader")
         before = settle()
-        ch._ledger.last_id = 0  # as if all of them went by during an outage
-        ch._force_reconnect()
+        ch._dispatcher._ledger.last_id = 0  # as if all of them went by during an outage
+        ch._conn.force_reconnect()
         if not done.wait(300):
             raise SystemExit("catch-up did not finish")
         held = settle()

@@ -5,8 +5,9 @@ which is safe to call from many threads at once (hooks publish from channel
 threads). A call's retries stay inside the policy's ``budget``: a wait that
 would end past it (a long ``Retry-After``) is not slept on, the error is
 raised at once, and a retried attempt's timeouts are cut to what is left.
-Transport errors are translated into the :class:`~cohrt_sync.CohrtError`
-tree here and nowhere else.
+HTTP transport errors are translated into the
+:class:`~cohrt_sync.CohrtError` tree here and nowhere else (the WebSocket
+side's are, in :mod:`cohrt_sync._ws`).
 """
 
 from __future__ import annotations

@@ -1,124 +1,120 @@
-"""One channel: its socket, a reader thread, an in-order dispatcher thread, reconnects.
+"""One channel: its public surface, and the parts it is made of.
 
-Threads of a channel (both named ``cohrt-sync-…``):
+A :class:`Channel` is a composition of two parts, each with one job:
 
-* the **reader** owns the socket: it reads frames (websocket-client answers
-  the server's pings inside ``recv``), settles publish acknowledgements, and
-  reconnects after any drop. It never runs user code, so a slow hook cannot
-  delay pong replies or acks. The client's keepalive thread sends the pings
-  (:meth:`Channel.keepalive_tick`).
-* the **dispatcher** takes frames from the :class:`~cohrt_sync.inbox.Inbox` and
-  runs hooks, one at a time, in arrival order. It also runs the post-reconnect
-  recovery from history, so the missed messages are delivered before any
-  newer live frame (:mod:`cohrt_sync.dispatcher`).
+* a :class:`~cohrt_sync.connection.Connection`, the socket side: the socket,
+  the **reader** thread, publish acks, keepalive pings and the reconnect
+  loop. It never runs user code, so a slow hook cannot delay pong replies
+  or acks;
+* a :class:`~cohrt_sync.dispatcher.Dispatcher`, the delivery side: the
+  **dispatcher** thread, which runs hooks one at a time in arrival order,
+  the exactly-once :class:`~cohrt_sync.delivery.DeliveryLedger` with its
+  catch-up from history, and the presence
+  :class:`~cohrt_sync.presence.Roster`.
 
-Which messages reach ``on_message`` (exactly once, in order) is decided by the
-:class:`~cohrt_sync.delivery.DeliveryLedger`; presence lives in a
-:class:`~cohrt_sync.presence.Roster`; the handshake is
-:func:`~cohrt_sync.handshake.open_socket`.
+The connection hands what it reads to the dispatcher through an
+:class:`~cohrt_sync.inbox.Inbox`. Both are given a frozen
+:class:`~cohrt_sync.settings.ChannelSettings` and the narrow
+:class:`~cohrt_sync.port.HttpPort` (mint a token, read a history page, read
+the catch-up anchor); nothing here imports or calls the client. The channel
+tells its maker that it closed through the ``on_closed`` callback it was
+given. docs/layout.md draws a message's way from the socket to a hook.
 
 Overflow policy: when the dispatcher falls ``queue_size`` frames (or
-``queue_bytes`` bytes) behind, the
-reader stops reading that socket, closes it, and reconnects once the backlog
-is half drained. Persisted messages that went by meanwhile are recovered from
-history exactly once (the normal catch-up); non-persisted ones (``persist:
-false``, e.g. typing) are lost, as they would be in any outage. Memory stays
-bounded and pings are never starved by a full queue.
+``queue_bytes`` bytes) behind, the reader stops reading that socket, closes
+it, and reconnects once the backlog is half drained. Persisted messages that
+went by meanwhile are recovered from history exactly once (the normal
+catch-up); non-persisted ones (``persist: false``, e.g. typing) are lost, as
+they would be in any outage. Memory stays bounded and pings are never
+starved by a full queue.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import attrs
+import pluggy
 
-from . import plugins as _plugins
-from ._answers import wrong_shape
 from ._cancel import cancel_on, cut_request
-from .acks import AckQueue, PendingAck, await_acks
-from .delivery import DeliveryLedger
-from .dispatcher import FrameDispatcher
-from .errors import (
-    BadRequestError,
-    ChannelClosedError,
-    CohrtConnectionError,
-    CohrtError,
-    CohrtTimeoutError,
-    InvalidArgumentTypeError,
-)
-from .handshake import Handshake, open_socket
-from .inbox import STOP, Inbox
+from .acks import await_acks
+from .connection import Connection
+from .dispatcher import Dispatcher
+from .errors import BadRequestError, CohrtTimeoutError, InvalidArgumentTypeError
+from .hookcalls import ChannelHooks
+from .inbox import Inbox
 from .models import PublishAck, User, check_data, check_event, publish_frame
-from .presence import Roster
-from .reader import SocketReader
-from .retry import Retry
-
-if TYPE_CHECKING:
-    from .client import Client
+from .port import HttpPort, catch_up_anchor
+from .settings import ChannelSettings
 
 __all__ = ["Channel"]
 
 log = logging.getLogger("cohrt_sync.channel")
 
 
+def _forget_nothing(channel: Channel) -> None:
+    """The default ``on_closed``: a channel nobody keeps a registry of."""
+
+
 @attrs.define(eq=False, repr=False)
-class Channel(SocketReader, FrameDispatcher):
+class Channel:
     """A live subscription to one channel; made by :meth:`cohrt_sync.Client.subscribe`.
 
-    :param client: the owning :class:`~cohrt_sync.Client`.
     :param name: the channel name.
     :param user_id: the user id the connection tokens are minted for.
     :param user_name: the display name in presence.
     :param ttl: lifetime of each connection token, in seconds.
     :param catch_up: recover messages missed while disconnected from history.
+    :param settings: the channel's settings.
+    :param port: the HTTP calls it makes (tokens, history, the catch-up anchor).
+    :param plugin_manager: whose hooks it calls.
+    :param client: the :class:`~cohrt_sync.Client` that made it, for hooks
+        (``channel.client``); the channel itself never uses it.
+    :param on_closed: called with the channel once ``close()`` has finished.
     """
 
-    client: Client
     name: str
     user_id: str
     user_name: Optional[str] = None
     ttl: int = 300
     catch_up: bool = True
+    _settings: ChannelSettings = attrs.field(kw_only=True)
+    _port: HttpPort = attrs.field(kw_only=True)
+    _plugin_manager: pluggy.PluginManager = attrs.field(kw_only=True)
+    #: The client that made this channel: for hooks that open or publish more
+    #: (typed loosely, so this module never imports the client).
+    client: Any = attrs.field(default=None, kw_only=True)
+    _on_closed: Callable[[Channel], None] = attrs.field(default=_forget_nothing, kw_only=True)
 
-    _roster: Roster = attrs.field(factory=Roster, init=False)
-    _ledger: DeliveryLedger = attrs.field(init=False)
-    _ws: Any = attrs.field(default=None, init=False)
-    _send_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
-    _acks: AckQueue = attrs.field(factory=AckQueue, init=False)
-    _inbox: Inbox = attrs.field(factory=Inbox, init=False)
     _closing: threading.Event = attrs.field(factory=threading.Event, init=False)
     _closed_event: threading.Event = attrs.field(factory=threading.Event, init=False)
     _close_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _close_started: bool = attrs.field(default=False, init=False)
-    _reader: Optional[threading.Thread] = attrs.field(default=None, init=False)
-    _dispatcher: Optional[threading.Thread] = attrs.field(default=None, init=False)
-    _reconnects: int = attrs.field(default=0, init=False)
-    _last_rx: float = attrs.field(default=0.0, init=False)
-    _ping_sent: Optional[float] = attrs.field(default=None, init=False)
-    _dead_reason: Optional[str] = attrs.field(default=None, init=False)
-    #: Why the server closed the channel for good (a paused tenant), if it did.
-    _stopped_by: Optional[CohrtError] = attrs.field(default=None, init=False)
-    _handshake_ws: Any = attrs.field(default=None, init=False)
     #: The thread inside subscribe() while it opens this channel; its requests
-    #: (token mint, catch-up anchor) are close()'s to cut. Guarded by _send_lock.
+    #: (token mint, catch-up anchor) are close()'s to cut. Guarded by _open_lock.
     _opener: Optional[threading.Thread] = attrs.field(default=None, init=False)
-    #: The reconnect backoff carried over while reconnects are not healthy yet.
-    _backoff: Optional[Retry] = attrs.field(default=None, init=False)
-    #: False from a reconnect until its catch-up succeeded.
-    _healthy: bool = attrs.field(default=True, init=False)
-    _hooks: _plugins.ChannelHooks = attrs.field(init=False)
+    _open_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _inbox: Inbox = attrs.field(factory=Inbox, init=False)
+    _hooks: ChannelHooks = attrs.field(init=False)
+    _conn: Connection = attrs.field(init=False)
+    _dispatcher: Dispatcher = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._hooks = _plugins.ChannelHooks(self.client.plugin_manager, self, log)
-        self._ledger = DeliveryLedger(
-            self._catch_up_history,
-            self._hooks.message,
-            match_idless=self.catch_up,
-            name=self.name,
+        tag = f"{self.name}#{id(self) & 0xFFFF:04x}"
+        self._hooks = ChannelHooks(self._plugin_manager, self, log)
+        self._conn = Connection(
+            self.name, self.user_id, self.user_name, self.ttl, self._settings, self._port,
+            self._inbox, self._closing, tag,
+        )
+        self._dispatcher = Dispatcher(
+            self.name, self.catch_up, self._settings.dispatch_linger, self._port, self._hooks,
+            self._inbox, self._closing, tag,
+            reconnect=self._conn.force_reconnect,
+            caught_up=self._conn.mark_healthy,
+            close=self.close,
         )
 
     def __repr__(self) -> str:
@@ -130,16 +126,10 @@ class Channel(SocketReader, FrameDispatcher):
     @property
     def presence(self) -> Dict[str, User]:
         """Users in the channel now, ``{user_id: User}`` (a copy; self included)."""
-        return self._roster.snapshot()
+        return self._dispatcher.presence
 
     @property
-    def roster(self) -> Roster:
-        """The live presence :class:`~cohrt_sync.presence.Roster` (the built-in
-        ``cohrt_sync.presence`` plugin applies joins and leaves to it)."""
-        return self._roster
-
-    @property
-    def hooks(self) -> _plugins.ChannelHooks:
+    def hooks(self) -> ChannelHooks:
         """Calls hooks for this channel the way the channel does (the built-in
         ``cohrt_sync.dm`` plugin fires ``on_dm_request`` through it)."""
         return self._hooks
@@ -147,7 +137,7 @@ class Channel(SocketReader, FrameDispatcher):
     @property
     def connected(self) -> bool:
         """True while the socket is open (False while reconnecting or closed)."""
-        return self._ws is not None and not self._closing.is_set()
+        return self._conn.connected
 
     @property
     def closed(self) -> bool:
@@ -157,12 +147,12 @@ class Channel(SocketReader, FrameDispatcher):
     @property
     def last_id(self) -> Optional[int]:
         """Highest persisted message id known delivered (the catch-up cursor)."""
-        return self._ledger.last_id
+        return self._dispatcher.last_id
 
     @property
     def reconnects(self) -> int:
         """How many times this channel has reconnected."""
-        return self._reconnects
+        return self._conn.reconnects
 
     @property
     def queue_depth(self) -> int:
@@ -228,30 +218,12 @@ class Channel(SocketReader, FrameDispatcher):
         ):
             raise BadRequestError("timeout must be a positive number of seconds")
         texts = [publish_frame(event, check_data(data), persist) for data in items]
-        pendings: List[PendingAck] = []
-        with self._send_lock:
-            ws = self._ws
-            if ws is None or self._closing.is_set():
-                if self._stopped_by is not None:
-                    raise self._stopped_by
-                raise ChannelClosedError(
-                    f"channel {self.name!r} is {'closed' if self.closed else 'reconnecting'}"
-                )
-            for text in texts:
-                pending = PendingAck(event=event)
-                # Appending under the send lock keeps the ack queue in wire order.
-                self._acks.add(pending)
-                try:
-                    ws.send(text)
-                except Exception as e:
-                    self._acks.discard(pending)
-                    raise CohrtConnectionError(f"could not send on {self.name!r}: {e}") from e
-                pendings.append(pending)
-        wait = self.client.ack_timeout if timeout is None else timeout
+        ws, pendings = self._conn.send(texts, event)
+        wait = self._settings.ack_timeout if timeout is None else timeout
         try:
             acks = await_acks(pendings, wait, self.name, event)
         except CohrtTimeoutError:
-            self._resync_after_lost_ack(ws)
+            self._conn.lost_ack(ws)
             raise CohrtTimeoutError(
                 f"no ack for publish on {self.name!r} within {wait}s; the publish may or may "
                 "not have been applied, and the channel is reconnecting to resync"
@@ -260,19 +232,12 @@ class Channel(SocketReader, FrameDispatcher):
             self._hooks.call("on_published", ack=ack, seconds=pending.settled_at - pending.sent_at)
         return acks
 
-    def _resync_after_lost_ack(self, ws: Any) -> None:
-        """After an ack timeout, acks can no longer be matched in order: reconnect.
+    def keepalive_tick(self, now: float) -> None:
+        """Ping an idle socket; cut one whose pong is overdue (called by the client).
 
-        The server acks in order, so one lost ack would make every later
-        publish settle with its predecessor's ack (and time out). Cutting the
-        socket fails every publish still pending on it, and the reconnect
-        (with catch-up) starts a fresh, empty ack queue.
+        :param now: ``time.monotonic()`` of this tick.
         """
-        if self._ws is ws and not self._closing.is_set():
-            log.warning("channel %s: an ack timed out; reconnecting to resync the acks",
-                        self.name)
-            self._dead_reason = "ack timeout"
-            self._force_reconnect()
+        self._conn.keepalive_tick(now)
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the socket, stop reconnecting, and join both threads.
@@ -290,62 +255,29 @@ class Channel(SocketReader, FrameDispatcher):
             else:
                 self._close_started = True
                 first = True
+        current = threading.current_thread()
         if not first:
             # Another thread is closing. From this channel's own thread (a hook
             # calling close() again, e.g. in on_closed) waiting would deadlock:
             # the first close() is joining this very thread.
-            if threading.current_thread() not in (self._reader, self._dispatcher):
+            if current not in (self._conn.thread, self._dispatcher.thread):
                 self._closed_event.wait(timeout)
             return
         deadline = time.monotonic() + timeout
         self._closing.set()
-        with self._send_lock:
-            ws, self._ws = self._ws, None
+        with self._open_lock:
             opener = self._opener
-            if opener is not None and opener is not threading.current_thread():
+            if opener is not None and opener is not current:
                 # Under the lock that _open() clears it with, so a request the
                 # caller's thread makes after subscribe() returned is never cut.
                 cut_request(opener)
-        self._acks.fail_all(ChannelClosedError(f"channel {self.name!r} closed"))
-        if ws is not None:
-            try:
-                ws.send_close()
-            except Exception:
-                pass
-        handshake = self._handshake_ws
-        if handshake is not None and handshake.sock is not None:
-            try:
-                # Not abort(): that is a no-op until the handshake has completed.
-                handshake.sock.shutdown(socket.SHUT_RDWR)
-            except Exception:
-                pass
-        current = threading.current_thread()
-        reader = self._reader
-        if reader is not None and reader is not current:
-            reader.join(min(0.5, max(0.0, deadline - time.monotonic())))
-            if reader.is_alive():
-                if ws is not None:
-                    # No close reply in time: cut the socket so a blocked recv returns.
-                    ws.abort()
-                    ws.shutdown()
-                # A reconnect's token mint that hangs.
-                cut_request(reader)
-            reader.join(max(0.0, deadline - time.monotonic()))
-        if ws is not None:
-            ws.shutdown()
-        self._inbox.put(STOP)
-        dispatcher = self._dispatcher
-        if dispatcher is not None and dispatcher is not current:
-            dispatcher.join(min(0.3, max(0.0, deadline - time.monotonic())))
-            if dispatcher.is_alive():
-                # Perhaps a catch-up's history read that hangs: cut it.
-                cut_request(dispatcher)
-            dispatcher.join(max(0.0, deadline - time.monotonic()))
-        for thread in (reader, dispatcher):
+        self._conn.stop(deadline)
+        self._dispatcher.stop(deadline)
+        for thread in (self._conn.thread, self._dispatcher.thread):
             if thread is not None and thread is not current and thread.is_alive():
                 log.warning("thread %s still running after close(); a hook may be stuck",
                             thread.name)
-        self.client._forget(self)
+        self._on_closed(self)
         self._closed_event.set()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
@@ -356,92 +288,31 @@ class Channel(SocketReader, FrameDispatcher):
         """
         return self._closed_event.wait(timeout)
 
-    # -- opening and connecting ---------------------------------------------------
+    # -- opening (by the client, in subscribe()) ---------------------------------
 
     def _open(self) -> None:
-        """Connect, start the threads, return once subscribed (called by the client)."""
-        with self._send_lock:
+        """Connect, start the threads, return once subscribed."""
+        with self._open_lock:
             self._opener = threading.current_thread()
         try:
             self._open_as_opener()
         finally:
-            with self._send_lock:
+            with self._open_lock:
                 self._opener = None
 
     def _open_as_opener(self) -> None:
-        self._ledger.opened_at_ms = int(time.time() * 1000)
-        ws, presence, early = self._connect()
+        self._dispatcher.begin()
+        ws, presence, early = self._conn.connect()
+        anchor: Optional[int] = None
         if self.catch_up:
             # Anchored only once subscribed: every row after the anchor was then
             # committed while this socket listened, so it is delivered live (or
             # recovered by a catch-up), and id-less reconciliation can match it.
             try:
                 with cancel_on(self._closing):
-                    self._ledger.last_id = self._anchor()
+                    anchor = catch_up_anchor(self._port, self.name)
             except BaseException:
                 ws.shutdown()
                 raise
-        self._roster.replace(presence)
-        tag = f"{self.name}#{id(self) & 0xFFFF:04x}"
-        # Under the send lock, which close() takes first: either close() already
-        # ran (the socket is cut here) or it will see and join both threads.
-        with self._send_lock:
-            if self._closing.is_set():
-                ws.shutdown()
-                raise ChannelClosedError(f"channel {self.name!r} closed")
-            self._ws = ws
-            self._inbox.put(("connected",))
-            for frame in early:
-                self._inbox.put_frame(frame, 0)
-            self._dispatcher = threading.Thread(
-                target=self._dispatch_main, name=f"cohrt-sync-dispatch-{tag}", daemon=True
-            )
-            self._reader = threading.Thread(
-                target=self._reader_main, name=f"cohrt-sync-reader-{tag}", daemon=True
-            )
-            self._dispatcher.start()
-            self._reader.start()
-
-    def _anchor(self) -> Optional[int]:
-        """The highest persisted id on the channel once subscribed: catch-up starts after it.
-
-        Live frames may carry no id (the cloud's don't), so the first reconnect
-        could not otherwise tell where this subscription began.
-        """
-        try:
-            rows = self.client.sql(
-                "SELECT COALESCE(MAX(id), 0) AS last_id FROM realtime_messages WHERE channel = ?",
-                params=[self.name],
-            )
-            value = rows[0].get("last_id") if rows else 0
-            if value is None:
-                return 0
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise wrong_shape("the catch-up anchor of subscribe (POST /edge/database)",
-                                  "last_id is not a non-negative integer")
-            return value
-        except ChannelClosedError:
-            raise
-        except CohrtError as e:
-            log.warning("channel %s: SQL anchor failed (%s); walking history", self.name, e)
-        try:
-            last = 0
-            for msg in self.client.iter_history(self.name, after=0):
-                last = msg.id or last
-            return last
-        except ChannelClosedError:
-            raise
-        except CohrtError as e:
-            log.warning("channel %s: no catch-up anchor (%s)", self.name, e)
-            return None
-
-    def _connect(self) -> Handshake:
-        def track(ws: Any) -> None:
-            self._handshake_ws = ws
-
-        # Bound to the closing event, so close() can cut a token mint that hangs.
-        with cancel_on(self._closing):
-            return open_socket(
-                self.client, self.name, self.user_id, self.user_name, self.ttl, self._closing,
-                track,
-            )
+        self._dispatcher.subscribed(presence, anchor)
+        self._conn.start(ws, early, self._dispatcher.start)

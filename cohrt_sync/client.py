@@ -1,8 +1,11 @@
-"""The :class:`Client`: configuration, plugins, channel subscriptions and lifecycle.
+"""The :class:`Client`: configuration, plugins, the HTTP calls, channels and lifecycle.
 
-The HTTP calls (publish, history, sql, tokens, provisioning) are its
-:class:`~cohrt_sync.http_api.HttpApi` half; each :class:`~cohrt_sync.Channel`
-runs its own threads, and the client's keepalive thread pings them all.
+The client assembles the parts and keeps the registry of open channels. Its
+HTTP calls (publish, history, sql, tokens, provisioning) are made by its
+:class:`~cohrt_sync.http_api.HttpApi`; each :class:`~cohrt_sync.Channel` it
+builds is given a :class:`~cohrt_sync.settings.ChannelSettings`, that
+``HttpApi`` as its port, and a callback to say it closed; the client's
+keepalive thread pings them all.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import signal
 import threading
 import time
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import attrs
 import pluggy
@@ -23,12 +26,23 @@ from . import scrollback
 from ._http import HttpTransport, make_session
 from ._signals import SignalReceived, raise_on_signals
 from .channel import Channel
+from .dm import dm_request
 from .errors import BadRequestError, ChannelClosedError, CohrtError
+from .hookcalls import call_hook
 from .http_api import HttpApi
-from .models import Message, check_channel, check_name, check_ttl, check_user_id
+from .models import (
+    Message,
+    PublishAck,
+    Token,
+    check_channel,
+    check_name,
+    check_ttl,
+    check_user_id,
+)
 from .plugins import EntryPointSelection, make_plugin_manager
 from .realtimekit import RealtimeKit
 from .retry import DEFAULT_RETRY, RECONNECT_BACKOFF, Retry
+from .settings import ChannelSettings
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
 
@@ -51,6 +65,10 @@ def _close_forgotten_clients() -> None:
             pass
 
 
+def _log_hook_failure(where: str, error: BaseException) -> None:
+    log.error("hook %s raised after an HTTP publish", where, exc_info=error)
+
+
 def _default_key(value: Optional[str]) -> Optional[str]:
     return value if value is not None else os.environ.get("COHESIVITY_KEY")
 
@@ -61,7 +79,7 @@ def _default_base_url(value: Optional[str]) -> str:
 
 
 @attrs.define(eq=False, repr=False)
-class Client(HttpApi):
+class Client:
     """A synchronous client for the Cohesivity Realtime edge API.
 
     Safe to share between threads. Use it as a context manager, or call
@@ -120,6 +138,9 @@ class Client(HttpApi):
     session: Any = None
 
     _http: HttpTransport = attrs.field(init=False)
+    _api: HttpApi = attrs.field(init=False)
+    #: What every channel of this client is told (one value, shared by all).
+    _channel_settings: ChannelSettings = attrs.field(init=False)
     _pm: pluggy.PluginManager = attrs.field(init=False)
     _channels: Dict[int, Channel] = attrs.field(factory=dict, init=False)
     # Channels inside subscribe(), not open yet: close() must be able to cut them.
@@ -147,6 +168,18 @@ class Client(HttpApi):
             session=self.session if self.session is not None else make_session(),
             max_response_size=self.max_response_size,
         )
+        self._api = HttpApi(self._http, self._published)
+        self._channel_settings = ChannelSettings(
+            connect_timeout=self.connect_timeout,
+            ack_timeout=self.ack_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            queue_size=self.queue_size,
+            queue_bytes=self.queue_bytes,
+            max_message_size=self.max_message_size,
+            dispatch_linger=self.dispatch_linger,
+            reconnect_backoff=self.reconnect_backoff,
+        )
         self._pm = make_plugin_manager(self.plugins, entry_points=self.entry_points)
         _live_clients.add(self)
 
@@ -160,7 +193,112 @@ class Client(HttpApi):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- configuration read by channels ----------------------------------------
+    # -- HTTP calls ---------------------------------------------------------------
+
+    def mint_token(
+        self, user_id: Union[str, int], name: Optional[str] = None, ttl: int = 300
+    ) -> Token:
+        """Mint a WebSocket connection token (``POST /edge/realtime/token``).
+
+        :param user_id: the user's id; an ``int`` is sent as a string.
+        :param name: display name shown in presence.
+        :param ttl: token lifetime in seconds, 60 to 3600.
+        :raises BadRequestError: for invalid arguments (before any request).
+        """
+        return self._api.mint_token(user_id, name, ttl)
+
+    def publish(
+        self,
+        channel: str,
+        data: Any,
+        event: str = "message",
+        persist: bool = True,
+        *,
+        idempotency_key: Optional[str] = None,
+    ) -> PublishAck:
+        """Publish over HTTP (``POST /edge/realtime``) without a socket.
+
+        Retries: without ``idempotency_key`` only failures that provably
+        were not applied are retried (connection refused, connect timeout,
+        429), so a publish is never sent twice. With one, it is sent as the
+        ``Idempotency-Key`` header and every retryable failure (timeouts,
+        dropped connections, 502/503/504) is retried too, because a server
+        that dedupes the key (the local server does) applies it once.
+
+        :param channel: the channel name.
+        :param data: the JSON payload.
+        :param event: the event type.
+        :param persist: store in history.
+        :param idempotency_key: a stable key for this logical message.
+        :raises BadRequestError: invalid arguments (before any request) or refused.
+        """
+        return self._api.publish(
+            channel, data, event, persist, idempotency_key=idempotency_key
+        )
+
+    def history(self, channel: str, after: int = 0, limit: int = 50) -> List[Message]:
+        """One page: at most ``limit`` (default 50) persisted messages past ``after``, oldest first.
+
+        For every message, use :meth:`iter_history`, which pages for you.
+
+        :param channel: the channel name.
+        :param after: id cursor (exclusive); 0 for the beginning.
+        :param limit: page size, 1 to 100 (the API's default is 50).
+        """
+        return self._api.history(channel, after, limit)
+
+    def iter_history(self, channel: str, after: int = 0, page_size: int = 100) -> Iterator[Message]:
+        """Every persisted message with ``id > after``, fetched page by page, lazily.
+
+        :param channel: the channel name.
+        :param after: id cursor (exclusive).
+        :param page_size: messages per request, 1 to 100.
+        """
+        return self._api.iter_history(channel, after, page_size)
+
+    def sql(self, query: str, params: Optional[Sequence[Any]] = None) -> List[Dict[str, Any]]:
+        """Run SQL on the tenant database (``POST /edge/database``); return the rows.
+
+        Not retried once sent: a write must not run twice.
+
+        :param query: the SQL text with ``?`` placeholders.
+        :param params: placeholder values.
+        """
+        return self._api.sql(query, params)
+
+    def provision(self, write_region: Optional[str] = None) -> Dict[str, Any]:
+        """Provision the realtime resource (``POST /api/resources/realtime``).
+
+        :param write_region: D1 region or alias (``us``, ``eu``, ``apac`` …).
+        :returns: the server's JSON response.
+        """
+        return self._api.provision(write_region)
+
+    def deprovision(self) -> Dict[str, Any]:
+        """Delete the realtime resource (``DELETE /api/resources/realtime``).
+
+        :returns: the server's JSON response.
+        """
+        return self._api.deprovision()
+
+    def send_dm_request(
+        self, from_user: Union[str, int], to_user: Union[str, int], **extra: Any
+    ) -> PublishAck:
+        """Publish a ``dm_request`` to ``user:<to_user>``; see :func:`cohrt_sync.send_dm_request`.
+
+        :param from_user: the requesting user id.
+        :param to_user: the recipient user id.
+        :param extra: more JSON fields for the notification data.
+        """
+        channel, data = dm_request(from_user, to_user, extra)
+        return self._api.publish(channel, data, event="dm_request")
+
+    def _published(self, ack: PublishAck, seconds: float) -> None:
+        """Fire ``on_published`` (``channel=None``) for an HTTP publish; failures are logged."""
+        fields = {"channel": None, "ack": ack, "seconds": seconds}
+        call_hook(self._pm, "on_published", fields, _log_hook_failure)
+
+    # -- the keepalive thread ---------------------------------------------------
 
     @property
     def tick(self) -> float:
@@ -287,7 +425,14 @@ class Client(HttpApi):
         uid = check_user_id(user_id)
         check_ttl(ttl)
         check_name(name)
-        ch = Channel(self, channel, uid, name, ttl, catch_up)
+        ch = Channel(
+            channel, uid, name, ttl, catch_up,
+            settings=self._channel_settings,
+            port=self._api,
+            plugin_manager=self._pm,
+            client=self,
+            on_closed=self._forget,
+        )
         with self._lock:
             if self._closed.is_set():
                 raise ChannelClosedError("client is closed")
@@ -314,6 +459,7 @@ class Client(HttpApi):
         return ch
 
     def _forget(self, channel: Channel) -> None:
+        """A channel closed (its ``on_closed`` callback): drop it from the registry."""
         with self._lock:
             self._channels.pop(id(channel), None)
 

@@ -1,32 +1,40 @@
-"""A channel's dispatcher thread: hooks in arrival order, catch-up, frames it drops.
+"""The delivery side of a channel: its dispatcher thread, the ledger, presence and the hooks.
 
-:class:`FrameDispatcher` is the half of :class:`~cohrt_sync.Channel` that
-runs user code. It takes items from the :class:`~cohrt_sync.inbox.Inbox`
-one at a time, decides which frames are this channel's next message
-(docs/client.md, "Frames the client drops"), hands messages to the
-:class:`~cohrt_sync.delivery.DeliveryLedger`, and runs the catch-up after
-each reconnect before any newer live frame. An internal error here is a
-reported drop (``on_error``, then reconnect), never a dead thread.
+A :class:`Dispatcher` takes items from the channel's
+:class:`~cohrt_sync.inbox.Inbox` one at a time, on its own thread, and is
+the only code of a channel that runs user code. It decides which frames are
+this channel's next message (docs/client.md, "Frames the client drops"),
+hands messages to the :class:`~cohrt_sync.delivery.DeliveryLedger`
+(exactly once, in order), keeps the :class:`~cohrt_sync.presence.Roster`
+and calls ``on_join``/``on_leave`` for the changes it says are news, and
+runs the catch-up after each reconnect before any newer live frame. An
+internal error here is a reported drop (``on_error``, then reconnect),
+never a dead thread.
+
+It is given what it needs: the channel's name, whether it catches up, the
+dispatch linger, the :class:`~cohrt_sync.port.HttpPort` that reads history,
+the :class:`~cohrt_sync.hookcalls.ChannelHooks` to call, the inbox, the
+closing event, and three callbacks into the rest of the channel: cut the
+socket (to reconnect), a catch-up succeeded, close the channel.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Tuple
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from . import plugins as _plugins
-from ._cancel import cancel_on
+from ._cancel import cancel_on, cut_request
 from .delivery import DeliveryLedger
 from .errors import CohrtConnectionError, ProtocolError
-from .inbox import Inbox
+from .hookcalls import ChannelHooks
+from .inbox import STOP, Inbox
 from .models import Message, User
+from .port import HttpPort, iter_history
 from .presence import Roster, user_from_wire
 
-if TYPE_CHECKING:
-    from .client import Client
-
-__all__ = ["FrameDispatcher"]
+__all__ = ["Dispatcher"]
 
 log = logging.getLogger("cohrt_sync.channel")
 
@@ -34,30 +42,129 @@ log = logging.getLogger("cohrt_sync.channel")
 _CONTROL_ACTIONS = frozenset({"connected", "subscribed", "published", "publish", "join", "leave"})
 
 
-class FrameDispatcher:
-    """The dispatcher-thread half of a channel (mixed into :class:`~cohrt_sync.Channel`)."""
+class Dispatcher:
+    """Runs one channel's hooks, in arrival order, on its own thread.
 
-    # Fields of Channel (an attrs class with slots) that the dispatcher uses.
-    client: Client
-    name: str
-    catch_up: bool
-    _inbox: Inbox
-    _closing: threading.Event
-    _hooks: _plugins.ChannelHooks
-    _ledger: DeliveryLedger
-    _roster: Roster
-    _healthy: bool
+    :param name: the channel name.
+    :param catch_up: recover messages missed while disconnected from history.
+    :param linger: seconds a busy dispatcher waits to batch frames.
+    :param port: reads history for the catch-up.
+    :param hooks: calls the channel's hooks.
+    :param inbox: what the connection received, in order.
+    :param closing: set when the channel closes.
+    :param tag: the channel's tag in thread names.
+    :param reconnect: cuts the socket, so the connection reconnects (and catches up).
+    :param caught_up: tells the connection a reconnect's catch-up succeeded.
+    :param close: closes the channel (after the reconnects gave up).
+    """
 
-    def _force_reconnect(self) -> None:
-        raise NotImplementedError
+    __slots__ = (
+        "_catch_up",
+        "_caught_up",
+        "_close",
+        "_closing",
+        "_hooks",
+        "_inbox",
+        "_ledger",
+        "_linger",
+        "_port",
+        "_reconnect",
+        "_roster",
+        "_tag",
+        "_thread",
+        "name",
+    )
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Close the channel (see :meth:`cohrt_sync.Channel.close`)."""
-        raise NotImplementedError
+    def __init__(
+        self,
+        name: str,
+        catch_up: bool,
+        linger: float,
+        port: HttpPort,
+        hooks: ChannelHooks,
+        inbox: Inbox,
+        closing: threading.Event,
+        tag: str,
+        *,
+        reconnect: Callable[[], None],
+        caught_up: Callable[[], None],
+        close: Callable[[], None],
+    ) -> None:
+        self.name = name
+        self._catch_up = catch_up
+        self._linger = linger
+        self._port = port
+        self._hooks = hooks
+        self._inbox = inbox
+        self._closing = closing
+        self._tag = tag
+        self._reconnect = reconnect
+        self._caught_up = caught_up
+        self._close = close
+        self._roster = Roster()
+        self._ledger = DeliveryLedger(
+            self._catch_up_history, hooks.message, match_idless=catch_up, name=name
+        )
+        self._thread: Optional[threading.Thread] = None
 
-    def _dispatch_main(self) -> None:
+    # -- what the channel reads and sets -----------------------------------------
+
+    @property
+    def presence(self) -> Dict[str, User]:
+        """Users in the channel now (a copy)."""
+        return self._roster.snapshot()
+
+    @property
+    def last_id(self) -> Optional[int]:
+        """Highest persisted message id known delivered (the catch-up cursor)."""
+        return self._ledger.last_id
+
+    @property
+    def thread(self) -> Optional[threading.Thread]:
+        """The dispatcher thread, once started."""
+        return self._thread
+
+    def begin(self) -> None:
+        """The subscription begins now: without a cursor, older rows are not missed."""
+        self._ledger.opened_at_ms = int(time.time() * 1000)
+
+    def subscribed(self, presence: List[User], last_id: Optional[int]) -> None:
+        """The first socket is subscribed: who is present, and where catch-up starts.
+
+        :param presence: the users of its ``subscribed`` frame.
+        :param last_id: the catch-up anchor, or None (none read, or no catch-up).
+        """
+        self._ledger.last_id = last_id
+        self._roster.replace(presence)
+
+    def start(self) -> None:
+        """Start the dispatcher thread."""
+        self._thread = threading.Thread(
+            target=self._main, name=f"cohrt-sync-dispatch-{self._tag}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, deadline: float) -> None:
+        """Let the thread finish what it is doing, and join it (from the channel's ``close()``).
+
+        Frames received but not yet dispatched are dropped.
+
+        :param deadline: ``time.monotonic()`` by which to be done.
+        """
+        self._inbox.put(STOP)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(min(0.3, max(0.0, deadline - time.monotonic())))
+            if thread.is_alive():
+                # Perhaps a catch-up's history read that hangs: cut it.
+                cut_request(thread)
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # -- the dispatcher thread -----------------------------------------------------
+
+    def _main(self) -> None:
         try:
-            self._inbox.run(self._dispatch, self._closing, self.client.dispatch_linger)
+            self._inbox.run(self._dispatch, self._closing, self._linger)
         finally:
             if self._closing.is_set():
                 self._hooks.call("on_closed")
@@ -85,12 +192,12 @@ class FrameDispatcher:
             f"({type(exc).__name__}); reconnecting with catch-up"
         )
         err.__cause__ = exc
-        if self.catch_up:
+        if self._catch_up:
             self._ledger.gap_open = True
         try:
             self._hooks.call("on_error", error=err)
         finally:
-            self._force_reconnect()
+            self._reconnect()
 
     def _dispatch_event(self, item: Tuple[Any, ...]) -> None:
         kind = item[0]
@@ -99,11 +206,11 @@ class FrameDispatcher:
         elif kind == "disconnected":
             self._hooks.call("on_disconnected", reason=item[1])
         elif kind == "reconnected":
-            if self.catch_up:
+            if self._catch_up:
                 caught = self._recover_missed()
             else:
                 caught = 0
-                self._healthy = True
+                self._caught_up()
             self._resync_presence(item[1])
             self._hooks.call("on_reconnected", attempts=item[2], caught_up=caught)
         elif kind == "error":
@@ -113,7 +220,7 @@ class FrameDispatcher:
             # tenant is paused or deprovisioned): report it, then close
             # (on_closed follows).
             self._hooks.call("on_error", error=item[1])
-            self.close()
+            self._close()
 
     def _dispatch_frame(self, frame: Dict[str, Any]) -> None:
         action = frame.get("action")
@@ -132,16 +239,14 @@ class FrameDispatcher:
             user = user_from_wire(frame.get("user"))
             if user is None:
                 self._drop_frame("a join with no valid user id")
-            elif user.id in self._roster:
-                self._roster.add(user)
-            else:
+            elif self._roster.join(user):
                 self._hooks.call("on_join", user=user)
         elif action == "leave":
             last_seen = frame.get("last_seen")
             user = user_from_wire(frame.get("user"), last_seen=last_seen)
             if user is None:
                 self._drop_frame("a leave with no valid user id")
-            elif user.id in self._roster:
+            elif self._roster.leave(user.id):
                 self._hooks.call("on_leave", user=user, last_seen=last_seen)
         elif action in ("connected", "subscribed"):
             return
@@ -167,22 +272,27 @@ class FrameDispatcher:
         """
         delivered, error = self._ledger.recover(self._closing.is_set)
         if error is None:
-            self._healthy = True
+            self._caught_up()
         elif not self._closing.is_set():
             log.warning("channel %s: catch-up failed (%s); reconnecting again", self.name, error)
             self._hooks.call("on_error", error=error)
-            self._force_reconnect()
+            self._reconnect()
         return delivered
 
     def _catch_up_history(self, after: int) -> Iterator[Message]:
         # Bound to the closing event, so close() can cut a read that hangs.
         with cancel_on(self._closing):
-            yield from self.client.iter_history(self.name, after=after)
+            yield from iter_history(self._port, self.name, after=after)
 
     def _resync_presence(self, users: List[User]) -> None:
-        gone, came = self._roster.diff(users)
+        """After a reconnect: a leave for each user gone, a join for each one come."""
+        roster = self._roster
+        gone, came = roster.diff(users)
         for user in gone:
+            roster.leave(user.id)
             self._hooks.call("on_leave", user=user, last_seen=None)
         for user in came:
+            roster.join(user)
             self._hooks.call("on_join", user=user)
-        self._roster.replace(users)
+        # Known users' names from the fresh list.
+        roster.replace(users)

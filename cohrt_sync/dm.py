@@ -17,21 +17,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Protocol, Tuple, Union
 
 from .errors import BadRequestError
 from .hookspecs import hookimpl
-from .models import check_user_id
+from .models import PublishAck, check_user_id
 
 if TYPE_CHECKING:
     from .channel import Channel
-    from .http_api import HttpApi
-    from .models import Message, PublishAck
+    from .models import Message
 
 __all__ = [
     "DmRequestRouter",
+    "Publisher",
     "accept_dm_request",
     "dm_channel",
+    "dm_request",
     "private_channel",
     "send_dm_request",
     "user_channel",
@@ -113,8 +114,35 @@ def user_channel(user_id: UserId) -> str:
     return f"user:{check_user_id(user_id)}"
 
 
+def dm_request(
+    from_user: UserId, to_user: UserId, extra: Optional[Mapping[str, Any]] = None
+) -> Tuple[str, Dict[str, Any]]:
+    """The channel and data of the spec's ``dm_request`` from one user to another.
+
+    The data is ``{"from": <from_user>, "dm_channel": dm_channel(from, to)}``
+    plus ``extra``; the channel is the recipient's :func:`user_channel`.
+
+    :param from_user: the requesting user id.
+    :param to_user: the recipient user id.
+    :param extra: more JSON fields for the notification.
+    :raises BadRequestError: for an invalid id.
+    """
+    sender = check_user_id(from_user)
+    data = {**dict(extra or {}), "from": sender, "dm_channel": dm_channel(sender, to_user)}
+    return user_channel(to_user), data
+
+
+class Publisher(Protocol):
+    """What :func:`send_dm_request` publishes with: a :class:`~cohrt_sync.Client`
+    (its HTTP publish), or anything with the same ``publish``."""
+
+    def publish(self, channel: str, data: Any, event: str = "message") -> PublishAck:
+        """Publish ``data`` on ``channel`` over HTTP and return the ack."""
+        ...
+
+
 def send_dm_request(
-    client: HttpApi,
+    client: Publisher,
     from_user: UserId,
     to_user: UserId,
     *,
@@ -123,7 +151,8 @@ def send_dm_request(
     """Publish the spec's ``dm_request`` to ``user:<to_user>`` over HTTP.
 
     The data is ``{"from": <from_user>, "dm_channel": dm_channel(from, to)}``
-    plus ``extra``. It is persisted so a recipient who reconnects still gets it.
+    plus ``extra`` (:func:`dm_request`). It is persisted so a recipient who
+    reconnects still gets it.
 
     :param client: the client to publish with.
     :param from_user: the requesting user id.
@@ -131,9 +160,8 @@ def send_dm_request(
     :param extra: more JSON fields for the notification.
     :returns: the publish acknowledgement.
     """
-    sender = check_user_id(from_user)
-    data = {**dict(extra or {}), "from": sender, "dm_channel": dm_channel(sender, to_user)}
-    return client.publish(user_channel(to_user), data, event="dm_request")
+    channel, data = dm_request(from_user, to_user, extra)
+    return client.publish(channel, data, event="dm_request")
 
 
 def accept_dm_request(
@@ -181,7 +209,8 @@ def accept_dm_request(
             )
     kwargs.setdefault("name", channel.user_name)
     kwargs.setdefault("ttl", channel.ttl)
-    return channel.client.subscribe(name, channel.user_id, **kwargs)
+    opened: Channel = channel.client.subscribe(name, channel.user_id, **kwargs)
+    return opened
 
 
 class DmRequestRouter:

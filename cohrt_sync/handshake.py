@@ -1,22 +1,21 @@
 """Opening one channel socket: mint a token, connect, read up to ``subscribed``.
 
 :func:`open_socket` is the whole handshake of a channel connection, first or
-reconnect. Every failure comes out as a :class:`~cohrt_sync.CohrtError`
-(refusals classified like HTTP errors, credentials scrubbed from causes).
+reconnect. Every failure comes out as a :class:`~cohrt_sync.CohrtError`:
+a token the port could not mint as its own error, the socket's failures as
+:mod:`cohrt_sync._ws` translates them, an ``{"error": ...}`` frame as
+:func:`~cohrt_sync.errors.error_from_frame` reads it.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-import urllib.parse
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
-import websocket
-
-from ._http import redact, response_error, scrub_exception
+from . import _ws
+from ._http import scrub_exception
 from .errors import (
     ChannelClosedError,
     CohrtConnectionError,
@@ -24,14 +23,12 @@ from .errors import (
     CohrtTimeoutError,
     error_from_frame,
 )
-from .frames import MessageTooLarge, limit_message_size
 from .models import User
+from .port import HttpPort
 from .presence import presence_list
+from .settings import ChannelSettings
 
-if TYPE_CHECKING:
-    from .client import Client
-
-__all__ = ["Handshake", "MessageTooLarge", "limit_message_size", "open_socket", "ws_url"]
+__all__ = ["Handshake", "open_socket"]
 
 
 class Handshake(NamedTuple):
@@ -47,21 +44,9 @@ class Handshake(NamedTuple):
     early: List[Dict[str, Any]]
 
 
-def ws_url(base_url: str, token: str, channel: str) -> str:
-    """The socket URL of ``channel`` for a connection token.
-
-    :param base_url: the API root (``http`` becomes ``ws``, ``https`` ``wss``).
-    :param token: the connection token.
-    :param channel: the channel name.
-    """
-    parts = urllib.parse.urlsplit(base_url)
-    scheme = "wss" if parts.scheme == "https" else "ws"
-    query = urllib.parse.urlencode({"token": token, "channel": channel})
-    return urllib.parse.urlunsplit((scheme, parts.netloc, "/edge/realtime", query, ""))
-
-
 def open_socket(
-    client: Client,
+    port: HttpPort,
+    settings: ChannelSettings,
     channel: str,
     user_id: str,
     user_name: Optional[str],
@@ -71,7 +56,8 @@ def open_socket(
 ) -> Handshake:
     """Mint a fresh token, open the socket, read up to ``subscribed``.
 
-    :param client: the client (token minting, URL, ``connect_timeout``).
+    :param port: mints the token.
+    :param settings: ``connect_timeout`` and ``max_message_size``.
     :param channel: the channel name.
     :param user_id: the user the token is minted for.
     :param user_name: the display name in presence.
@@ -81,16 +67,13 @@ def open_socket(
         once subscribed, so ``close()`` can cut a handshake in progress.
     :raises ChannelClosedError: ``closing`` was set meanwhile.
     """
-    token = client.mint_token(user_id, name=user_name, ttl=ttl)
-    url = ws_url(client.base_url, token.token, channel)
-    # Decoding each text frame to str validates UTF-8 already; the library's
-    # own per-byte check would cost most of the receive time (see STYLE.md).
-    ws: Any = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
-    limit_message_size(ws, client.max_message_size)
+    token = port.mint_token(user_id, name=user_name, ttl=ttl)
+    url = token.ws_url(channel)
+    ws = _ws.new_socket(settings.max_message_size)
     track(ws)
     if closing.is_set():
         raise ChannelClosedError(f"channel {channel!r} closed")
-    timeout = client.connect_timeout
+    timeout = settings.connect_timeout
     context = f"subscribe to {channel!r}"
     # A per-read timeout does not bound a reply trickled a byte at a time:
     # the watchdog cuts the socket once connect_timeout has passed, whatever
@@ -116,12 +99,7 @@ def open_socket(
 
 def _cut(ws: Any, fired: threading.Event) -> None:
     fired.set()
-    sock = ws.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    _ws.cut(ws)
 
 
 def _handshake(
@@ -134,22 +112,7 @@ def _handshake(
     closing: threading.Event,
     track: Callable[[Any], None],
 ) -> Handshake:
-    try:
-        ws.connect(url, timeout=timeout, suppress_origin=True)
-    except websocket.WebSocketBadStatusException as e:
-        ws.shutdown()
-        raise response_error(
-            e.status_code, e.resp_body or b"", e.resp_headers or {}, context
-        ) from scrub_exception(e)
-    except (websocket.WebSocketTimeoutException, TimeoutError) as e:
-        ws.shutdown()
-        raise CohrtTimeoutError(f"{context} timed out") from scrub_exception(e)
-    except (websocket.WebSocketException, OSError) as e:
-        ws.shutdown()
-        if closing.is_set():
-            raise ChannelClosedError(f"channel {channel!r} closed") from scrub_exception(e)
-        scrub_exception(e)
-        raise CohrtConnectionError(f"{context} failed: {redact(str(e))}") from e
+    _ws.connect(ws, url, timeout, channel, context, closing)
     if closing.is_set():
         # close() came while connect() had no socket yet to shut down.
         ws.shutdown()
@@ -181,15 +144,12 @@ def _handshake(
     except CohrtError:
         ws.shutdown()
         raise
-    except websocket.WebSocketTimeoutException as e:
+    except _ws.HANDSHAKE_READ_ERRORS as e:
         ws.shutdown()
-        raise CohrtTimeoutError(f"{context}: no 'subscribed' within {timeout}s") from e
-    except (websocket.WebSocketException, OSError, ValueError, RecursionError) as e:
-        ws.shutdown()
-        raise CohrtConnectionError(f"{context} failed: {type(e).__name__}: {e}"[:300]) from e
+        raise _ws.handshake_read_error(e, context, timeout) from e
     # A blocking socket: a read timeout would add a poll() and a GIL round
     # trip to every recv. Pings and dead-peer detection run on the client's
-    # keepalive thread instead (see Channel.keepalive_tick).
+    # keepalive thread instead (see Connection.keepalive_tick).
     ws.settimeout(None)
     track(None)
     return Handshake(ws, users, early)

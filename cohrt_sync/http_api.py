@@ -1,21 +1,19 @@
 """The client's HTTP calls: one method per REST endpoint of the edge API.
 
-:class:`HttpApi` is the request half of :class:`~cohrt_sync.Client` (mixed
-into it): argument checks, the request over the client's
-:class:`~cohrt_sync._http.HttpTransport` with the retry mode the endpoint
-allows, and the reply turned into model objects. Channels, plugins and the
-client's lifecycle live in :mod:`cohrt_sync.client`.
+:class:`HttpApi` does, for each call, the argument checks, the request over
+an :class:`~cohrt_sync._http.HttpTransport` with the retry mode the endpoint
+allows, and the reply turned into model objects. A
+:class:`~cohrt_sync.Client` owns one and hands its calls on; a channel is
+given it as its :class:`~cohrt_sync.port.HttpPort`.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from ._answers import history_page, json_object, sql_rows, token_answer
 from ._http import RETRY_ALWAYS, RETRY_UNSENT, HttpTransport, encode_json
-from .dm import send_dm_request as _send_dm_request
 from .errors import BadRequestError, InvalidArgumentTypeError
 from .models import (
     Message,
@@ -33,43 +31,40 @@ from .models import (
     check_user_id,
     publish_frame,
 )
-from .plugins import call_hook
+from .port import iter_history
 
-if TYPE_CHECKING:
-    import pluggy
+__all__ = ["HttpApi", "Published"]
 
-__all__ = ["HttpApi"]
-
-log = logging.getLogger("cohrt_sync.client")
+#: Told of each HTTP publish: its ack, and the seconds from send to ack.
+Published = Callable[[PublishAck, float], None]
 
 
-def _log_hook_failure(where: str, error: BaseException) -> None:
-    log.error("hook %s raised after an HTTP publish", where, exc_info=error)
+def _nobody(ack: PublishAck, seconds: float) -> None:
+    """The default :data:`Published`: nobody is told."""
 
 
 class HttpApi:
-    """The HTTP endpoints of :class:`~cohrt_sync.Client` (mixed into it)."""
+    """The edge API's REST endpoints over one transport.
 
-    __slots__ = ()
+    :param transport: the HTTP transport (session, auth, retries, errors).
+    :param published: told of each acknowledged HTTP publish (the client
+        fires ``on_published`` from it).
+    """
 
-    # The field of Client (an attrs class with slots) that the calls use.
-    _http: HttpTransport
-    base_url: str
+    __slots__ = ("_http", "_published", "base_url")
 
-    @property
-    def plugin_manager(self) -> pluggy.PluginManager:
-        """The plugin manager whose plugins hear of each HTTP publish (Client's)."""
-        raise NotImplementedError
+    def __init__(self, transport: HttpTransport, published: Published = _nobody) -> None:
+        self._http = transport
+        self._published = published
+        #: The API root, put on each minted token for its socket URL.
+        self.base_url = transport.base_url
 
     def mint_token(
         self, user_id: Union[str, int], name: Optional[str] = None, ttl: int = 300
     ) -> Token:
         """Mint a WebSocket connection token (``POST /edge/realtime/token``).
 
-        :param user_id: the user's id; an ``int`` is sent as a string.
-        :param name: display name shown in presence.
-        :param ttl: token lifetime in seconds, 60 to 3600.
-        :raises BadRequestError: for invalid arguments (before any request).
+        :meth:`cohrt_sync.Client.mint_token` documents the arguments and errors.
         """
         uid = check_user_id(user_id)
         check_ttl(ttl)
@@ -100,19 +95,7 @@ class HttpApi:
     ) -> PublishAck:
         """Publish over HTTP (``POST /edge/realtime``) without a socket.
 
-        Retries: without ``idempotency_key`` only failures that provably
-        were not applied are retried (connection refused, connect timeout,
-        429), so a publish is never sent twice. With one, it is sent as the
-        ``Idempotency-Key`` header and every retryable failure (timeouts,
-        dropped connections, 502/503/504) is retried too, because a server
-        that dedupes the key (the local server does) applies it once.
-
-        :param channel: the channel name.
-        :param data: the JSON payload.
-        :param event: the event type.
-        :param persist: store in history.
-        :param idempotency_key: a stable key for this logical message.
-        :raises BadRequestError: invalid arguments (before any request) or refused.
+        :meth:`cohrt_sync.Client.publish` documents the arguments and errors.
         """
         check_channel(channel)
         check_event(event)
@@ -135,19 +118,10 @@ class HttpApi:
         self._published(ack, time.monotonic() - sent_at)
         return ack
 
-    def _published(self, ack: PublishAck, seconds: float) -> None:
-        """Fire ``on_published`` (``channel=None``) for an HTTP publish; failures are logged."""
-        fields = {"channel": None, "ack": ack, "seconds": seconds}
-        call_hook(self.plugin_manager, "on_published", fields, _log_hook_failure)
-
     def history(self, channel: str, after: int = 0, limit: int = 50) -> List[Message]:
         """One page: at most ``limit`` (default 50) persisted messages past ``after``, oldest first.
 
-        For every message, use :meth:`iter_history`, which pages for you.
-
-        :param channel: the channel name.
-        :param after: id cursor (exclusive); 0 for the beginning.
-        :param limit: page size, 1 to 100 (the API's default is 50).
+        :meth:`cohrt_sync.Client.history` documents the arguments and errors.
         """
         check_channel(channel)
         check_after(after)
@@ -165,29 +139,17 @@ class HttpApi:
     def iter_history(self, channel: str, after: int = 0, page_size: int = 100) -> Iterator[Message]:
         """Every persisted message with ``id > after``, fetched page by page, lazily.
 
-        :param channel: the channel name.
-        :param after: id cursor (exclusive).
-        :param page_size: messages per request, 1 to 100.
+        :meth:`cohrt_sync.Client.iter_history` documents the arguments and errors.
         """
         check_channel(channel)
         check_after(after)
         check_limit(page_size)
-        cursor = after
-        while True:
-            # history() checked that every id is past the cursor, so each page advances.
-            page = self.history(channel, after=cursor, limit=page_size)
-            if not page:
-                return
-            yield from page
-            cursor = page[-1].id or cursor
+        yield from iter_history(self, channel, after, page_size)
 
     def sql(self, query: str, params: Optional[Sequence[Any]] = None) -> List[Dict[str, Any]]:
         """Run SQL on the tenant database (``POST /edge/database``); return the rows.
 
-        Not retried once sent: a write must not run twice.
-
-        :param query: the SQL text with ``?`` placeholders.
-        :param params: placeholder values.
+        :meth:`cohrt_sync.Client.sql` documents the arguments and errors.
         """
         if not isinstance(query, str) or not query.strip():
             raise BadRequestError("query must be a non-empty str")
@@ -209,8 +171,7 @@ class HttpApi:
     def provision(self, write_region: Optional[str] = None) -> Dict[str, Any]:
         """Provision the realtime resource (``POST /api/resources/realtime``).
 
-        :param write_region: D1 region or alias (``us``, ``eu``, ``apac`` …).
-        :returns: the server's JSON response.
+        :meth:`cohrt_sync.Client.provision` documents the arguments and errors.
         """
         body = encode_json({"write_region": write_region}) if write_region else None
         raw = self._http.request(
@@ -221,20 +182,9 @@ class HttpApi:
     def deprovision(self) -> Dict[str, Any]:
         """Delete the realtime resource (``DELETE /api/resources/realtime``).
 
-        :returns: the server's JSON response.
+        :meth:`cohrt_sync.Client.deprovision` documents the arguments and errors.
         """
         raw = self._http.request(
             "DELETE", "/api/resources/realtime", app_auth=True, context="deprovision"
         )
         return json_object(raw, "deprovision (DELETE /api/resources/realtime)")
-
-    def send_dm_request(
-        self, from_user: Union[str, int], to_user: Union[str, int], **extra: Any
-    ) -> PublishAck:
-        """Publish a ``dm_request`` to ``user:<to_user>``; see :func:`cohrt_sync.send_dm_request`.
-
-        :param from_user: the requesting user id.
-        :param to_user: the recipient user id.
-        :param extra: more JSON fields for the notification data.
-        """
-        return _send_dm_request(self, from_user, to_user, extra=extra)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any, Mapping, Optional
 
 import attrs
 
 from .errors import BadRequestError, InvalidArgumentTypeError
 
-__all__ = ["Message", "PublishAck", "Token", "User"]
+__all__ = ["Message", "PublishAck", "Token", "User", "ws_url"]
 
 #: Longest channel name the client accepts.
 MAX_CHANNEL_LENGTH = 256
@@ -129,8 +130,6 @@ class Token:
         :raises BadRequestError: invalid channel, or a token built without
             ``base_url`` (one not minted by a client).
         """
-        from .handshake import ws_url  # handshake imports this module
-
         check_channel(channel)
         if not self.base_url:
             raise BadRequestError(
@@ -138,6 +137,19 @@ class Token:
                 "or build it with Token(..., base_url=...)"
             )
         return ws_url(self.base_url, self.token, channel)
+
+
+def ws_url(base_url: str, token: str, channel: str) -> str:
+    """The socket URL of ``channel`` for a connection token.
+
+    :param base_url: the API root (``http`` becomes ``ws``, ``https`` ``wss``).
+    :param token: the connection token.
+    :param channel: the channel name.
+    """
+    parts = urllib.parse.urlsplit(base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    query = urllib.parse.urlencode({"token": token, "channel": channel})
+    return urllib.parse.urlunsplit((scheme, parts.netloc, "/edge/realtime", query, ""))
 
 
 @attrs.frozen

@@ -1,24 +1,21 @@
-"""Who is in a channel: the :class:`Roster` and the built-in plugin that keeps it current.
+"""Who is in a channel: the :class:`Roster`, and presence entries read off the wire.
 
-The roster is the only place presence changes. The channel seeds it from each
-``subscribed`` frame and refreshes known users from ``join`` frames; the
-:class:`PresenceTracker` plugin (registered as ``cohrt_sync.presence``)
-applies every ``on_join``/``on_leave``, first, so other implementations of
-those hooks already see the new map.
+The roster is the one place presence changes, and it decides which changes
+are news: a ``join`` of a user already present only refreshes their entry,
+a ``leave`` of a user not present is nothing. Its owner, the channel's
+:class:`~cohrt_sync.dispatcher.Dispatcher`, applies each change before it
+calls ``on_join``/``on_leave``, so every implementation sees the new map;
+plugins only read it (``channel.presence``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from .hookspecs import hookimpl
 from .models import User
 
-if TYPE_CHECKING:
-    from .channel import Channel
-
-__all__ = ["PresenceTracker", "Roster", "presence_list", "user_from_wire"]
+__all__ = ["Roster", "presence_list", "user_from_wire"]
 
 log = logging.getLogger("cohrt_sync.channel")
 
@@ -77,19 +74,23 @@ class Roster:
         """A copy of the map, ``{user_id: User}``."""
         return dict(self._users)
 
-    def add(self, user: User) -> None:
-        """Record ``user`` as present (replacing what was known of them).
+    def join(self, user: User) -> bool:
+        """Record ``user`` as present, replacing what was known of them.
 
         :param user: the user.
+        :returns: True when they were not present: their arrival is news (``on_join``).
         """
+        new = user.id not in self._users
         self._users[user.id] = user
+        return new
 
-    def remove(self, user_id: str) -> None:
-        """Record that ``user_id`` left (no-op if unknown).
+    def leave(self, user_id: str) -> bool:
+        """Record that ``user_id`` left.
 
         :param user_id: the user's id.
+        :returns: True when they were present: their departure is news (``on_leave``).
         """
-        self._users.pop(user_id, None)
+        return self._users.pop(user_id, None) is not None
 
     def diff(self, users: Iterable[User]) -> Tuple[List[User], List[User]]:
         """Who left and who came, compared with a fresh list of present users.
@@ -108,21 +109,3 @@ class Roster:
         :param users: everyone present now.
         """
         self._users = {u.id: u for u in users}
-
-
-class PresenceTracker:
-    """Built-in plugin keeping ``channel.presence`` in step with join/leave.
-
-    It runs first (``tryfirst``) so every other ``on_join``/``on_leave``
-    implementation already sees the updated map.
-    """
-
-    @hookimpl(tryfirst=True)
-    def on_join(self, channel: Channel, user: User) -> None:
-        """Add ``user`` to the channel's presence."""
-        channel.roster.add(user)
-
-    @hookimpl(tryfirst=True)
-    def on_leave(self, channel: Channel, user: User) -> None:
-        """Remove ``user`` from the channel's presence."""
-        channel.roster.remove(user.id)

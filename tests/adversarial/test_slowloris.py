@@ -217,8 +217,13 @@ def test_websocket_is_not_cut_by_the_header_or_keepalive_deadlines(server: Local
     try:
         assert json.loads(ws.recv())["action"] == "connected"
         assert json.loads(ws.recv())["action"] == "subscribed"
-        # Quiet for longer than every deadline above, twice over.
-        time.sleep(2 * (KEEPALIVE_S + HEADER_S))
+        # Quiet for longer than every deadline above, twice over; a cut would
+        # end this wait early (recv returns the close or raises), so it waits on
+        # the event that would show one, bounded by 2 * (KEEPALIVE_S + HEADER_S).
+        ws.settimeout(2 * (KEEPALIVE_S + HEADER_S))
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            ws.recv()
+        ws.settimeout(5)
         r = api.post(
             server.base_url + "/edge/realtime",
             json={"channel": "ws-lives", "data": {"still": "here"}, "persist": False},

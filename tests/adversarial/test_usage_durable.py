@@ -25,7 +25,7 @@ import requests
 import websocket
 
 from cohrt_sync.server.limits import PAUSE_CLOSE_CODE, PUBLISH, TIERS
-from tests.server.test_tenant_cli import tenant
+from tests.cli.test_cli_tenant import tenant
 
 from ._proc import ServerProcess
 

@@ -49,6 +49,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+def wait_reads(channel: cohrt_sync.Channel, count: int, timeout: float = 10.0) -> None:
+    """Wait until ``channel``'s reader has read ``count`` more frames, pings and
+    pongs included (each read moves the time of its last read)."""
+    seen = {channel._conn._last_rx}
+
+    def read_enough() -> bool:
+        seen.add(channel._conn._last_rx)
+        return len(seen) > count
+
+    wait_until(read_enough, timeout)
+
+
 class CountingSession(requests.Session):
     """A real session that records the paths it sent (instrumentation, not a mock)."""
 

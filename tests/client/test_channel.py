@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, List
 
 import pytest
 
 import cohrt_sync
 
-from .conftest import Recorder, client_threads, wait_until
+from .conftest import Recorder, client_threads, wait_reads, wait_until
 
 
 def test_subscribe_presence_publish_and_hooks(server: Any, make_client: Any, recorder: Recorder,
@@ -116,7 +115,10 @@ def test_slow_hook_keeps_order_and_pings_flowing(make_server: Any, make_client: 
     publisher = make_client(srv)
     for i in range(30):
         publisher.publish(channel_name, {"i": i})
-    time.sleep(1.5)  # let several ping periods pass while the hook blocks
+    # Frames keep being read while the hook blocks: the server's pings and the
+    # pongs to the client's. At heartbeat 0.2 s the server drops a socket whose
+    # pongs stop, so six reads (over a second) would show it.
+    wait_reads(ch, 6)
     assert ch.connected and ch.reconnects == 0
     release.set()
     wait_until(lambda: len(seen) == 30)
@@ -165,8 +167,11 @@ def test_overflow_reconnects_and_recovers_persisted_messages(server: Any, make_c
     wait_until(lambda: any("behind" in r.getMessage() for r in caplog.records))
     gate.set()
     wait_until(lambda: len(seen) >= 40, timeout=15)
-    time.sleep(0.2)
-    assert seen == list(range(40))
+    # Nothing twice: delivery is in order, so a duplicate would come before a
+    # marker published now; the marker must be the next message.
+    publisher.publish(channel_name, {"i": "end"})
+    wait_until(lambda: len(seen) > 40)
+    assert seen == [*range(40), "end"]
     assert ch.reconnects >= 1
 
 
@@ -192,3 +197,38 @@ def test_socket_publish_arguments_checked_before_sending(
     assert client.history(channel_name) == []
     assert ch.publish({"x": 2}).id is not None
 
+
+
+class PresenceSeen:
+    """Records ``channel.presence`` as each ``on_join``/``on_leave`` sees it, running first."""
+
+    def __init__(self) -> None:
+        self.seen: List[tuple] = []
+
+    @cohrt_sync.hookimpl(tryfirst=True)
+    def on_join(self, channel: Any, user: Any) -> None:
+        self.seen.append(("join", user.id, set(channel.presence)))
+
+    @cohrt_sync.hookimpl(tryfirst=True)
+    def on_leave(self, channel: Any, user: Any) -> None:
+        self.seen.append(("leave", user.id, set(channel.presence)))
+
+
+def test_presence_is_the_channels_own_whatever_plugins_run(
+    server: Any, make_client: Any, recorder: Recorder, channel_name: str
+) -> None:
+    # One owner: the channel updates presence before any on_join/on_leave,
+    # so a plugin that runs first sees it too, and removing the built-in
+    # presence plugin (an observer) changes nothing.
+    seen = PresenceSeen()
+    client = make_client(server, plugins=[recorder, seen])
+    client.unregister(client.plugin_manager.get_plugin("cohrt_sync.presence"))
+    ch = client.subscribe(channel_name, user_id="alice")
+    assert not hasattr(ch, "roster")  # no public way to edit it
+    bob = make_client(server).subscribe(channel_name, user_id="bob")
+    recorder.wait_for(lambda: recorder.of("join"))
+    assert set(ch.presence) == {"alice", "bob"}
+    bob.close()
+    recorder.wait_for(lambda: recorder.of("leave"))
+    assert set(ch.presence) == {"alice"}
+    assert seen.seen == [("join", "bob", {"alice", "bob"}), ("leave", "bob", {"alice"})]

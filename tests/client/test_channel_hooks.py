@@ -8,7 +8,7 @@ from typing import Any, List, Tuple
 import pytest
 
 import cohrt_sync
-from cohrt_sync import plugins
+from cohrt_sync import hookcalls, plugins
 from cohrt_sync.models import Message
 
 log = logging.getLogger("test.channel_hooks")
@@ -46,10 +46,10 @@ class Broken:
         raise RuntimeError("error hook bug")
 
 
-def make_hooks(*extra: object) -> Tuple[plugins.ChannelHooks, FakeChannel]:
+def make_hooks(*extra: object) -> Tuple[hookcalls.ChannelHooks, FakeChannel]:
     pm = plugins.make_plugin_manager(extra)
     channel = FakeChannel()
-    return plugins.ChannelHooks(pm, channel, log), channel  # type: ignore[arg-type]
+    return hookcalls.ChannelHooks(pm, channel, log), channel
 
 
 def test_call_fills_in_the_channel() -> None:

@@ -10,7 +10,7 @@ from typing import Any, Iterator, List, Tuple
 import pytest
 import websocket
 
-from cohrt_sync.handshake import MessageTooLarge, limit_message_size
+from cohrt_sync.frames import MessageTooLarge, limit_message_size
 
 
 def _server_frame(text: str) -> bytes:

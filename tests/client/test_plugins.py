@@ -25,7 +25,7 @@ HOOKS = sorted(
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_documented_and_exercised(hook: str) -> None:
     assert hook in (ROOT / "docs" / "plugins.md").read_text()
-    tests = "".join(p.read_text() for p in (ROOT / "tests" / "client").glob("test_*.py"))
+    tests = "".join(p.read_text() for p in (ROOT / "tests" / "client").rglob("test_*.py"))
     conftest = (ROOT / "tests" / "client" / "conftest.py").read_text()
     assert f"def {hook}(" in conftest  # the Recorder implements it
     assert f'"{hook[3:]}"' in tests or hook in tests  # and a test looks at it

@@ -12,7 +12,7 @@ from .conftest import Recorder
 
 
 def _reader_alive(ch: cohrt_sync.Channel) -> bool:
-    reader = ch._reader
+    reader = ch._conn.thread
     return reader is not None and reader.is_alive()
 
 
@@ -58,7 +58,7 @@ def test_an_internal_error_in_the_dispatcher_is_a_reported_drop(
 ) -> None:
     client = make_client(plugins=[recorder])
     ch = client.subscribe(channel_name, "alice")
-    ledger = ch._ledger
+    ledger = ch._dispatcher._ledger
     real = ledger.deliver_live
     broke = threading.Event()
 

@@ -16,7 +16,7 @@ import cohrt_sync.delivery
 from cohrt_sync._http import make_session
 from cohrt_sync.retry import Retry
 
-from .conftest import KEY, CountingSession, Recorder, wait_until
+from .conftest import KEY, CountingSession, Recorder, wait_reads, wait_until
 
 N = 40
 
@@ -39,11 +39,15 @@ def _publish_around(publisher: Any, channel: str, disrupt: Callable[[], None],
                 time.sleep(0.05)
 
 
-def _assert_exactly_once(recorder: Recorder, channel: str, total: int = N) -> None:
+def _assert_exactly_once(recorder: Recorder, channel: str, publisher: Any,
+                         total: int = N) -> None:
     recorder.wait_for(lambda: len(recorder.messages(channel)) >= total, timeout=20)
-    time.sleep(0.3)  # a duplicate would show up right behind
+    # Nothing twice: delivery is in order, so a duplicate would come before a
+    # marker published now; the marker must be the next message.
+    publisher.publish(channel, {"seq": "end"})
+    recorder.wait_for(lambda: len(recorder.messages(channel)) > total, timeout=20)
     got = [m.data["seq"] for m in recorder.messages(channel)]
-    assert got == list(range(total)), got
+    assert got == [*range(total), "end"], got
 
 
 @pytest.mark.parametrize("kind", ["abrupt", "graceful"])
@@ -60,7 +64,7 @@ def test_drop_then_catch_up_exactly_once(any_server: Any, make_client: Any, reco
             assert any_server.close_channel(channel_name, code=1001) >= 1
 
     _publish_around(publisher, channel_name, disrupt)
-    _assert_exactly_once(recorder, channel_name)
+    _assert_exactly_once(recorder, channel_name, publisher)
     recorder.wait_for(lambda: recorder.of("reconnected"))
     assert ch.reconnects >= 1
     reason = recorder.of("disconnected")[0][2]
@@ -89,7 +93,7 @@ def test_outage_messages_come_from_history_before_live(any_server: Any, make_cli
     assert recon[3] == 10  # caught up from history
     for i in range(15, 20):
         ch.publish({"seq": i})
-    _assert_exactly_once(recorder, channel_name, total=20)
+    _assert_exactly_once(recorder, channel_name, publisher, total=20)
     caught = recorder.messages()[5:15]
     assert all(m.id is not None for m in caught)
     ids = [m.id for m in caught]
@@ -104,7 +108,7 @@ def test_server_restart_on_same_data_dir(make_server: Any, make_client: Any, rec
     client.subscribe(channel_name, user_id="reader")
     publisher = make_client(srv)
     _publish_around(publisher, channel_name, srv.restart)
-    _assert_exactly_once(recorder, channel_name)
+    _assert_exactly_once(recorder, channel_name, publisher)
 
 
 @pytest.mark.parametrize("live_ids", [True, False], ids=["ids", "no-ids"])
@@ -121,7 +125,7 @@ def test_token_expiry_between_attempts(make_server: Any, make_client: Any, recor
         srv.drop_channel(channel_name)
 
     _publish_around(publisher, channel_name, expire_and_drop)
-    _assert_exactly_once(recorder, channel_name)
+    _assert_exactly_once(recorder, channel_name, publisher)
     assert ch.reconnects >= 1
 
 
@@ -150,10 +154,10 @@ def test_missed_pong_triggers_reconnect(server: Any, make_client: Any, recorder:
                                         channel_name: str) -> None:
     client = make_client(server, plugins=[recorder], ping_interval=0.1, ping_timeout=0.3)
     ch = client.subscribe(channel_name, user_id="u")
-    time.sleep(0.5)  # several pings answered: still the first connection
+    wait_reads(ch, 3)  # several pings answered: still the first connection
     assert ch.reconnects == 0
     # Pretend a ping went unanswered long ago: the keepalive must cut the socket.
-    ch._ping_sent = time.monotonic() - 10
+    ch._conn._ping_sent = time.monotonic() - 10
     recon = recorder.wait_for(lambda: recorder.of("reconnected"))
     assert recorder.of("disconnected")[0][2] == "ping timeout"
     assert recon[0][2] >= 1
@@ -192,8 +196,10 @@ def test_message_between_anchor_and_subscribe_is_not_replayed(
         publisher.publish(channel_name, {"seq": i})
     recorder.wait_for(lambda: recorder.of("reconnected"))
     recorder.wait_for(lambda: len(recorder.messages(channel_name)) >= 15)
-    time.sleep(0.2)  # a duplicate would show up right behind
-    assert [m.data["seq"] for m in recorder.messages(channel_name)] == list(range(15))
+    # Nothing twice: a duplicate would come before this marker (see _assert_exactly_once).
+    publisher.publish(channel_name, {"seq": "end"})
+    recorder.wait_for(lambda: len(recorder.messages(channel_name)) > 15)
+    assert [m.data["seq"] for m in recorder.messages(channel_name)] == [*range(15), "end"]
 
 
 def test_non_persisted_stream_backs_off_history_reconciliation(

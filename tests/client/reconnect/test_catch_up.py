@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 import cohrt_sync
+from tests.hostile._server import HostileServer, json_response
 
-from ._server import HostileServer, json_response
 from .conftest import Recorder, wait_until
 
 
@@ -56,11 +56,11 @@ BROKEN_PAGES = {
 
 @pytest.mark.parametrize("kind", sorted(BROKEN_PAGES))
 def test_a_broken_history_page_is_a_reported_gap_not_a_delivery(
-    hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str, kind: str
+    hostile: HostileServer, hostile_client: Any, recorder: Recorder, channel_name: str, kind: str
 ) -> None:
     for _ in range(3):
         hostile.store(channel_name, {"old": True})
-    client = make_client(plugins=[recorder])
+    client = hostile_client(plugins=[recorder])
     ch = client.subscribe(channel_name, "alice")
     assert ch.last_id == 3
     hostile.on_history = BROKEN_PAGES[kind](hostile, channel_name)
@@ -80,30 +80,30 @@ def test_a_broken_history_page_is_a_reported_gap_not_a_delivery(
 
 
 def test_iter_history_refuses_a_page_that_does_not_advance(
-    hostile: HostileServer, make_client: Any, channel_name: str
+    hostile: HostileServer, hostile_client: Any, channel_name: str
 ) -> None:
     hostile.on_history = BROKEN_PAGES["never-advances"](hostile, channel_name)
-    client = make_client()
+    client = hostile_client()
     with pytest.raises(cohrt_sync.ProtocolError, match="not past"):
         list(client.iter_history(channel_name, after=0))
 
 
 @pytest.mark.parametrize(
     ("endpoint", "thread"),
-    [("history", "_dispatcher"), ("token", "_reader")],
+    [("history", "_dispatcher"), ("token", "_conn")],
     ids=["catch-up-history-read", "reconnect-token-mint"],
 )
 def test_close_cuts_a_request_that_hangs(
-    hostile: HostileServer, make_client: Any, recorder: Recorder, channel_name: str,
+    hostile: HostileServer, hostile_client: Any, recorder: Recorder, channel_name: str,
     endpoint: str, thread: str,
 ) -> None:
     hanging, release = threading.Event(), threading.Event()
-    client = make_client(plugins=[recorder], timeout=(5.0, 60.0))
+    client = hostile_client(plugins=[recorder], timeout=(5.0, 60.0))
     ch = client.subscribe(channel_name, "alice")
     setattr(hostile, f"on_{endpoint}", _hang(hanging, release))
     hostile.drop_all()  # the reconnect mints a token, its catch-up reads history
     assert hanging.wait(10)
-    stuck = getattr(ch, thread)
+    stuck = getattr(ch, thread).thread  # the part's thread
     assert stuck is not None
     try:
         started = time.monotonic()

@@ -11,8 +11,7 @@ from typing import Any
 import requests
 
 from tests.adversarial._proc import ServerProcess
-
-from .test_pause import history_status, pause_by_participants
+from tests.server.test_pause import history_status, pause_by_participants
 
 KEY = "kcli_tenant_0"
 

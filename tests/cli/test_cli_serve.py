@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from ._wire import Api, Sock, free_port, uniq
+from tests.server._wire import Api, Sock, free_port, uniq
 
 KEY = "kcli_6a5b4c3d2e1f"
 
