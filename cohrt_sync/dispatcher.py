@@ -31,8 +31,9 @@ from .errors import CohrtConnectionError, ProtocolError
 from .hookcalls import ChannelHooks
 from .inbox import STOP, Inbox
 from .models import Message, User
-from .port import HttpPort, iter_history
+from .port import HttpPort
 from .presence import Roster, user_from_wire
+from .scrollback import iter_history
 
 __all__ = ["Dispatcher"]
 

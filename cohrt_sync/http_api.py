@@ -31,7 +31,7 @@ from .models import (
     check_user_id,
     publish_frame,
 )
-from .port import iter_history
+from .scrollback import iter_history
 
 __all__ = ["HttpApi", "Published"]
 

@@ -36,6 +36,7 @@ __all__ = [
     "LAST_ID_QUERY",
     "MAX_NEWEST",
     "ScrollbackPort",
+    "iter_history",
     "last_id",
     "newest",
     "newest_query",
@@ -130,7 +131,7 @@ def last_id(port: ScrollbackPort, channel: str) -> int:
             raise
         log.warning("%s: SQL failed (%s); walking history", context, e)
     last = 0
-    for msg in _walk(port, channel):
+    for msg in iter_history(port, channel):
         last = msg.id if msg.id is not None else last
     return last
 
@@ -162,7 +163,7 @@ def newest(port: ScrollbackPort, channel: str, n: int = 50) -> List[Message]:
             raise
         log.warning("%s: SQL failed (%s); walking history", context, e)
     kept: Deque[Message] = collections.deque(maxlen=n)
-    kept.extend(_walk(port, channel))
+    kept.extend(iter_history(port, channel))
     return list(kept)
 
 
@@ -199,17 +200,26 @@ def _messages(rows: List[Dict[str, Any]], channel: str, n: int, context: str) ->
     return found
 
 
-def _walk(port: ScrollbackPort, channel: str) -> Iterator[Message]:
-    """Every persisted message of ``channel``, page by page, until an empty page.
+def iter_history(
+    port: ScrollbackPort, channel: str, after: int = 0, page_size: int = _PAGE
+) -> Iterator[Message]:
+    """Every persisted message of ``channel`` with ``id > after``, page by page, lazily.
 
-    ``history`` checks that each page's ids increase past the cursor, so
-    every page moves it on. A short page is not taken as the end: a server
-    may cap pages below what was asked.
+    The port's ``history`` checks that each page's ids increase past the
+    cursor, so every page moves it on. A page shorter than ``page_size`` is
+    the last one: the API caps pages at 100 and this never asks for more, so
+    asking again would only spend one more history read of the tier's caps
+    on an empty page.
+
+    :param port: where the pages are read.
+    :param channel: the channel name.
+    :param after: id cursor (exclusive).
+    :param page_size: messages per request, 1 to 100.
     """
-    cursor = 0
+    cursor = after
     while True:
-        page = port.history(channel, after=cursor, limit=_PAGE)
-        if not page:
-            return
+        page = port.history(channel, after=cursor, limit=page_size)
         yield from page
+        if len(page) < page_size:
+            return
         cursor = page[-1].id or cursor

@@ -50,6 +50,20 @@ def test_publish_history_and_iter_history(server: Any, make_client: Any, channel
     assert list(client.iter_history(channel_name, after=everything[-1].id)) == []
 
 
+@pytest.mark.parametrize(("stored", "reads"), [(0, 1), (3, 1), (100, 2), (205, 3)])
+def test_iter_history_ends_at_a_short_page(
+    server: Any, channel_name: str, stored: int, reads: int
+) -> None:
+    # Each read counts against the tier's caps: no read for an empty last page.
+    with cohrt_sync.Client(key=KEY, base_url=server.base_url) as publisher:
+        for i in range(stored):
+            publisher.publish(channel_name, {"i": i})
+    session = CountingSession()
+    with cohrt_sync.Client(key=KEY, base_url=server.base_url, session=session) as client:
+        assert len(list(client.iter_history(channel_name, page_size=100))) == stored
+    assert len([p for p in session.paths if "realtime/history" in p]) == reads
+
+
 def test_a_query_past_the_time_limit_is_a_bad_request_not_an_auth_error(
     make_client: Any,
 ) -> None:

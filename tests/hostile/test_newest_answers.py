@@ -127,19 +127,25 @@ def test_sql_refused_falls_back_to_the_walk(
     assert scrollback.last_id(client, channel_name) == ids[-1]
 
 
-def test_the_walk_does_not_stop_at_a_short_page(
+def test_the_walk_ends_at_a_short_page(
     hostile: HostileServer, make_client: Any, channel_name: str
 ) -> None:
-    ids = [hostile.store(channel_name, {"n": n})["id"] for n in range(70)]
+    # Every history read counts against the tier's caps (2,500 in an
+    # ephemeral tenant's life): a page shorter than asked is the last, so the
+    # walk doesn't spend one more read to find an empty page.
+    ids = [hostile.store(channel_name, {"n": n})["id"] for n in range(170)]
     hostile.on_sql = _answer({"error": {"code": 403, "message": "no"}}, 403)
+    reads: List[int] = []
 
-    async def capped(request: Any) -> Any:
+    async def counted(request: Any) -> Any:
         after = int(request.query.get("after", 0))
+        reads.append(after)
         rows = [r for r in hostile.rows if r["channel"] == channel_name and r["id"] > after]
-        return json_response({"messages": rows[:30]})  # a server that caps pages at 30
+        return json_response({"messages": rows[: int(request.query.get("limit", 50))]})
 
-    hostile.on_history = capped
+    hostile.on_history = counted
     assert [m.id for m in make_client().newest(channel_name, 50)] == ids[-50:]
+    assert reads == [0, ids[99]]
 
 
 async def _hang(request: Any) -> Any:

@@ -49,8 +49,9 @@ BROKEN_PAGES = {
     "reversed": lambda h, c: _page(lambda after: _rows(h, c, list(range(after + 5, after, -1)))),
     # another channel's rows
     "other-channel": lambda h, c: _page(lambda after: _rows(h, c, [after + 1], other="chat:x")),
-    # never advances: the same page whatever the cursor
-    "never-advances": lambda h, c: _page(lambda after: _rows(h, c, [1, 2])),
+    # never advances: the same full page whatever the cursor (a short page
+    # would end the walk by itself)
+    "never-advances": lambda h, c: _page(lambda after: _rows(h, c, list(range(1, 101)))),
 }
 
 
