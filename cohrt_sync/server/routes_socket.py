@@ -37,9 +37,15 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
         raise ApiError(429, f"socket cap reached: {cap} concurrent sockets {where}", retry_after=5)
     ws = web.WebSocketResponse(
         heartbeat=core.config.heartbeat,
+        # permessage-deflate is declined (RFC 7692 lets a server answer the
+        # offer without it): aiohttp inflates on the event loop, back to back
+        # for a socket's queued frames, so a few KB on the wire could cost
+        # seconds of every tenant's time; and each compressing socket would
+        # hold ~200 KiB of zlib state (benchmarks/server_compression.py).
+        compress=False,
         # Frames a little over the payload limit get a clear error frame; only
         # absurd ones make aiohttp close the socket (1009).
-        max_msg_size=max(4 * core.config.max_payload, 1 << 20),
+        max_msg_size=max_frame_bytes(core.config.max_payload),
     )
     if not ws.can_prepare(request).ok:
         raise ApiError(426, "this endpoint expects a WebSocket upgrade (or POST to publish)")
@@ -73,6 +79,23 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def max_frame_bytes(max_payload: int) -> int:
+    """The largest frame the socket reads; a larger one closes it with 1009."""
+    return max(4 * max_payload, 1 << 20)
+
+
+def parsed_frame_chars(max_payload: int) -> int:
+    """The longest frame that is parsed; a longer one is refused as too large unread.
+
+    Its data could fit the payload limit only if the frame were mostly
+    whitespace or escapes (``\\u00e9`` is 6 characters for 2 bytes), so
+    parsing it (tens of milliseconds of the event loop for a megabyte of
+    ``[0,0,...]``) would be work spent on a refusal. At least 256 KiB, so a
+    small payload limit still gets its exact "too large" answers.
+    """
+    return max(4 * max_payload + 4096, 256 << 10)
+
+
 def _refuse(core: Core, tenant: Tenant, conn: Conn, message: str) -> None:
     # Refusals wait their turn behind earlier publishes so that every frame a
     # client sends is answered in order.
@@ -89,6 +112,11 @@ def _submit(core: Core, tenant: Tenant, pending: Pending) -> None:
 
 
 def _on_frame(core: Core, tenant: Tenant, conn: Conn, text: str) -> None:
+    limit = core.config.max_payload
+    if len(text) > parsed_frame_chars(limit):
+        size = len(text.encode("utf-8", "surrogatepass"))
+        _refuse(core, tenant, conn, f"Message too large: {size} bytes (max {limit})")
+        return
     try:
         msg = parse_json(text)
     except ValueError:
