@@ -114,6 +114,25 @@ def test_a_head_over_max_head_bytes_gets_431_and_the_connection_closes(
         assert closed(sock)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"".join(b"X-H%03d: v\r\n" % i for i in range(129)),  # aiohttp's max_headers: 128
+        b"X-Long: " + b"v" * 8200 + b"\r\n",  # aiohttp's max_field_size: 8190
+    ],
+    ids=["129 headers", "a header line over 8190 bytes"],
+)
+def test_aiohttps_own_header_count_and_line_limits_still_answer_400(
+    server: LocalServer, extra: bytes
+) -> None:
+    with connect(server) as sock:
+        sock.sendall(START + extra + b"\r\n")
+        [(status, _, body)] = read_responses(sock, 1)
+        assert status == 400, body
+        assert json.loads(body)["error"]["status"] == "INVALID_ARGUMENT"
+        assert closed(sock)
+
+
 def test_a_head_just_under_the_limit_is_served(server: LocalServer) -> None:
     head = START + b"Authorization: Bearer " + KEY.encode() + b"\r\n"
     head += b"".join(LINE % j for j in range(3)) + b"X-Last: " + b"b" * 7900 + b"\r\n\r\n"
