@@ -76,14 +76,9 @@ class LocalServer:
         hard limit, up to 8192), minus room for the server's own files.
     :param max_tenant_sockets: WebSockets one tenant may hold (a tier's own
         cap may be lower). 0: half of the connection cap.
-    :param max_user_sockets: WebSockets one user (a token's ``sub``) of a
-        tenant may hold at once. 0: a fifth of the tenant's cap, at least 2.
-    :param user_socket_opens: WebSockets one user may open per minute (a
-        token bucket: that many at once, then at that rate). 0: a fifth of
-        the tier's requests per minute, 120 on ``unlimited``.
-    :param max_head_bytes: most bytes of one request head (request line and
-        headers); more get 431. Unfinished heads of all connections together
-        are bounded too (:mod:`cohrt_sync.server.headguard`).
+    :param max_user_sockets: WebSockets one user may hold; 0: a fifth of the tenant's.
+    :param user_socket_opens: WebSockets one user may open a minute; 0: from the tier.
+    :param max_head_bytes: most bytes of one request head; more get 431.
     :param socket_queue_bytes: most bytes of unsent frames for one socket;
         past it the socket is closed with 1013.
     :param total_queue_bytes: most bytes of unsent frames for all sockets;
