@@ -168,6 +168,9 @@ CONN_LIMIT_FLAGS = (
     ("send_timeout", float, 60.0, "seconds for a client to take a whole response"),
     ("max_connections", int, 0, "connections at once, more get 503 (0: from the fd limit)"),
     ("max_tenant_sockets", int, 0, "WebSockets per tenant (0: half the connection cap)"),
+    ("max_user_sockets", int, 0, "WebSockets per user (0: a fifth of the tenant's, at least 2)"),
+    ("user_socket_opens", int, 0, "WebSocket opens per user per minute (0: from the tier)"),
+    ("max_head_bytes", int, 32 << 10, "bytes of one request head, more get 431 (32 KiB)"),
     ("socket_queue_bytes", int, 4 << 20, "unsent bytes before a socket is dropped (4 MiB)"),
     ("total_queue_bytes", int, 128 << 20, "unsent bytes for all sockets together (128 MiB)"),
 )

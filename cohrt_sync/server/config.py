@@ -45,6 +45,9 @@ class Config:
     send_timeout: float = 60.0
     max_connections: int = 0
     max_tenant_sockets: int = 0
+    max_user_sockets: int = 0
+    user_socket_opens: int = 0
+    max_head_bytes: int = 32 << 10
     socket_queue_bytes: int = 4 << 20
     total_queue_bytes: int = 128 << 20
 

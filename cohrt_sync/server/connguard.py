@@ -28,6 +28,10 @@ aiohttp offers for it:
   below the open-file limit): a connection over the cap gets a canned 503
   envelope with ``Retry-After`` and ``Connection: close``, so the server
   never runs out of descriptors itself.
+* **Request heads** (``max_head_bytes``, and the bytes of unfinished heads
+  across connections): counted by a :class:`.headguard.HeadMeter` on every
+  read before aiohttp parses it; past either bound the connection gets a
+  canned 431 or 503 and is closed.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from aiohttp.web_protocol import RequestHandler
 from ._json import dumps
 from .connlimits import ConnLimits
 from .errors import ApiError, error_response
+from .headguard import HEAD_TOO_LARGE, HeadBudget, HeadMeter, Parsed
 
 log = logging.getLogger("cohrt_sync.server")
 
@@ -74,6 +79,7 @@ class GuardedRequestHandler(RequestHandler):
         self._head_timer: Optional[asyncio.TimerHandle] = None
         self._head_started = False
         self._close_after_response = False
+        self._meter = HeadMeter(manager.heads)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start the clock for the first request head."""
@@ -82,10 +88,48 @@ class GuardedRequestHandler(RequestHandler):
         self._head_timer = loop.call_later(self._guard.header_timeout, self._head_due)
 
     def data_received(self, data: bytes) -> None:
-        """Note that a head started arriving (for the 408), then parse as usual."""
+        """Count head bytes (see :mod:`.headguard`), then parse as usual.
+
+        A head started arriving is also noted, for the 408.
+        """
         if data and self._head_timer is not None:
             self._head_started = True
-        super().data_received(data)
+        if not data or not self._speaks_http():
+            super().data_received(data)
+            return
+        refusal = self._meter.feed(data, self._parse)
+        if refusal is not None:
+            self._refuse_head(refusal)
+        elif self._meter.body_unknown:
+            self.close_after_response()
+
+    def _speaks_http(self) -> bool:
+        # aiohttp 3.14 calls it _upgraded, earlier versions _upgrade.
+        upgraded = getattr(self, "_upgraded", getattr(self, "_upgrade", False))
+        closing = self._force_close or self._close
+        return not (upgraded or closing or self._payload_parser is not None)
+
+    def _parse(self, piece: bytes) -> Parsed:
+        before = self._request_count
+        super().data_received(piece)
+        done = self._request_count != before and bool(self._messages)
+        return Parsed(self._messages[-1][0] if done else None, self._speaks_http())
+
+    def _refuse_head(self, refusal: str) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if refusal == HEAD_TOO_LARGE:
+            transport.write(self._guard.head_too_large_response)
+        else:
+            self._guard.warn_heads_busy()
+            transport.write(self._guard.heads_busy_response)
+        self.force_close()
+        # Its bytes stay charged until the connection is gone (connection_lost).
+        asyncio.get_running_loop().call_later(CUT_GRACE_S, transport.abort)
 
     def head_received(self) -> None:
         """A complete request head arrived: its deadline is met.
@@ -167,10 +211,11 @@ class GuardedRequestHandler(RequestHandler):
         return response
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
-        """Stop the head clock and free this connection's slot."""
+        """Stop the head clock, free this connection's slot and its head bytes."""
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        self._meter.release()
         self._guard.forget(self)
         super().connection_lost(exc)
 
@@ -214,6 +259,7 @@ class GuardedServer(web.Server):
     :param limits: the connection cap and refusal slots.
     :param header_timeout: seconds for the first request head of a connection.
     :param send_timeout: seconds for the client to take a whole response.
+    :param max_head_bytes: most bytes of one request head.
     :param handler, request_factory, handler_cancellation, loop, kwargs: as
         for :class:`aiohttp.web.Server`.
     """
@@ -225,6 +271,7 @@ class GuardedServer(web.Server):
         limits: ConnLimits,
         header_timeout: float,
         send_timeout: float,
+        max_head_bytes: int,
         request_factory: Any,
         handler_cancellation: bool = False,
         loop: asyncio.AbstractEventLoop,
@@ -251,6 +298,9 @@ class GuardedServer(web.Server):
         self._live: weakref.WeakSet[GuardedRequestHandler] = weakref.WeakSet()
         self.refusing = 0
         self._warned_at = 0.0
+        self._heads_warned_at = 0.0
+        #: Bytes of unfinished request heads, all connections together.
+        self.heads = HeadBudget(max_head_bytes)
         self.refusal_response = _canned(
             503,
             "Service Unavailable",
@@ -265,6 +315,20 @@ class GuardedServer(web.Server):
             f"request head not complete within {header_timeout:g}s (header_timeout);"
             " connection closed",
             "DEADLINE_EXCEEDED",
+        )
+        self.head_too_large_response = _canned(
+            431,
+            "Request Header Fields Too Large",
+            f"request head over {max_head_bytes} bytes (max_head_bytes):"
+            " send fewer or shorter headers",
+            "INVALID_ARGUMENT",
+        )
+        self.heads_busy_response = _canned(
+            503,
+            "Service Unavailable",
+            "server busy: too many unfinished request heads; retry shortly",
+            "UNAVAILABLE",
+            "Retry-After: 1\r\n",
         )
 
     def __call__(self) -> Any:
@@ -283,6 +347,16 @@ class GuardedServer(web.Server):
         self._live.add(handler)
         return handler
 
+    def warn_heads_busy(self) -> None:
+        """Log (at most every :data:`WARN_EVERY_S`) that unfinished heads filled their budget."""
+        now = time.monotonic()
+        if now - self._heads_warned_at >= WARN_EVERY_S:
+            self._heads_warned_at = now
+            log.warning(
+                "unfinished request heads hold %d bytes; answering more of them 503",
+                self.heads.in_flight,
+            )
+
     def forget(self, handler: GuardedRequestHandler) -> None:
         """``handler``'s connection is gone: its slot is free."""
         self._live.discard(handler)
@@ -295,6 +369,7 @@ class GuardedRunner(web.AppRunner):
     :param limits: from :func:`.connlimits.resolve_limits`.
     :param header_timeout: seconds for the first request head of a connection.
     :param send_timeout: seconds for the client to take a whole response.
+    :param max_head_bytes: most bytes of one request head.
     :param kwargs: as for :class:`aiohttp.web.AppRunner` (``keepalive_timeout``
         among them).
     """
@@ -306,12 +381,14 @@ class GuardedRunner(web.AppRunner):
         limits: ConnLimits,
         header_timeout: float,
         send_timeout: float,
+        max_head_bytes: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self.limits = limits
         self.header_timeout = header_timeout
         self.send_timeout = send_timeout
+        self.max_head_bytes = max_head_bytes
 
     async def _make_server(self) -> web.Server:
         # The app's own server (after its startup signal), rebuilt as ours
@@ -322,6 +399,7 @@ class GuardedRunner(web.AppRunner):
             limits=self.limits,
             header_timeout=self.header_timeout,
             send_timeout=self.send_timeout,
+            max_head_bytes=self.max_head_bytes,
             request_factory=base.request_factory,
             handler_cancellation=base.handler_cancellation,
             loop=asyncio.get_running_loop(),

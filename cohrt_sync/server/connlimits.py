@@ -84,9 +84,11 @@ def resolve_limits(config: Config, nofile: Optional[int]) -> ConnLimits:
     for name in ("header_timeout", "body_timeout", "keepalive_timeout", "send_timeout"):
         if not getattr(config, name) > 0:
             raise ValueError(f"{name} must be a positive number of seconds")
-    for name in ("max_connections", "max_tenant_sockets"):
+    for name in ("max_connections", "max_tenant_sockets", "max_user_sockets", "user_socket_opens"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be 0 (automatic) or positive")
+    if config.max_head_bytes < 1024:
+        raise ValueError("max_head_bytes must be at least 1024")
     if nofile is None:
         allowed = config.max_connections or 10_000
         refusal_slots = 64

@@ -20,6 +20,7 @@ from .errors import ApiError
 from .hub import Conn, Hub, ShuttingDown
 from .limits import PAUSE_CLOSE_CODE, PAUSE_REASON, REQUEST, Limiter
 from .outbox import close_or_abort
+from .sockcaps import SocketCaps
 from .state import StateStore, Tenant
 from .tenantdb import IDEMPOTENCY_MAX, IDEMPOTENCY_TTL_S, TenantDB
 from .usage import Usage
@@ -53,6 +54,12 @@ class Core:
             batch_commits=config.batch_commits,
             socket_queue_bytes=config.socket_queue_bytes,
             total_queue_bytes=config.total_queue_bytes,
+        )
+        #: Sockets per tenant and per user, and each user's rate of opening them.
+        self.sockets = SocketCaps(
+            self.now,
+            max_user_sockets=config.max_user_sockets,
+            user_socket_opens=config.user_socket_opens,
         )
         #: Set by the runner from the fd limit (see connlimits.resolve_limits).
         self.conn_limits: Optional[ConnLimits] = None

@@ -216,7 +216,6 @@ class Hub:
         self.live_ids = live_ids
         self.batch_commits = batch_commits
         self.channels: Dict[Tuple[str, str], ChannelState] = {}
-        self.sockets_per_tenant: Dict[str, int] = collections.Counter()
         self._queues: Dict[str, Deque[Pending]] = {}
         self._wakeups: Dict[str, asyncio.Event] = {}
         self._tasks: Dict[str, asyncio.Task[None]] = {}

@@ -276,10 +276,6 @@ class Limiter:
                 seeds.append((month, counters.get("month:" + what, 0)))
         return [(bucket, n) for bucket, n in seeds if n]
 
-    def sockets_cap(self, tenant: Tenant) -> Optional[int]:
-        """Concurrent sockets ``tenant`` may hold, or None."""
-        return self.tier_of(tenant).sockets
-
 
 def check_tier(name: str) -> Tier:
     """The tier called ``name``, or a ValueError naming the choices."""

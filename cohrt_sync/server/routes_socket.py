@@ -23,34 +23,38 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
         raise ApiError(401, 'missing "token" query parameter: mint one at /edge/realtime/token')
     channel = check_channel(request.query.get("channel"))
     tenant, claims = core.verify_token(token, tokens.REALTIME)
+    user_id = str(claims.sub)
     # The spec: a new socket re-checks that the tenant and realtime are active.
     core.limiter.check_paused(tenant)
     core.require_realtime(tenant)
-    core.limiter.take(tenant, REQUEST)
-    cap = core.limiter.sockets_cap(tenant)
-    where = f"on the {core.limiter.tier_of(tenant).name} tier"
+    tier = core.limiter.tier_of(tenant)
     share = core.conn_limits.max_tenant_sockets if core.conn_limits else None
-    if share is not None and (cap is None or share < cap):
-        # One tenant must not hold every connection slot of the server.
-        cap, where = share, "per tenant (max_tenant_sockets)"
-    if cap is not None and core.hub.sockets_per_tenant[tenant.id] >= cap:
-        raise ApiError(429, f"socket cap reached: {cap} concurrent sockets {where}", retry_after=5)
+    # Before the tenant's request budget: a user over its share spends none of it.
+    core.sockets.check_user(tenant.id, user_id, tier, share)
+    core.limiter.take(tenant, REQUEST)
+    core.sockets.check_tenant(tenant.id, tier, share)
     ws = web.WebSocketResponse(
         heartbeat=core.config.heartbeat,
+        # permessage-deflate is declined (RFC 7692 lets a server answer the
+        # offer without it): aiohttp inflates on the event loop, back to back
+        # for a socket's queued frames, so a few KB on the wire could cost
+        # seconds of every tenant's time; and each compressing socket would
+        # hold ~200 KiB of zlib state (benchmarks/server_compression.py).
+        compress=False,
         # Frames a little over the payload limit get a clear error frame; only
         # absurd ones make aiohttp close the socket (1009).
-        max_msg_size=max(4 * core.config.max_payload, 1 << 20),
+        max_msg_size=max_frame_bytes(core.config.max_payload),
     )
     if not ws.can_prepare(request).ok:
         raise ApiError(426, "this endpoint expects a WebSocket upgrade (or POST to publish)")
-    core.hub.sockets_per_tenant[tenant.id] += 1
+    core.sockets.opened(tenant.id, user_id, tier)
     try:
         await ws.prepare(request)
         conn = Conn(
             ws=ws,
             tenant_id=tenant.id,
             channel=channel,
-            user_id=str(claims.sub),
+            user_id=user_id,
             name=claims.name,
             transport=request.transport,
         )
@@ -69,8 +73,25 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
         finally:
             await core.hub.close(conn, core.now())
     finally:
-        core.hub.sockets_per_tenant[tenant.id] -= 1
+        core.sockets.closed(tenant.id, user_id)
     return ws
+
+
+def max_frame_bytes(max_payload: int) -> int:
+    """The largest frame the socket reads; a larger one closes it with 1009."""
+    return max(4 * max_payload, 1 << 20)
+
+
+def parsed_frame_chars(max_payload: int) -> int:
+    """The longest frame that is parsed; a longer one is refused as too large unread.
+
+    Its data could fit the payload limit only if the frame were mostly
+    whitespace or escapes (``\\u00e9`` is 6 characters for 2 bytes), so
+    parsing it (tens of milliseconds of the event loop for a megabyte of
+    ``[0,0,...]``) would be work spent on a refusal. At least 256 KiB, so a
+    small payload limit still gets its exact "too large" answers.
+    """
+    return max(4 * max_payload + 4096, 256 << 10)
 
 
 def _refuse(core: Core, tenant: Tenant, conn: Conn, message: str) -> None:
@@ -89,6 +110,11 @@ def _submit(core: Core, tenant: Tenant, pending: Pending) -> None:
 
 
 def _on_frame(core: Core, tenant: Tenant, conn: Conn, text: str) -> None:
+    limit = core.config.max_payload
+    if len(text) > parsed_frame_chars(limit):
+        size = len(text.encode("utf-8", "surrogatepass"))
+        _refuse(core, tenant, conn, f"Message too large: {size} bytes (max {limit})")
+        return
     try:
         msg = parse_json(text)
     except ValueError:

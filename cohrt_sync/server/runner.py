@@ -76,6 +76,9 @@ class LocalServer:
         hard limit, up to 8192), minus room for the server's own files.
     :param max_tenant_sockets: WebSockets one tenant may hold (a tier's own
         cap may be lower). 0: half of the connection cap.
+    :param max_user_sockets: WebSockets one user may hold; 0: a fifth of the tenant's.
+    :param user_socket_opens: WebSockets one user may open a minute; 0: from the tier.
+    :param max_head_bytes: most bytes of one request head; more get 431.
     :param socket_queue_bytes: most bytes of unsent frames for one socket;
         past it the socket is closed with 1013.
     :param total_queue_bytes: most bytes of unsent frames for all sockets;
@@ -112,6 +115,9 @@ class LocalServer:
         send_timeout: float = 60.0,
         max_connections: int = 0,
         max_tenant_sockets: int = 0,
+        max_user_sockets: int = 0,
+        user_socket_opens: int = 0,
+        max_head_bytes: int = 32 << 10,
         socket_queue_bytes: int = 4 << 20,
         total_queue_bytes: int = 128 << 20,
     ) -> None:
@@ -149,6 +155,9 @@ class LocalServer:
             send_timeout=send_timeout,
             max_connections=max_connections,
             max_tenant_sockets=max_tenant_sockets,
+            max_user_sockets=max_user_sockets,
+            user_socket_opens=user_socket_opens,
+            max_head_bytes=max_head_bytes,
             socket_queue_bytes=socket_queue_bytes,
             total_queue_bytes=total_queue_bytes,
         )
@@ -262,6 +271,7 @@ class LocalServer:
             limits=limits,
             header_timeout=self.config.header_timeout,
             send_timeout=self.config.send_timeout,
+            max_head_bytes=self.config.max_head_bytes,
             keepalive_timeout=self.config.keepalive_timeout,
             access_log_class=RedactingAccessLogger,
             access_log=logging.getLogger("aiohttp.access"),

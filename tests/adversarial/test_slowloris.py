@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import time
+import uuid
 from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
@@ -266,9 +267,10 @@ def test_one_tenant_cannot_hold_every_websocket_slot() -> None:
         assert srv.limits is not None and srv.limits.max_tenant_sockets == 4
 
         def open_ws(key: str) -> Any:
+            # A user of its own each time: one user may hold only a share of the tenant's.
             token = requests.post(
                 srv.base_url + "/edge/realtime/token",
-                json={"user_id": "u"},
+                json={"user_id": uuid.uuid4().hex},
                 headers={"Authorization": f"Bearer {key}"},
                 timeout=5,
             ).json()["token"]

@@ -57,9 +57,10 @@ def test_retry_after_is_read_whatever_the_header_case() -> None:
 
 
 def _fill_sockets(srv: Any, make_client: Any, count: int, prefix: str) -> List[Any]:
-    # Each socket costs a mint; the ephemeral tier mints 5 a minute.
+    # Each socket costs a mint; the ephemeral tier mints 5 a minute. A user of
+    # its own for each: one user may hold only a fifth of the tenant's cap.
     other = make_client(srv)
-    channels = [other.subscribe(f"{prefix}-{i}", user_id="filler") for i in range(count)]
+    channels = [other.subscribe(f"{prefix}-{i}", user_id=f"filler{i}") for i in range(count)]
     srv.advance_clock(61)
     return channels
 

@@ -46,16 +46,17 @@ def test_free_tier_allows_50_sockets_not_51(tiered: Any) -> None:
     srv = tiered("free")
     api = Api(srv.base_url, "kt_free_1")
     srv.advance_clock(61)
-    tok = api.token("many", ttl=3600)
+    # Ten sockets for each of five users: one user may hold a fifth of the cap.
+    tokens = [api.token(f"many{i}", ttl=3600) for i in range(6)]
     ch = uniq()
     socks = []
     try:
-        for _ in range(50):
-            socks.append(Sock(srv.base_url, tok, ch))
+        for n in range(50):
+            socks.append(Sock(srv.base_url, tokens[n // 10], ch))
             if len(socks) % 20 == 0:
                 srv.advance_clock(61)  # stay under 120 requests per minute
         srv.advance_clock(61)
-        status, body, _ = refusal(srv.base_url, token=tok, channel=ch)
+        status, body, _ = refusal(srv.base_url, token=tokens[5], channel=ch)
         assert status == 429, (status, body)
         assert_refusal_envelope(429, body, "RESOURCE_EXHAUSTED")
     finally:
