@@ -110,9 +110,9 @@ def client(serve: ServerProcess, make_client: Any) -> cohrt_sync.Client:
 
 def test_client_close_with_connected_channels(serve: ServerProcess,
                                               client: cohrt_sync.Client) -> None:
-    # websocket-client's send_close() clears ws.connected, so abort() did
-    # nothing and shutdown() closed the fd under a reader that slept on:
-    # 4 channels took 6.5 s and left 4 of 4 readers alive.
+    # websocket-client's send_close() clears ws.connected, after which
+    # abort() does nothing, and shutdown() closes the fd under a reader that
+    # sleeps on: only shutting the socket down wakes the reader (issue 25).
     for i in range(4):
         client.subscribe(f"frozen:connected{i}", user_id=f"u{i}")
     with frozen(serve):
@@ -133,8 +133,8 @@ def test_channel_close_alone_honours_its_timeout(serve: ServerProcess,
 def test_client_close_with_channels_whose_reconnect_token_request_hangs(
     serve: ServerProcess, client: cohrt_sync.Client
 ) -> None:
-    # Each reconnecting channel cost 0.5 s before its request was cut, one
-    # channel after another: 20 took 10 s. Ten of them now against a 2 s timeout.
+    # The token requests are cut together, at once: ten channels, one after
+    # another at 0.5 s each, would be over a 2 s timeout (issue 25).
     chans = [client.subscribe(f"frozen:reconnecting{i}", user_id=f"u{i}") for i in range(10)]
     with frozen(serve):
         reconnect_into_a_hanging_token_request(chans)
@@ -179,7 +179,7 @@ def test_client_close_with_20_channels_mixed_and_a_drop_storm(
 def test_client_close_while_a_publish_is_stuck_sending(serve: ServerProcess,
                                                        client: cohrt_sync.Client) -> None:
     # A publish holds the channel's send lock while a frozen peer leaves no
-    # room in the socket's buffers; close() waited for that lock forever.
+    # room in the socket's buffers: close() must cut it, not wait for the lock.
     ch = client.subscribe("frozen:stuck-publish", user_id="u")
     blob = "x" * 2**20
     outcome: List[BaseException] = []
