@@ -10,7 +10,9 @@ any other.
 
 from __future__ import annotations
 
+import selectors
 import socket
+import struct
 import threading
 from typing import Any, Optional, Tuple
 
@@ -39,6 +41,7 @@ __all__ = [
     "handshake_read_error",
     "new_socket",
     "paused_close",
+    "say_goodbye",
     "too_large",
 ]
 
@@ -109,10 +112,57 @@ def handshake_read_error(exc: BaseException, context: str, timeout: float) -> Co
     return CohrtConnectionError(f"{context} failed: {type(exc).__name__}: {exc}"[:300])
 
 
+def say_goodbye(ws: Any) -> bool:
+    """Send a close frame on ``ws`` if it can go out now; never blocks.
+
+    ``ws.send_close()`` would wait for the send lock and for room in the
+    socket's buffer, and a peer that stopped reading (a frozen host) leaves
+    neither. So the frame goes only when no other frame is being sent (a
+    ping or a pong stuck on that peer holds the lock) and the socket is
+    writable, which means an 8-byte frame fits at once. Unlike
+    ``send_close()``, it leaves ``ws.connected`` as it is. The socket is not
+    shut down here: the peer's reply is read by the socket's reader.
+
+    :param ws: a connected ``websocket.WebSocket``.
+    :returns: True if the frame was sent.
+    """
+    lock = ws.lock
+    if not lock.acquire(blocking=False):
+        return False
+    try:
+        sock = ws.sock
+        if sock is None or not _writable(sock):
+            return False
+        frame = websocket.ABNF.create_frame(
+            struct.pack("!H", websocket.STATUS_NORMAL), websocket.ABNF.OPCODE_CLOSE
+        )
+        if ws.get_mask_key:
+            frame.get_mask_key = ws.get_mask_key
+        data = frame.format()
+        return bool(ws._send(data) == len(data))
+    except (websocket.WebSocketException, OSError, ValueError):
+        # ValueError: a socket closed meanwhile (its fd is -1).
+        return False
+    finally:
+        lock.release()
+
+
+def _writable(sock: socket.socket) -> bool:
+    """True if ``sock`` has room to send now (a selector: no ``FD_SETSIZE`` limit)."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_WRITE)
+        return bool(selector.select(0))
+
+
 def cut(ws: Any) -> None:
     """Shut the socket under ``ws`` down now, whatever stage it is in.
 
-    Not ``abort()``: that is a no-op until the handshake has completed.
+    ``shutdown(SHUT_RDWR)`` wakes a thread blocked in ``recv`` (it reads the
+    end of the stream) or in ``send`` (it fails) on that socket, for certain.
+    Neither ``abort()`` nor ``shutdown()`` of websocket-client does: ``abort()``
+    is a no-op unless ``ws.connected``, which the handshake sets only once it
+    completes and ``send_close()`` clears, and ``shutdown()`` closes the file
+    descriptor, which on Linux leaves a ``recv`` already waiting on it asleep.
 
     :param ws: a ``websocket.WebSocket``.
     """

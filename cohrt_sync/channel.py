@@ -50,9 +50,18 @@ from .models import PublishAck, User, check_data, check_event, publish_frame
 from .port import HttpPort, catch_up_anchor
 from .settings import ChannelSettings
 
-__all__ = ["Channel"]
+__all__ = ["CLOSE_GRACE", "SEND_GRACE", "Channel", "close_channels"]
 
 log = logging.getLogger("cohrt_sync.channel")
+
+#: Seconds ``close()`` lets the peers answer the close frames and the hooks
+#: running finish their calls, before it cuts what still waits (at most half
+#: the timeout). Every channel closed together shares the one period.
+CLOSE_GRACE = 0.5
+#: Seconds a publish still sending when ``close()`` starts may take to finish
+#: before its socket is cut (a publish that does not finish is stuck on a peer
+#: that stopped reading). Shared by every channel closed together.
+SEND_GRACE = 0.1
 
 
 def _forget_nothing(channel: Channel) -> None:
@@ -244,39 +253,58 @@ class Channel:
 
         Idempotent and safe from any thread, including a hook of this channel.
         Frames received but not yet dispatched are dropped. Returns within
-        about ``timeout`` seconds even mid-reconnect; a thread still alive
-        then (a hook that never returns) is reported with a warning.
+        ``timeout`` seconds whatever the server does (frozen, unreachable,
+        mid-reconnect); a thread still alive then (a hook that never returns)
+        is reported with a warning. Closing many channels at once:
+        :func:`close_channels`.
 
         :param timeout: overall deadline in seconds.
         """
+        close_channels([self], time.monotonic() + timeout)
+
+    # -- closing, in steps (close_channels runs each step for every channel) ------
+
+    def _begin_close(self, send_until: float, deadline: float) -> bool:
+        """Set the closing event and start every part stopping; False if
+        another close() started first. Never waits on the server."""
         with self._close_lock:
             if self._close_started:
-                first = False
-            else:
-                self._close_started = True
-                first = True
-        current = threading.current_thread()
-        if not first:
-            # Another thread is closing. From this channel's own thread (a hook
-            # calling close() again, e.g. in on_closed) waiting would deadlock:
-            # the first close() is joining this very thread.
-            if current not in (self._conn.thread, self._dispatcher.thread):
-                self._closed_event.wait(timeout)
-            return
-        deadline = time.monotonic() + timeout
+                return False
+            self._close_started = True
         self._closing.set()
+        self._cut_opener()
+        self._conn.begin_close(send_until, deadline)
+        self._dispatcher.begin_close()
+        return True
+
+    def _cut_opener(self) -> None:
         with self._open_lock:
             opener = self._opener
-            if opener is not None and opener is not current:
+            if opener is not None and opener is not threading.current_thread():
                 # Under the lock that _open() clears it with, so a request the
                 # caller's thread makes after subscribe() returned is never cut.
                 cut_request(opener)
-        self._conn.stop(deadline)
-        self._dispatcher.stop(deadline)
-        for thread in (self._conn.thread, self._dispatcher.thread):
-            if thread is not None and thread is not current and thread.is_alive():
-                log.warning("thread %s still running after close(); a hook may be stuck",
-                            thread.name)
+
+    def _cut(self) -> None:
+        """The grace period is over: wake every part wherever it still waits."""
+        self._cut_opener()
+        self._conn.cut()
+        self._dispatcher.cut()
+
+    def _threads(self) -> List[threading.Thread]:
+        return [t for t in (self._conn.thread, self._dispatcher.thread) if t is not None]
+
+    def _finish_close(self) -> None:
+        self._conn.end()
+        current = threading.current_thread()
+        reader, dispatcher = self._conn.thread, self._dispatcher.thread
+        if reader is not None and reader is not current and reader.is_alive():
+            # Everything a reader waits on is cut but a TCP connect in progress.
+            log.warning("thread %s still running after close(); a connect the network "
+                        "does not answer ends at its connect timeout", reader.name)
+        if dispatcher is not None and dispatcher is not current and dispatcher.is_alive():
+            log.warning("thread %s still running after close(); a hook may be stuck",
+                        dispatcher.name)
         self._on_closed(self)
         self._closed_event.set()
 
@@ -316,3 +344,55 @@ class Channel:
                 raise
         self._dispatcher.subscribed(presence, anchor)
         self._conn.start(ws, early, self._dispatcher.start)
+
+
+def close_channels(channels: Sequence[Channel], deadline: float) -> None:
+    """Close ``channels`` together, all against one deadline.
+
+    Each step runs for every channel before the next, so the channels wait
+    on their peers at the same time, not one after another:
+
+    1. each channel sets its closing event, sends its close frame if it can
+       go at once, fails its pending publishes and cuts a reconnect's token
+       request or handshake; nothing waits on the server here, and a publish
+       still sending gets :data:`SEND_GRACE` to finish before its socket is
+       cut;
+    2. the threads get the grace period (:data:`CLOSE_GRACE`) to end on
+       their own: a reader when the server answers the close frame, a
+       dispatcher when its hook returns;
+    3. then every socket is shut down, which wakes a reader blocked in
+       ``recv`` on a server that stopped answering, and every HTTP read
+       still waited on (a catch-up's history page, a hook's request) is cut;
+    4. every thread is joined until the deadline, and each channel tells
+       its maker it closed.
+
+    A channel another thread is closing already is waited for until the
+    deadline, except from a thread of a channel being closed here (a hook
+    calling ``client.close()``), whose own close would wait on it in turn.
+
+    :param channels: the channels to close (closed ones are skipped).
+    :param deadline: ``time.monotonic()`` by which to return.
+    """
+    start = time.monotonic()
+    grace_end = start + min(CLOSE_GRACE, max(0.0, deadline - start) / 2)
+    send_until = start + min(SEND_GRACE, max(0.0, deadline - start) / 4)
+    current = threading.current_thread()
+    mine = [ch for ch in channels if ch._begin_close(send_until, deadline)]
+    threads = [t for ch in mine for t in ch._threads() if t is not current]
+    _join_all(threads, grace_end)
+    for ch in mine:
+        ch._cut()
+    _join_all(threads, deadline)
+    for ch in mine:
+        ch._finish_close()
+    if any(current in ch._threads() for ch in channels):
+        return
+    for ch in channels:
+        if ch not in mine:
+            ch._closed_event.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _join_all(threads: Sequence[threading.Thread], deadline: float) -> None:
+    for thread in threads:
+        if thread.ident is not None:  # started (a thread is made just before it starts)
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -25,7 +25,7 @@ import pluggy
 from . import scrollback
 from ._http import HttpTransport, make_session
 from ._signals import SignalReceived, raise_on_signals
-from .channel import Channel
+from .channel import Channel, close_channels
 from .dm import dm_request
 from .errors import BadRequestError, ChannelClosedError, CohrtError
 from .hookcalls import call_hook
@@ -468,7 +468,12 @@ class Client:
     def close(self, timeout: float = 5.0) -> None:
         """Close every channel (joining their threads) and the HTTP session.
 
-        Idempotent. Returns within about ``timeout`` seconds.
+        Idempotent and safe from any thread, including a hook. The channels
+        are closed together against the one deadline
+        (:func:`~cohrt_sync.channel.close_channels`), so it returns within
+        ``timeout`` seconds whatever the server does, a frozen or unreachable
+        one included; every library thread has ended then, unless a hook
+        never returns (it is logged).
 
         :param timeout: overall deadline in seconds.
         """
@@ -476,12 +481,13 @@ class Client:
         with self._lock:
             self._closed.set()
             channels = [*self._channels.values(), *self._opening.values()]
-        for ch in channels:
-            ch.close(timeout=max(0.5, deadline - time.monotonic()))
+        close_channels(channels, deadline)
         with self._lock:
             keepalive = self._keepalive
         if keepalive is not None and keepalive is not threading.current_thread():
-            keepalive.join(max(0.1, deadline - time.monotonic()))
+            # It woke when _closed was set; a ping stuck on a frozen peer was
+            # failed when close_channels cut that socket.
+            keepalive.join(max(0.0, deadline - time.monotonic()))
             if keepalive.is_alive():  # pragma: no cover - it only waits on an Event
                 log.warning("thread %s still running after close()", keepalive.name)
         self._http.close()

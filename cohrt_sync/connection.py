@@ -72,6 +72,7 @@ class Connection:
         "_acks",
         "_backoff",
         "_closing",
+        "_closing_ws",
         "_dead_reason",
         "_handshake_ws",
         "_healthy",
@@ -124,6 +125,8 @@ class Connection:
         #: Why the server closed the channel for good (a paused tenant), if it did.
         self._stopped_by: Optional[CohrtError] = None
         self._handshake_ws: Any = None
+        #: The socket that was open when close() began, until it is let go.
+        self._closing_ws: Any = None
         #: The reconnect backoff carried over while reconnects are not healthy yet.
         self._backoff: Optional[Retry] = None
         #: False from a reconnect until its catch-up succeeded.
@@ -283,37 +286,76 @@ class Connection:
 
     # -- closing -----------------------------------------------------------------
 
-    def stop(self, deadline: float) -> None:
-        """Say goodbye on the socket, fail pending publishes, join the reader.
+    def begin_close(self, send_until: float, deadline: float) -> None:
+        """Say goodbye on the socket, fail pending publishes, cut a request in flight.
 
-        Called by the channel's ``close()`` once the closing event is set.
+        The first step of the channel's ``close()``, once the closing event is
+        set; it never waits on the peer. A close frame goes out if it can go
+        at once, and the reader then reads the peer's reply and ends. A
+        reconnect's token request or socket handshake has nothing graceful to
+        wait for, so it is cut now. Whatever still waits on the peer later is
+        :meth:`cut`.
 
-        :param deadline: ``time.monotonic()`` by which to be done.
+        :param send_until: ``time.monotonic()`` until which a publish still
+            sending may finish before its socket is cut.
+        :param deadline: ``time.monotonic()`` by which the channel must be closed.
         """
-        with self._send_lock:
-            ws, self._ws = self._ws, None
+        ws = self._take_socket(send_until, deadline)
+        self._closing_ws = ws
         self._acks.fail_all(ChannelClosedError(f"channel {self.name!r} closed"))
         if ws is not None:
-            try:
-                ws.send_close()
-            except Exception:
-                pass
+            _ws.say_goodbye(ws)
+        self._cut_handshake()
+
+    def cut(self) -> None:
+        """Wake the reader wherever it waits: its socket, a handshake, a token request.
+
+        Shutting the socket down wakes a ``recv`` (or a ``send``) blocked on a
+        peer that stopped answering, which no flag of websocket-client does
+        once a close frame was sent (see :func:`cohrt_sync._ws.cut`).
+        """
+        ws = self._closing_ws
+        if ws is not None:
+            _ws.cut(ws)
+        self._cut_handshake()
+
+    def end(self) -> None:
+        """Let the socket's file descriptor go, once the reader was joined (or given up on)."""
+        ws, self._closing_ws = self._closing_ws, None
+        if ws is not None:
+            ws.shutdown()
+
+    def _take_socket(self, send_until: float, deadline: float) -> Any:
+        """The open socket, taken under the send lock so no publish starts on it after.
+
+        A publish still sending at ``send_until`` holds the send lock, perhaps
+        stuck on a peer that stopped reading: its socket is cut, which fails
+        that send and frees the lock. Past the deadline the socket is taken
+        without the lock.
+        """
+        lock = self._send_lock
+        locked = lock.acquire(timeout=max(0.0, send_until - time.monotonic()))
+        if not locked:
+            ws = self._ws
+            if ws is not None:
+                _ws.cut(ws)
+            locked = lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            ws, self._ws = self._ws, None
+        finally:
+            if locked:
+                lock.release()
+        return ws
+
+    def _cut_handshake(self) -> None:
         handshake = self._handshake_ws
         if handshake is not None:
             _ws.cut(handshake)
         reader = self._thread
-        if reader is not None and reader is not threading.current_thread():
-            reader.join(min(0.5, max(0.0, deadline - time.monotonic())))
-            if reader.is_alive():
-                if ws is not None:
-                    # No close reply in time: cut the socket so a blocked recv returns.
-                    ws.abort()
-                    ws.shutdown()
-                # A reconnect's token mint that hangs.
-                cut_request(reader)
-            reader.join(max(0.0, deadline - time.monotonic()))
-        if ws is not None:
-            ws.shutdown()
+        if reader is not None and reader is not threading.current_thread() and reader.is_alive():
+            # A reconnect's token mint, the only HTTP request a reader makes
+            # (alive only: a finished thread's ident may be another thread's now).
+            cut_request(reader)
 
     # -- the reader thread -----------------------------------------------------
 

@@ -145,21 +145,22 @@ class Dispatcher:
         )
         self._thread.start()
 
-    def stop(self, deadline: float) -> None:
-        """Let the thread finish what it is doing, and join it (from the channel's ``close()``).
+    def begin_close(self) -> None:
+        """Ask the thread to finish what it is doing and stop (the channel's ``close()``).
 
-        Frames received but not yet dispatched are dropped.
-
-        :param deadline: ``time.monotonic()`` by which to be done.
+        Frames received but not yet dispatched are dropped; the thread calls
+        ``on_closed`` last.
         """
         self._inbox.put(STOP)
+
+    def cut(self) -> None:
+        """Cut the HTTP read the thread still waits on, if any: a catch-up's
+        history page that hangs, or a request of a hook that did not finish
+        in ``close()``'s grace period."""
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(min(0.3, max(0.0, deadline - time.monotonic())))
-            if thread.is_alive():
-                # Perhaps a catch-up's history read that hangs: cut it.
-                cut_request(thread)
-            thread.join(max(0.0, deadline - time.monotonic()))
+        # Alive only: a finished thread's ident may be another thread's now.
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            cut_request(thread)
 
     # -- the dispatcher thread -----------------------------------------------------
 
