@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .._redact import Redactor
 from . import tokens
+from .backplane import Backplane
 from .config import Config
 from .connlimits import ConnLimits
 from .errors import ApiError
@@ -35,9 +36,12 @@ class Core:
 
     :param config: the server's settings.
     :param data_dir: where ``server.sqlite3`` and the tenant databases live.
+    :param backplane: the other nodes of a cluster (:mod:`.backplane`); none by default.
     """
 
-    def __init__(self, config: Config, data_dir: Path) -> None:
+    def __init__(
+        self, config: Config, data_dir: Path, backplane: Optional[Backplane] = None
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.clock_offset = 0.0
@@ -47,8 +51,10 @@ class Core:
         self.limiter = Limiter(config.tier, self.now, self.state, self._close_paused)
         #: Charges to the caps, durable before what they count is answered.
         self.usage = Usage(self.state, self.limiter)
+        self.backplane = backplane if backplane is not None else Backplane()
         self.hub = Hub(
             self.db_for,
+            backplane=self.backplane,
             live_ids=config.live_ids,
             batch_commits=config.batch_commits,
             socket_queue_bytes=config.socket_queue_bytes,
@@ -110,6 +116,7 @@ class Core:
     async def startup(self) -> None:
         """Provision the keys' tenants if the config asks and open provisioned
         databases."""
+        self.backplane.start(self.hub, self.state, self.local_db)
         if self.config.provision:
             for key in self.config.keys:
                 tenant = self.state.by_key(key)
@@ -146,6 +153,7 @@ class Core:
             *(close_quietly(c, 1001, "server shutting down") for c in self.hub.conns())
         )
         await self.usage.close()
+        await self.backplane.close()
         loop = asyncio.get_running_loop()
         for db in list(self.dbs.values()):
             await loop.run_in_executor(None, db.close)
@@ -153,7 +161,14 @@ class Core:
         await loop.run_in_executor(None, self.state.close)
 
     async def db_for(self, tenant_id: str) -> Optional[TenantDB]:
-        """The tenant's database, opened on first use; None if not provisioned."""
+        """The tenant's database, opened on first use; None if not provisioned.
+
+        In a cluster, the owner node's (see :meth:`.Backplane.database`).
+        """
+        return await self.backplane.database(tenant_id, self.local_db)
+
+    async def local_db(self, tenant_id: str) -> Optional[TenantDB]:
+        """The tenant's database file opened by this process; None if not provisioned."""
         db = self.dbs.get(tenant_id)
         if db is not None:
             return db

@@ -1,0 +1,212 @@
+"""One node's connection to the cluster's Redis: its keys, its scripts, whether it is up.
+
+Every Redis call of a node goes through :class:`RedisLink`, which remembers
+whether the last one reached Redis (:attr:`RedisLink.up`): while it is down
+the node refuses writes at once instead of timing out on each.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any, List, Optional, Sequence
+
+from . import scripts
+
+try:  # the [cluster] extra
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+except ImportError:  # pragma: no cover - depends on the install
+    aioredis = None  # type: ignore[assignment]
+
+    class RedisError(Exception):  # type: ignore[no-redef]
+        """Stands in for redis-py's, so this module imports without it."""
+
+#: How long a node waits for Redis to accept a connection, and for an answer (seconds).
+CONNECT_TIMEOUT_S = 1.0
+ANSWER_TIMEOUT_S = 2.0
+
+
+class ClusterUnavailable(Exception):
+    """Cluster mode can't start: the extra is missing or Redis can't be reached."""
+
+
+def _missing_extra() -> ClusterUnavailable:
+    return ClusterUnavailable(
+        "cluster mode needs the cluster extra: pip install 'cohrt-sync[cluster]'"
+    )
+
+
+class Keys:
+    """The names of everything a cluster keeps in Redis, under one prefix."""
+
+    def __init__(self, prefix: str = "cohrt:") -> None:
+        self.prefix = prefix
+        #: The pub/sub channel every node listens on.
+        self.bus = prefix + "bus"
+        #: node id → its last heartbeat (Redis's clock, ms).
+        self.nodes = prefix + "nodes"
+        #: The cluster's shared secret for node-to-node HTTP.
+        self.secret = prefix + "secret"
+
+    def node(self, node: str) -> str:
+        """A node's address (hash)."""
+        return f"{self.prefix}node:{node}"
+
+    def lease(self, tenant: str) -> str:
+        """The tenant's owner lease: ``node|token``, expiring."""
+        return f"{self.prefix}lease:{tenant}"
+
+    def fence(self, tenant: str) -> str:
+        """The tenant's fencing-token counter."""
+        return f"{self.prefix}fence:{tenant}"
+
+    def mark(self, tenant: str) -> str:
+        """The newest message id of the tenant broadcast to the bus."""
+        return f"{self.prefix}sent:{tenant}"
+
+    def roster(self, tenant: str, channel: str) -> str:
+        """A channel's users in the cluster: user id → name (JSON)."""
+        return self.prefix + "roster:" + json.dumps([tenant, channel])
+
+    def user_nodes(self, tenant: str, channel: str, user: str) -> str:
+        """The nodes where a user has a socket on a channel."""
+        return self.prefix + "where:" + json.dumps([tenant, channel, user])
+
+    def entries(self, node: str) -> str:
+        """A node's presence entries (``[tenant, channel, user]`` JSON), for reaping it."""
+        return f"{self.prefix}entries:{node}"
+
+    def sockets(self, tenant: str) -> str:
+        """Open sockets of a tenant per node (hash node → count)."""
+        return f"{self.prefix}sockets:{tenant}"
+
+    def socket_tenants(self, node: str) -> str:
+        """The tenants a node has counted sockets for."""
+        return f"{self.prefix}socket-tenants:{node}"
+
+    def reaping(self, node: str) -> str:
+        """Taken by the one node that reaps a dead one."""
+        return f"{self.prefix}reaping:{node}"
+
+
+class RedisLink:
+    """A node's Redis client, scripts and up/down state.
+
+    :param url: ``redis://host:port/db`` (or ``rediss://``, ``unix://``).
+    """
+
+    def __init__(self, url: str) -> None:
+        if aioredis is None:
+            raise _missing_extra()
+        self.url = url
+        self.keys = Keys()
+        # Fail fast: a node that can't reach Redis refuses writes (503) rather
+        # than hold them through retries.
+        self.client: Any = aioredis.from_url(
+            url,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=ANSWER_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        #: The pub/sub connection: no answer timeout, it waits for messages.
+        self.subscriber: Any = aioredis.from_url(
+            url,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+        self.up = False
+        self._scripts = {
+            name: self.client.register_script(getattr(scripts, name))
+            for name in scripts.__all__
+        }
+
+    async def connect(self) -> str:
+        """Reach Redis and learn (or set) the cluster's shared secret.
+
+        :raises ClusterUnavailable: Redis can't be reached.
+        """
+        try:
+            await self.client.ping()
+            await self.client.set(self.keys.secret, secrets.token_urlsafe(32), nx=True)
+            secret = await self.client.get(self.keys.secret)
+        except (RedisError, OSError) as e:
+            await self.close()
+            raise ClusterUnavailable(
+                f"cannot reach Redis at {redact_url(self.url)}: {e}"
+                " (start redis-server, or check --cluster)"
+            ) from None
+        self.up = True
+        return str(secret)
+
+    async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run one of :mod:`.scripts` by name; marks the link down or up."""
+        return await self.call(self._scripts[script](keys=list(keys), args=list(args)))
+
+    async def call(self, awaitable: Any) -> Any:
+        """Await a Redis command, noting whether Redis answered.
+
+        :raises RedisError: as redis-py raised it (``ConnectionError`` when down).
+        """
+        try:
+            result = await awaitable
+        except (RedisError, OSError) as e:
+            if not isinstance(e, RedisError) or _is_link_error(e):
+                self.up = False
+            raise
+        self.up = True
+        return result
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        for client in (self.client, self.subscriber):
+            try:
+                await client.aclose()
+            except (RedisError, OSError):  # pragma: no cover - closing a dead link
+                pass
+
+
+def _is_link_error(e: Exception) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(e, (RedisConnectionError, RedisTimeoutError))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a password (redis://:secret@host → redis://***@host)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def check_url(url: str) -> str:
+    """Refuse a cluster URL Redis can't take, in one line naming the forms it can."""
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(
+            f"cluster must be a Redis URL such as redis://127.0.0.1:6379/0, not {url!r}"
+        )
+    return url
+
+
+def flat_pairs(flat: Optional[List[Any]]) -> List[Any]:
+    """HGETALL's answer inside a script (a flat list) as ``[(field, value), ...]``."""
+    flat = flat or []
+    return list(zip(flat[0::2], flat[1::2]))
+
+
+__all__ = [
+    "ANSWER_TIMEOUT_S",
+    "ClusterUnavailable",
+    "Keys",
+    "RedisError",
+    "RedisLink",
+    "check_url",
+    "flat_pairs",
+    "redact_url",
+]
