@@ -186,7 +186,12 @@ def redact_url(url: str) -> str:
 
 
 def check_url(url: str) -> str:
-    """Refuse a cluster URL Redis can't take, in one line naming the forms it can."""
+    """Refuse a cluster URL Redis can't take, in one line naming the forms it can.
+
+    :raises ClusterUnavailable: the [cluster] extra is not installed.
+    """
+    if aioredis is None:
+        raise _missing_extra()
     if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(
             f"cluster must be a Redis URL such as redis://127.0.0.1:6379/0, not {url!r}"
