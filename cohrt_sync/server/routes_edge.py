@@ -102,7 +102,12 @@ async def http_publish(request: web.Request) -> web.Response:
         seen, fut = core.remembered(tenant, idem_key)
         if not seen:
             # Not in memory: perhaps published before a restart.
-            stored = await core.stored_ack(tenant, idem_key)
+            try:
+                stored = await core.stored_ack(tenant, idem_key)
+            except BaseException:
+                # Unanswered (a cluster's owner out of reach): a retry looks again.
+                core.forget(tenant, idem_key)
+                raise
             if stored is not None:
                 fut.set_result(stored)
                 seen = True

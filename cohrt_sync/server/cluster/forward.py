@@ -13,10 +13,12 @@ settles it and the other is ignored.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import sqlite3
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 import aiohttp
 
@@ -27,6 +29,11 @@ from ..tenantdb import SqlLimits
 
 #: The header that carries the cluster's shared secret.
 SECRET_HEADER = "X-Cohrt-Cluster"
+#: How long a forwarded request may take.
+FORWARD_TIMEOUT_S = 4.0
+#: How long a forwarded call keeps looking for the tenant's owner (a lease's
+#: lifetime and then some: a dead owner's lease runs out meanwhile).
+RELOCATE_WITHIN_S = 6.0
 #: Bytes of message data in one forwarded request (the owner's body limit is 1 MiB).
 MAX_FORWARD_BYTES = 512 * 1024
 #: Database calls a non-owner may ask the owner to run.
@@ -85,7 +92,9 @@ class Forwarder:
         """The HTTP client (made on the event loop, at first use)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=10, connect=2)
+                # Shorter than a client's own timeout: a frozen owner (its
+                # lease runs out in 3 s) is answered for, then asked no more.
+                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S, connect=2)
             )
         return self._session
 
@@ -102,6 +111,8 @@ class Forwarder:
         :raises OwnerMoved: it no longer owns the tenant.
         :raises BackplaneDown: anything else (it may or may not have acted).
         """
+        if not url.startswith("http"):
+            raise OwnerGone("the owner has not said where it serves yet")
         try:
             async with self.session().post(url, json=body, headers=self._headers) as resp:
                 if resp.status == 409:
@@ -196,12 +207,22 @@ class RemoteTenantDB:
     :param url: the owner's ``/_cluster/db``.
     :param tenant: the tenant id.
     :param limits: this server's SQL limits (the owner's are the same).
+    :param relocate: asked again when the owner is gone or moved: the new
+        owner's ``/_cluster/db``, or the local database if this node took over.
     """
 
-    def __init__(self, forwarder: Forwarder, url: str, tenant: str, limits: SqlLimits) -> None:
+    def __init__(
+        self,
+        forwarder: Forwarder,
+        url: str,
+        tenant: str,
+        limits: SqlLimits,
+        relocate: Callable[[], Awaitable[Any]],
+    ) -> None:
         self._forwarder = forwarder
         self._url = url
         self._tenant = tenant
+        self._relocate = relocate
         self.limits = limits
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -209,12 +230,25 @@ class RemoteTenantDB:
         op = getattr(fn, "__name__", "")
         if op not in REMOTE_CALLS:
             raise BackplaneDown(f"{op} can only run on the tenant's owner node")
-        try:
-            answer = await self._forwarder.post(
-                self._url, {"tenant": self._tenant, "op": op, "args": list(args)}
-            )
-        except (OwnerGone, OwnerMoved):
-            raise BackplaneDown("the tenant's owner node changed; retry") from None
+        deadline = time.monotonic() + RELOCATE_WITHIN_S
+        while True:
+            try:
+                answer = await self._forwarder.post(
+                    self._url, {"tenant": self._tenant, "op": op, "args": list(args)}
+                )
+                break
+            except (OwnerGone, OwnerMoved) as e:
+                if time.monotonic() > deadline:
+                    raise BackplaneDown("the tenant's owner node is gone; retry") from None
+                if isinstance(e, OwnerGone):
+                    await asyncio.sleep(0.2)
+                try:
+                    target = await self._relocate()
+                except OwnerGone:
+                    continue
+                if not isinstance(target, str):
+                    return await target.call(getattr(target, op), *args)
+                self._url = target
         if "error" in answer:
             raise_named(str(answer["error"]), str(answer.get("message", "")))
         if "bytes" in answer:

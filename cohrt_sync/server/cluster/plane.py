@@ -224,6 +224,8 @@ class RedisBackplane(Backplane):
                     self._fail(pendings, "the tenant's owner node is gone", finish)
                     break
                 except BackplaneDown as e:
+                    # It may have acted: answer, and ask Redis afresh next time.
+                    self.owners.pop(tenant_id, None)
                     self._fail(pendings, e.message, finish)
                     break
                 for p, (ok, payload) in zip(pendings, answer.get("results", [])):
@@ -328,15 +330,22 @@ class RedisBackplane(Backplane):
             return None
         if await self.sequences_here(tenant_id):
             return await open_local(tenant_id)
-        owner = self.owners[tenant_id]
         try:
-            url = await self._url_of(owner)
+            url = await self._url_of(self.owners[tenant_id])
         except OwnerGone:
-            self.owners.pop(tenant_id, None)
-            raise BackplaneDown("the tenant's owner node is changing; retry") from None
+            url = ""  # the first call relocates
         except (RedisError, OSError):
             raise BackplaneDown(REDIS_DOWN) from None
-        remote = RemoteTenantDB(self.forwarder, url + "/_cluster/db", tenant_id, self.sql_limits)
+
+        async def relocate() -> Any:
+            self.owners.pop(tenant_id, None)
+            if await self.sequences_here(tenant_id):
+                return await open_local(tenant_id)
+            return await self._url_of(self.owners[tenant_id]) + "/_cluster/db"
+
+        remote = RemoteTenantDB(
+            self.forwarder, url + "/_cluster/db", tenant_id, self.sql_limits, relocate
+        )
         return cast("TenantDB", remote)
 
     # -- the bus ------------------------------------------------------------------------
