@@ -26,7 +26,9 @@ assert not any(m == "redis" or m.startswith("redis.") for m in sys.modules), "re
 
 
 def _run(argv: list) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
 
 
 def _closed_port() -> int:
