@@ -89,13 +89,15 @@ def owner_port(client: redis.Redis[Any], tenant_id: str) -> Optional[int]:
     return int(url.rsplit(":", 1)[1]) if url else None
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until truthy; fail naming ``what`` at the deadline."""
+def wait_for(predicate: Callable[[], Any], timeout: float, what: Any) -> Any:
+    """Poll ``predicate`` until truthy; fail naming ``what`` (or what it returns) at
+    the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
+            what = what() if callable(what) else what
             raise AssertionError(f"{what}: not within {timeout}s (last: {value!r})")
         time.sleep(0.05)

@@ -31,6 +31,8 @@ class Publishers:
         #: (publisher, seq) → acknowledged id
         self.acked: Dict[Tuple[int, int], int] = {}
         self.refusals: List[int] = []
+        #: Publishes never acknowledged within their 30 s (each fails the test).
+        self.failures: List[str] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads = [
@@ -65,7 +67,8 @@ class Publishers:
                 self.refusals.append(r.status_code)
                 time.sleep(0.05)
             else:
-                raise AssertionError(f"publisher {n}: seq {seq} never acknowledged")
+                self.failures.append(f"publisher {n}: seq {seq} never acknowledged")
+                return
             seq += 1
             time.sleep(0.01)
 
@@ -132,6 +135,7 @@ def test_kill9_of_the_owner_under_publish_load(nodes: List[Node], rclient: Any) 
         before = load.count()
         wait_for(lambda: load.count() >= before + 40, 20, "acks after the failover")
         load.stop()
+        assert not load.failures
         assert took_over < FAILOVER_BOUND_S
 
         rows = _history(api_b, ch)
@@ -144,8 +148,14 @@ def test_kill9_of_the_owner_under_publish_load(nodes: List[Node], rclient: Any) 
             assert by_key.get(key) == id_, f"acknowledged {key} as {id_}, stored {by_key.get(key)}"
 
         want = sorted(load.acked.values())
-        for c in collectors:
-            wait_for(lambda c=c: set(want) <= set(c.ids), 30, "every ack reached every reader")
+        for i, c in enumerate(collectors):
+            wait_for(
+                lambda c=c: set(want) <= set(c.ids),
+                30,
+                lambda c=c, i=i: f"every ack reached reader {i} (missing"
+                f" {sorted(set(want) - set(c.ids))[:20]}, acked {len(want)}, got {len(c.ids)},"
+                f" newest {max(c.ids, default=0)})",
+            )
             assert c.ids == sorted(set(c.ids)), "each reader got each message once, in order"
     finally:
         for client in clients:

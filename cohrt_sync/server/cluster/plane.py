@@ -142,7 +142,13 @@ class RedisBackplane(Backplane):
     async def sequences_here(self, tenant_id: str) -> bool:
         if not self.link.up:
             raise BackplaneDown(REDIS_DOWN)
-        if self.leases.current(tenant_id) is not None:
+        lease = self.leases.current(tenant_id)
+        if lease is not None:
+            if tenant_id in self._unsent:
+                # What could not be broadcast goes out before anything newer:
+                # a node drops ids older than one it delivered.
+                async with self.leases.lock(tenant_id):
+                    await self._replay(tenant_id, lease)
             return True
         known = self.owners.get(tenant_id)
         if known is not None and known != self.node:
@@ -162,9 +168,11 @@ class RedisBackplane(Backplane):
                 await self._claim(lease)
             except (RedisError, OSError):
                 raise BackplaneDown(REDIS_DOWN) from None
+            # Before the lease counts here: no publish of this node may reach
+            # a socket ahead of the last owner's unbroadcast ones.
+            await self._replay(tenant, lease)
             self.leases.held[tenant] = lease
             self.owners[tenant] = self.node
-        await self._replay(tenant)
         return True
 
     async def _claim(self, lease: Lease) -> None:
@@ -270,9 +278,11 @@ class RedisBackplane(Backplane):
                     # did not happen (a stored one is acked, and re-broadcast).
                     p.error = f"Failed to publish: {REDIS_DOWN}"
 
-    async def _publish(self, tenant: str, items: List[Any], newest: int) -> bool:
-        lease = self.leases.current(tenant)
-        if lease is None:
+    async def _publish(
+        self, tenant: str, items: List[Any], newest: int, lease: Optional[Lease] = None
+    ) -> bool:
+        lease = lease or self.leases.current(tenant)
+        if lease is None or not lease.valid():
             return False
         k = self.link.keys
         message = tenant + "\n" + dumps({"o": self.node, "k": "pub", "i": items})
@@ -287,16 +297,20 @@ class RedisBackplane(Backplane):
         except (RedisError, OSError):
             return False
 
-    async def _replay(self, tenant: str) -> None:
-        """A new owner broadcasts what the last one stored but may not have broadcast."""
+    async def _replay(self, tenant: str, lease: Lease) -> None:
+        """Broadcast what is stored but may not have been: the last owner's final
+        batch (it died between commit and broadcast), or this node's own while
+        Redis was away. Done while the tenant's sequencer waits."""
         assert self._open_local is not None and self._hub is not None
         db = await self._open_local(tenant)
         if db is None:
+            self._unsent.pop(tenant, None)
             return
         try:
             mark = await self.link.call(self.link.client.get(self.link.keys.mark(tenant)))
             after = int(mark) if mark is not None else await db.call(db.newest_id)
-            after = min(after, self._unsent.pop(tenant, after + 1) - 1)
+            if tenant in self._unsent:
+                after = min(after, self._unsent[tenant] - 1)
             for _ in range(20):
                 rows = await db.call(db.messages_after, after, REPLAY_PAGE)
                 if not rows:
@@ -309,17 +323,17 @@ class RedisBackplane(Backplane):
                     p = Pending(channel, event, data, True, int(created), id=id_)
                     self._hub.encode(p)
                     batch.append(p)
-                if batch and not await self._publish(
-                    tenant, [[p.channel, p.frame, p.id, None, None, None, 0] for p in batch], after
-                ):
-                    self._unsent.setdefault(tenant, batch[0].id or after)
-                    return
+                items = [[p.channel, p.frame, p.id, None, None, None, 0] for p in batch]
+                if batch and not await self._publish(tenant, items, after, lease):
+                    return  # still unsent: tried again before the next publish
                 for p in batch:
                     assert p.frame is not None
                     self._hub.fan_out(tenant, p.channel, p.frame, p.id)
+            self._unsent.pop(tenant, None)
         except sqlite3.Error as e:
             # No messages table yet (provisioning is under way), or none any more.
             log.debug("cluster: nothing to re-broadcast for tenant %s: %s", tenant, e)
+            self._unsent.pop(tenant, None)
         except (RedisError, OSError) as e:
             log.warning("cluster: could not re-broadcast tenant %s's last messages: %s", tenant, e)
 
@@ -467,8 +481,11 @@ class RedisBackplane(Backplane):
                     next_renew = time.monotonic() + RENEW_EVERY_S
                     await self.leases.renew_all()
                     for tenant in list(self._unsent):
-                        if self.leases.current(tenant) is not None:
-                            await self._replay(tenant)
+                        lease = self.leases.current(tenant)
+                        if lease is not None:
+                            async with self.leases.lock(tenant):
+                                if tenant in self._unsent:
+                                    await self._replay(tenant, lease)
                 if self._presence_stale:
                     self._presence_stale = False
                     await self.presence.resync(self._entries_here(), time.time())
