@@ -9,12 +9,11 @@ behind the same questions, so the hub reads the same either way.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Awaitable, Callable, Dict, List, Optional, Protocol, Tuple
 
 from .errors import ApiError
 
 if TYPE_CHECKING:
-    from .hub import Conn, Hub
     from .pending import Pending
     from .state import StateStore
     from .tenantdb import TenantDB
@@ -23,6 +22,36 @@ if TYPE_CHECKING:
 PresenceList = List[Dict[str, Optional[str]]]
 #: Opens a tenant's database on this node (None: the tenant has none).
 OpenLocal = Callable[[str], Awaitable[Optional["TenantDB"]]]
+
+
+class Socket(Protocol):
+    """What the backplane reads of one open socket (:class:`.hub.Conn`)."""
+
+    id: int
+    tenant_id: str
+    channel: str
+    user_id: str
+    name: Optional[str]
+
+
+class Sockets(Protocol):
+    """What the hub offers a backplane: this node's sockets (:class:`.hub.Hub`)."""
+
+    live_ids: bool
+
+    def finish(self, tenant_id: str, p: Pending) -> None:
+        """Answer ``p``'s publisher and send its frame to the channel's sockets here."""
+
+    def fan_out(self, tenant_id: str, channel: str, frame: str, id_: Optional[int]) -> None:
+        """Send a live frame to the channel's sockets here (once per id)."""
+
+    def to_channel(
+        self, tenant_id: str, channel: str, text: str, skip: Optional[int] = None
+    ) -> None:
+        """Send ``text`` to the channel's sockets here, but the one numbered ``skip``."""
+
+    def users_here(self) -> Dict[Tuple[str, str, str], Optional[str]]:
+        """(tenant, channel, user) → name of every user with a socket here."""
 
 
 class BackplaneDown(ApiError):
@@ -42,7 +71,7 @@ class Backplane:
     #: Whether this process is one node of several (the hub skips nothing on it).
     clustered = False
 
-    def start(self, hub: Hub, state: StateStore, open_local: OpenLocal) -> None:
+    def start(self, hub: Sockets, state: StateStore, open_local: OpenLocal) -> None:
         """Begin: ``hub`` takes what other nodes decide, ``state`` learns their
         tenants, ``open_local`` opens a tenant's file here."""
 
@@ -57,7 +86,7 @@ class Backplane:
         """Stop, after the hub has closed its sockets."""
 
     async def join(
-        self, conn: Conn, first_here: bool, local: PresenceList
+        self, conn: Socket, first_here: bool, local: PresenceList
     ) -> Tuple[PresenceList, bool]:
         """A socket opened: the presence its ``subscribed`` frame lists, and
         whether this node sends the ``join`` to the channel's other sockets.
@@ -67,7 +96,7 @@ class Backplane:
         """
         return local, first_here
 
-    async def leave(self, conn: Conn, last_here: bool, name: Optional[str], now: float) -> bool:
+    async def leave(self, conn: Socket, last_here: bool, name: Optional[str], now: float) -> bool:
         """A socket closed: whether this node sends the ``leave`` to the rest.
 
         :param last_here: it was the user's last socket on this channel here.
@@ -96,4 +125,12 @@ class Backplane:
 #: The default: one process, no Redis.
 LocalBackplane = Backplane
 
-__all__ = ["Backplane", "BackplaneDown", "LocalBackplane", "OpenLocal", "PresenceList"]
+__all__ = [
+    "Backplane",
+    "BackplaneDown",
+    "LocalBackplane",
+    "OpenLocal",
+    "PresenceList",
+    "Socket",
+    "Sockets",
+]

@@ -187,8 +187,6 @@ class Hub:
         self.backplane = backplane if backplane is not None else Backplane()
         self.channels: Dict[Tuple[str, str], ChannelState] = {}
         self.sockets_per_tenant = self.backplane.socket_counts()
-        #: Open sockets by :attr:`Conn.id`.
-        self.by_id: Dict[int, Conn] = {}
         #: Per tenant, the newest message id delivered here: with several nodes
         #: a message can come twice (a stale owner's late broadcast), never back.
         self.delivered: Dict[str, int] = {}
@@ -214,7 +212,6 @@ class Hub:
         # on queues behind the greeting, so nothing falls between the two.
         others = list(state.conns)
         state.conns.add(conn)
-        self.by_id[conn.id] = conn
         presence, announce = await self.backplane.join(conn, entry is None, state.presence())
         conn.greet(
             dumps({"action": "connected", "event": "connected", "channel": conn.channel}),
@@ -246,17 +243,16 @@ class Hub:
         """Unregister ``conn``; the user's last socket sends ``leave`` to the rest."""
         key = (conn.tenant_id, conn.channel)
         state = self.channels.get(key)
-        self.by_id.pop(conn.id, None)
         if state is not None and conn in state.conns:
             state.conns.discard(conn)
+            if not state.conns:
+                del self.channels[key]
             entry = state.users.get(conn.user_id)
             if entry is not None:
                 entry[0] -= 1
                 last_here = entry[0] <= 0
                 if last_here:
                     del state.users[conn.user_id]
-                if not state.conns:
-                    del self.channels[key]
                 if await self.backplane.leave(conn, last_here, entry[1], now):
                     self.to_channel(
                         conn.tenant_id,
@@ -271,8 +267,6 @@ class Hub:
                             }
                         ),
                     )
-            elif not state.conns:
-                del self.channels[key]
         conn.closed = True
         conn.wakeup.set()
         if conn.writer is not None:
@@ -281,6 +275,14 @@ class Hub:
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 conn.writer.cancel()
         conn.release()
+
+    def users_here(self) -> Dict[Tuple[str, str, str], Optional[str]]:
+        """(tenant, channel, user) → name of every user with a socket here."""
+        return {
+            (tenant, channel, user): entry[1]
+            for (tenant, channel), state in self.channels.items()
+            for user, entry in state.users.items()
+        }
 
     def to_channel(
         self, tenant_id: str, channel: str, text: str, skip: Optional[int] = None
@@ -365,7 +367,7 @@ class Hub:
             else:
                 await self._persist(db, to_write, live_counted)
         for p in batch:
-            self.encode(p)
+            p.encode(self.live_ids)
         await self.backplane.broadcast(tenant_id, batch)
         for p in batch:
             self.finish(tenant_id, p)
@@ -397,29 +399,6 @@ class Hub:
             except Exception as e:
                 for p in live:
                     p.error = f"Failed to record usage: {e}"
-
-    def encode(self, p: Pending) -> None:
-        """Build ``p``'s ack and live frame, once for every socket and node."""
-        if p.error is not None:
-            return
-        show_id = p.id is not None and self.live_ids
-        channel_json = dumps(p.channel)
-        id_suffix = ',"id":%d' % p.id if show_id and p.id is not None else ""
-        p.ack = '{"action":"published","event":"published","channel":%s,"created_at_ms":%d%s}' % (
-            channel_json,
-            p.created_at_ms,
-            id_suffix,
-        )
-        # `data` is spliced in as the JSON text it was validated as.
-        event = dumps(p.event)
-        p.frame = '{"action":%s,"event":%s,"channel":%s,"data":%s,"created_at_ms":%d%s}' % (
-            event,
-            event,
-            channel_json,
-            p.data_json,
-            p.created_at_ms,
-            id_suffix,
-        )
 
     def finish(self, tenant_id: str, p: Pending) -> None:
         """Answer ``p``'s publisher, then send its frame to the channel's sockets here."""

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 import attrs
 
-if TYPE_CHECKING:
-    from .hub import Conn
+from ._json import dumps
+
+
+class Sender(Protocol):
+    """Where a publish's answer goes: its socket (:class:`.hub.Conn`)."""
+
+    def send(self, frame: str) -> None:
+        """Queue a frame for the socket."""
 
 
 @attrs.define(eq=False)
@@ -23,7 +29,7 @@ class Pending:
     persist: bool
     created_at_ms: int
     #: The socket to answer on, or None for HTTP (which awaits ``future``).
-    sender: Optional[Conn] = None
+    sender: Optional[Sender] = None
     future: Optional[asyncio.Future[Dict[str, Any]]] = None
     #: A refusal decided before queueing, answered in order with the others.
     error: Optional[str] = None
@@ -38,6 +44,31 @@ class Pending:
     #: Its live frame and its ack, encoded once when it is sequenced.
     frame: Optional[str] = None
     ack: Optional[str] = None
+
+    def encode(self, live_ids: bool) -> None:
+        """Build the ack and live frame, once for every socket and node.
+
+        :param live_ids: put the id in them (the server's ``live_ids``).
+        """
+        if self.error is not None:
+            return
+        show_id = self.id is not None and live_ids
+        channel_json = dumps(self.channel)
+        id_suffix = ',"id":%d' % self.id if show_id and self.id is not None else ""
+        self.ack = _ACK % (channel_json, self.created_at_ms, id_suffix)
+        # `data` is spliced in as the JSON text it was validated as.
+        event = dumps(self.event)
+        self.frame = '{"action":%s,"event":%s,"channel":%s,"data":%s,"created_at_ms":%d%s}' % (
+            event,
+            event,
+            channel_json,
+            self.data_json,
+            self.created_at_ms,
+            id_suffix,
+        )
+
+
+_ACK = '{"action":"published","event":"published","channel":%s,"created_at_ms":%d%s}'
 
 
 class PersistError(Exception):

@@ -129,6 +129,56 @@ class Forwarder:
                 f"the tenant's owner node did not answer ({type(e).__name__}); retry"
             ) from None
 
+    async def forward(
+        self,
+        tenant: str,
+        batch: List[Pending],
+        locate: Callable[[], Awaitable[Optional[str]]],
+        lost: Callable[[], None],
+        finish: Callable[[Pending], None],
+    ) -> List[Pending]:
+        """Send ``batch`` to the tenant's owner in order, settling each publish.
+
+        :param locate: the owner's base URL, or None once this node owns the tenant.
+        :param lost: the owner did not answer as owner (look it up again).
+        :param finish: answers a publish (the hub's).
+        :returns: the publishes left for this node to sequence (it became the owner).
+        """
+        deadline = time.monotonic() + RELOCATE_WITHIN_S
+        chunks = self.encode(batch)
+        for i, (items, pendings) in enumerate(chunks):
+            while True:
+                try:
+                    url = await locate()
+                    if url is None:
+                        rest = [p for _, ps in chunks[i:] for p in ps]
+                        for p in rest:
+                            self.forget(p)
+                        return rest
+                    body = {"tenant": tenant, "node": self.node, "items": items}
+                    answer = await self.post(url + "/_cluster/publish", body)
+                except (OwnerGone, OwnerMoved) as e:
+                    lost()
+                    if time.monotonic() < deadline:
+                        if isinstance(e, OwnerGone):
+                            await asyncio.sleep(0.2)
+                        continue
+                    self.fail(pendings, "the tenant's owner node is gone", finish)
+                    break
+                except BackplaneDown as e:
+                    lost()
+                    self.fail(pendings, e.message, finish)
+                    break
+                for p, (ok, payload) in zip(pendings, answer.get("results", [])):
+                    self.settle(p, bool(ok), payload, finish)
+                break
+        return []
+
+    def fail(self, pendings: List[Pending], why: str, finish: Callable[[Pending], None]) -> None:
+        """Answer each of ``pendings`` with a refusal to retry (503 over HTTP)."""
+        for p in pendings:
+            self.settle(p, False, {"message": f"Failed to publish: {why}", "code": 503}, finish)
+
     def encode(self, batch: Sequence[Pending]) -> List[Tuple[List[Dict[str, Any]], List[Pending]]]:
         """The batch as items for ``/_cluster/publish``, in chunks under the body limit,
         each with its publishes."""

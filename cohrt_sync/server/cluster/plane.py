@@ -22,14 +22,15 @@ from .._json import dumps
 from ..backplane import Backplane, BackplaneDown, OpenLocal, PresenceList
 from ..pending import Pending
 from ..tenantdb import SqlLimits
+from .bus import CONTROL, BusReader
 from .counts import SocketCounts
-from .forward import Forwarder, OwnerGone, OwnerMoved, RemoteTenantDB
-from .leases import LEASE_TTL_MS, RENEW_EVERY_S, Lease, LeaseBook, StaleToken
+from .forward import Forwarder, OwnerGone, RemoteTenantDB
+from .leases import RENEW_EVERY_S, Lease, LeaseBook, StaleToken
 from .link import RedisError, RedisLink
-from .presence import ClusterPresence, Entry
+from .presence import ClusterPresence, entry_of
 
 if TYPE_CHECKING:
-    from ..hub import Conn, Hub
+    from ..backplane import Socket, Sockets
     from ..state import StateStore
     from ..tenantdb import TenantDB
 
@@ -41,8 +42,6 @@ DEAD_AFTER_MS = 3000
 #: Rows re-broadcast per page by a new owner (see :meth:`RedisBackplane._replay`).
 REPLAY_PAGE = 500
 REDIS_DOWN = "the cluster's Redis is unreachable; nothing was written, retry shortly"
-#: Bus messages about the cluster rather than one tenant's channels.
-CONTROL = "*"
 
 
 class RedisBackplane(Backplane):
@@ -58,7 +57,7 @@ class RedisBackplane(Backplane):
     def __init__(self, link: RedisLink, secret: str, sql_limits: SqlLimits) -> None:
         self.link = link
         self.secret = secret
-        self.node = secrets.token_hex(6)
+        self.node = secrets.token_hex(6)  # new each start: a restarted node is another node
         self.leases = LeaseBook(link, self.node)
         self.presence = ClusterPresence(link, self.node)
         self.forwarder = Forwarder(self.node, secret)
@@ -71,24 +70,25 @@ class RedisBackplane(Backplane):
         self._unsent: Dict[str, int] = {}
         self._presence_stale = False
         self._url: Optional[str] = None
-        self._hub: Optional[Hub] = None
+        self._hub: Optional[Sockets] = None
         self._state: Optional[StateStore] = None
         self._open_local: Optional[OpenLocal] = None
         self._tasks: List[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------
-    def start(self, hub: Hub, state: StateStore, open_local: OpenLocal) -> None:
+    def start(self, hub: Sockets, state: StateStore, open_local: OpenLocal) -> None:
         self._hub, self._state, self._open_local = hub, state, open_local
         # Two nodes that started together may each have made a secret for a
         # key: the one in the shared state file is the one every node uses.
         for tenant in state.all():
             state.reload(tenant.id)
         state.on_saved = self._tenants_saved
-        self._tasks = [
-            asyncio.ensure_future(self._listen()),
-            asyncio.ensure_future(self._heartbeat()),
-        ]
+        bus = BusReader(
+            self.link, self.node, hub, self.forwarder, self.counts,
+            on_lost=self._bus_lost, on_tenants=self._reload_tenants, on_gone=self._forget_node,
+        )  # fmt: skip
+        self._tasks = [asyncio.ensure_future(bus.run()), asyncio.ensure_future(self._heartbeat())]
 
     async def announce(self, base_url: str) -> None:
         self._url = base_url
@@ -98,14 +98,11 @@ class RedisBackplane(Backplane):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        k = self.link.keys
         try:
             await self.leases.release_all()
-            await self.presence.reap(self.node, time.time())
             for tenant in list(self.counts.local):
                 await self._send_count(tenant, 0)
-            await self.link.call(self.link.client.delete(k.node(self.node)))
-            await self.link.call(self.link.client.zrem(k.nodes, self.node))
+            await self.presence.bury(self.node, time.time())
         except (RedisError, OSError) as e:
             log.warning("cluster node %s: could not leave cleanly (%s)", self.node, e)
         await self.forwarder.close()
@@ -116,11 +113,11 @@ class RedisBackplane(Backplane):
 
     # -- presence -----------------------------------------------------------------
     async def join(
-        self, conn: Conn, first_here: bool, local: PresenceList
+        self, conn: Socket, first_here: bool, local: PresenceList
     ) -> tuple[PresenceList, bool]:
         try:
             if first_here:
-                roster = await self.presence.join(_entry(conn), conn.name, conn.id)
+                roster = await self.presence.join(entry_of(conn), conn.name, conn.id)
             else:
                 roster = await self.presence.roster(conn.tenant_id, conn.channel)
         except (RedisError, OSError):
@@ -130,10 +127,10 @@ class RedisBackplane(Backplane):
             return local, False
         return roster, False
 
-    async def leave(self, conn: Conn, last_here: bool, name: Optional[str], now: float) -> bool:
+    async def leave(self, conn: Socket, last_here: bool, name: Optional[str], now: float) -> bool:
         if last_here:
             try:
-                await self.presence.leave(_entry(conn), name, now)
+                await self.presence.leave(entry_of(conn), name, now)
             except (RedisError, OSError):
                 self._presence_stale = True
         return False
@@ -201,50 +198,25 @@ class RedisBackplane(Backplane):
     async def forward(self, tenant_id: str, batch: List[Pending]) -> List[Pending]:
         assert self._hub is not None
         hub = self._hub
-        deadline = time.monotonic() + LEASE_TTL_MS / 1000 + 3
 
-        def finish(p: Pending) -> None:
-            hub.finish(tenant_id, p)
+        async def locate() -> Optional[str]:
+            owner = self.owners.get(tenant_id)
+            if owner is None or owner == self.node:
+                if await self.sequences_here(tenant_id):
+                    return None
+                owner = self.owners[tenant_id]
+            try:
+                return await self._url_of(owner)
+            except (RedisError, OSError):
+                raise BackplaneDown(REDIS_DOWN) from None
 
-        chunks = self.forwarder.encode(batch)
-        for i, (items, pendings) in enumerate(chunks):
-            while True:
-                owner = self.owners.get(tenant_id)
-                try:
-                    if owner is None or owner == self.node:
-                        if await self.sequences_here(tenant_id):
-                            rest = [p for _, ps in chunks[i:] for p in ps]
-                            for p in rest:
-                                self.forwarder.forget(p)
-                            return rest
-                        continue
-                    url = await self._url_of(owner)
-                    answer = await self.forwarder.post(
-                        url + "/_cluster/publish",
-                        {"tenant": tenant_id, "node": self.node, "items": items},
-                    )
-                except (OwnerGone, OwnerMoved) as e:
-                    self.owners.pop(tenant_id, None)
-                    if time.monotonic() < deadline:
-                        if isinstance(e, OwnerGone):
-                            await asyncio.sleep(0.2)
-                        continue
-                    self._fail(pendings, "the tenant's owner node is gone", finish)
-                    break
-                except BackplaneDown as e:
-                    # It may have acted: answer, and ask Redis afresh next time.
-                    self.owners.pop(tenant_id, None)
-                    self._fail(pendings, e.message, finish)
-                    break
-                for p, (ok, payload) in zip(pendings, answer.get("results", [])):
-                    self.forwarder.settle(p, bool(ok), payload, finish)
-                break
-        return []
+        def lost() -> None:
+            # Gone, moved, or it may have acted: ask Redis afresh next time.
+            self.owners.pop(tenant_id, None)
 
-    def _fail(self, pendings: List[Pending], why: str, finish: Any) -> None:
-        for p in pendings:
-            answer = {"message": f"Failed to publish: {why}", "code": 503}
-            self.forwarder.settle(p, False, answer, finish)
+        return await self.forwarder.forward(
+            tenant_id, batch, locate, lost, lambda p: hub.finish(tenant_id, p)
+        )
 
     async def _url_of(self, node: str) -> str:
         url = self._urls.get(node)
@@ -321,7 +293,7 @@ class RedisBackplane(Backplane):
                     if not _is_json(data):
                         continue
                     p = Pending(channel, event, data, True, int(created), id=id_)
-                    self._hub.encode(p)
+                    p.encode(self._hub.live_ids)
                     batch.append(p)
                 items = [[p.channel, p.frame, p.id, None, None, None, 0] for p in batch]
                 if batch and not await self._publish(tenant, items, after, lease):
@@ -362,74 +334,23 @@ class RedisBackplane(Backplane):
         )
         return cast("TenantDB", remote)
 
-    # -- the bus ------------------------------------------------------------------------
-    async def _listen(self) -> None:
-        while True:
-            pubsub = self.link.subscriber.pubsub()
-            try:
-                await pubsub.subscribe(self.link.keys.bus)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        try:
-                            self._on_bus(message["data"])
-                        except Exception:  # pragma: no cover - a bug; keep listening
-                            log.exception("cluster: a bus message could not be handled")
-            except (RedisError, OSError):
-                # Missed messages can't be had again: what this node holds in
-                # Redis is checked once it is back (see _heartbeat).
-                self.link.up = False
-                self._presence_stale = True
-                await asyncio.sleep(0.2)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except (RedisError, OSError):
-                    pass
+    # -- what other nodes say --------------------------------------------------------------
+    def _bus_lost(self) -> None:
+        # Missed messages can't be had again: what this node holds in Redis is
+        # checked once it is back (see _heartbeat).
+        self._presence_stale = True
 
-    def _on_bus(self, data: str) -> None:
-        assert self._hub is not None
-        tenant, _, body = data.partition("\n")
-        if tenant == CONTROL:
-            self._on_control(json.loads(body))
-            return
-        if not self.counts.local.get(tenant):
-            return  # no socket of that tenant here, and no answer awaited
-        event = json.loads(body)
-        kind, origin = event.get("k"), event.get("o")
-        hub = self._hub
-        if kind == "pub":
-            if origin == self.node:
-                return  # sequenced here, and delivered here already
-            for channel, frame, id_, node, ref, answer, failed in event["i"]:
-                if node == self.node:
-                    p = self.forwarder.claim(ref)
-                    if p is not None:
-                        if failed:
-                            p.error = answer
-                        else:
-                            p.ack, p.frame = answer, None
-                        hub.finish(tenant, p)
-                if frame is not None:
-                    hub.fan_out(tenant, channel, frame, id_)
-        elif kind in ("join", "leave"):
-            skip = event.get("s") if origin == self.node else None
-            hub.to_channel(tenant, event["c"], event["f"], skip=skip)
-
-    def _on_control(self, event: Dict[str, Any]) -> None:
-        kind, origin = event.get("k"), event.get("o")
-        if origin == self.node:
-            return
-        if kind == "tenant" and self._state is not None:
-            for tenant_id in event.get("t", []):
+    def _reload_tenants(self, tenant_ids: List[str]) -> None:
+        if self._state is not None:
+            for tenant_id in tenant_ids:
                 self._state.reload(tenant_id)
-        elif kind == "sockets":
-            self.counts.set_remote(event["t"], event["n"], int(event["c"]))
-        elif kind == "gone":
-            self.counts.forget_node(event["n"])
-            self._urls.pop(event["n"], None)
-            for tenant, owner in list(self.owners.items()):
-                if owner == event["n"]:
-                    del self.owners[tenant]
+
+    def _forget_node(self, node: str) -> None:
+        self.counts.forget_node(node)
+        self._urls.pop(node, None)
+        for tenant, owner in list(self.owners.items()):
+            if owner == node:
+                del self.owners[tenant]
 
     def _control(self, event: Dict[str, Any]) -> None:
         message = CONTROL + "\n" + dumps({"o": self.node, **event})
@@ -486,23 +407,15 @@ class RedisBackplane(Backplane):
                             async with self.leases.lock(tenant):
                                 if tenant in self._unsent:
                                     await self._replay(tenant, lease)
-                if self._presence_stale:
+                if self._presence_stale and self._hub is not None:
                     self._presence_stale = False
-                    await self.presence.resync(self._entries_here(), time.time())
+                    await self.presence.resync(self._hub.users_here(), time.time())
                 await self._reap(int(now_ms))
             except (RedisError, OSError) as e:
                 log.debug("cluster heartbeat: Redis unreachable (%s)", e)
             except Exception:  # pragma: no cover - a bug; keep beating
                 log.exception("cluster heartbeat failed")
             await asyncio.sleep(HEARTBEAT_S)
-
-    def _entries_here(self) -> Dict[Entry, Optional[str]]:
-        assert self._hub is not None
-        here: Dict[Entry, Optional[str]] = {}
-        for (tenant, channel), state in self._hub.channels.items():
-            for user, (_, name) in state.users.items():
-                here[(tenant, channel, user)] = name
-        return here
 
     async def _reap(self, now_ms: int) -> None:
         k, client = self.link.keys, self.link.client
@@ -513,25 +426,17 @@ class RedisBackplane(Backplane):
             if not await self.link.call(client.set(k.reaping(node), self.node, nx=True, px=10_000)):
                 continue
             log.warning("cluster: node %s stopped answering; its presence expires", node)
-            await self.presence.reap(node, now_ms / 1000)
-            for tenant in await self.link.call(client.smembers(k.socket_tenants(node))):
-                await self.link.call(client.hdel(k.sockets(tenant), node))
-            await self.link.call(client.delete(k.socket_tenants(node), k.node(node)))
-            await self.link.call(client.zrem(k.nodes, node))
-            self._on_control({"k": "gone", "n": node})
+            await self.presence.bury(node, now_ms / 1000)
+            self._forget_node(node)
             self._control({"k": "gone", "n": node})
-
-
-def _entry(conn: Conn) -> Entry:
-    return (conn.tenant_id, conn.channel, conn.user_id)
 
 
 def _is_json(text: Any) -> bool:
     try:
         json.loads(text)
+        return isinstance(text, str)
     except (TypeError, ValueError, RecursionError):
         return False
-    return isinstance(text, str)
 
 
 __all__ = ["RedisBackplane"]

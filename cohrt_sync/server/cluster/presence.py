@@ -11,15 +11,23 @@ its entries go as if each of its users had left.
 from __future__ import annotations
 
 import json
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Set, Tuple
 
 from .._json import dumps
 from .._time import iso_utc
 from ..backplane import PresenceList
 from .link import RedisLink, flat_pairs
 
+if TYPE_CHECKING:
+    from ..backplane import Socket
+
 #: One presence entry: (tenant, channel, user).
 Entry = Tuple[str, str, str]
+
+
+def entry_of(conn: Socket) -> Entry:
+    """A socket's presence entry."""
+    return (conn.tenant_id, conn.channel, conn.user_id)
 
 
 def entry_id(entry: Entry) -> str:
@@ -140,6 +148,16 @@ class ClusterPresence:
         await self.link.call(self.link.client.delete(self.link.keys.entries(dead)))
         return gone
 
+    async def bury(self, node: str, now: float) -> None:
+        """A node is gone (dead, or shut down): its users leave where it was their
+        last node, and its socket counts and address go."""
+        k, client = self.link.keys, self.link.client
+        await self.reap(node, now)
+        for tenant in await self.link.call(client.smembers(k.socket_tenants(node))):
+            await self.link.call(client.hdel(k.sockets(tenant), node))
+        await self.link.call(client.delete(k.socket_tenants(node), k.node(node)))
+        await self.link.call(client.zrem(k.nodes, node))
+
     async def _name(self, entry: Entry) -> Optional[str]:
         tenant, channel, user = entry
         key = self.link.keys.roster(tenant, channel)
@@ -161,4 +179,4 @@ def _parse(raw: str) -> Optional[Entry]:
     return None
 
 
-__all__ = ["ClusterPresence", "Entry", "entry_id", "join_frame", "leave_frame"]
+__all__ = ["ClusterPresence", "Entry", "entry_id", "entry_of", "join_frame", "leave_frame"]
