@@ -297,7 +297,8 @@ def failover(runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--part", default="all", choices=["one-node", "two-nodes", "failover", "all"])
+    parts = ["one-node", "two-nodes", "failover", "all"]
+    parser.add_argument("--part", default="all", choices=parts)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--messages", type=int, default=2000)

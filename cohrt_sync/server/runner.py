@@ -463,7 +463,8 @@ async def _join_cluster(config: Config) -> Optional[Backplane]:
         return None
     from .cluster import connect
 
-    return await connect(config.cluster, config.sql_limits())
+    assert config.data_dir is not None
+    return await connect(config.cluster, config.data_dir, config.sql_limits())
 
 
 def _reachable(base_url: str, host: str) -> str:

@@ -169,3 +169,15 @@ def test_provisioning_on_one_node_is_seen_by_the_other(pair: List[Any]) -> None:
     assert [m["data"] for m in Api(a.base_url, FRESH).history_ok(ch)] == [{"n": 1}]
     rows = Api(b.base_url, FRESH).sql_rows("SELECT count(*) AS n FROM realtime_messages")
     assert rows == [{"n": 1}]
+
+
+def test_a_node_with_another_data_dir_refuses_to_start(
+    pair: List[Any], redis_server: RedisServer, tmp_path: Any
+) -> None:
+    from cohrt_sync.server.cluster import ClusterUnavailable
+
+    stray = LocalServer([KEY], data_dir=tmp_path / "elsewhere", cluster=redis_server.url)
+    with pytest.raises(ClusterUnavailable, match="is not the data dir of the cluster"):
+        stray.start()
+    stray.close()
+    assert pair[0].running and pair[1].running

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from . import scripts
@@ -27,6 +28,10 @@ except ImportError:  # pragma: no cover - depends on the install
 #: How long a node waits for Redis to accept a connection, and for an answer (seconds).
 CONNECT_TIMEOUT_S = 1.0
 ANSWER_TIMEOUT_S = 2.0
+
+
+#: A file in the data dir naming the cluster it belongs to.
+DATA_DIR_MARK = "cluster-id"
 
 
 class ClusterUnavailable(Exception):
@@ -50,6 +55,8 @@ class Keys:
         self.nodes = prefix + "nodes"
         #: The cluster's shared secret for node-to-node HTTP.
         self.secret = prefix + "secret"
+        #: The id written in the cluster's data dir (:data:`DATA_DIR_MARK`).
+        self.data_dir = prefix + "data-dir"
 
     def node(self, node: str) -> str:
         """A node's address (hash)."""
@@ -142,6 +149,35 @@ class RedisLink:
             ) from None
         self.up = True
         return str(secret)
+
+    async def check_data_dir(self, data_dir: Path) -> None:
+        """Refuse a data dir other than the cluster's: the nodes must share one.
+
+        The first node writes a random id into the data dir and into Redis;
+        every node checks that the two agree (and adopts the file's when Redis
+        has none, after Redis lost its data).
+
+        :raises ClusterUnavailable: they differ (or Redis can't be reached).
+        """
+        mark = data_dir / DATA_DIR_MARK
+        try:
+            here = mark.read_text(encoding="ascii").strip() if mark.exists() else None
+            stored = await self.client.get(self.keys.data_dir)
+            if stored is None:
+                if here is None:
+                    here = secrets.token_hex(16)
+                    mark.write_text(here + "\n", encoding="ascii")
+                await self.client.set(self.keys.data_dir, here, nx=True)
+                stored = await self.client.get(self.keys.data_dir)
+        except (RedisError, OSError) as e:
+            raise ClusterUnavailable(f"cannot check the data dir against Redis: {e}") from None
+        if stored != here:
+            await self.close()
+            raise ClusterUnavailable(
+                f"{data_dir} is not the data dir of the cluster at {redact_url(self.url)}:"
+                " every node must open the same data dir (docs/cluster.md; for a new cluster"
+                f" on this Redis, delete its key {self.keys.data_dir})"
+            )
 
     async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one of :mod:`.scripts` by name; marks the link down or up."""
