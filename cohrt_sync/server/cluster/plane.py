@@ -403,15 +403,20 @@ class RedisBackplane(Backplane):
                     await self.leases.renew_all()
                     for tenant in list(self._unsent):
                         lease = self.leases.current(tenant)
-                        if lease is not None:
-                            async with self.leases.lock(tenant):
-                                if tenant in self._unsent:
-                                    await self._replay(tenant, lease)
+                        if lease is None:
+                            # Take it back to broadcast them (a replay comes with it),
+                            # unless another node has: then they are in its file only.
+                            if not await self._take(tenant):
+                                self._unsent.pop(tenant, None)
+                            continue
+                        async with self.leases.lock(tenant):
+                            if tenant in self._unsent:
+                                await self._replay(tenant, lease)
                 if self._presence_stale and self._hub is not None:
                     self._presence_stale = False
                     await self.presence.resync(self._hub.users_here(), time.time())
                 await self._reap(int(now_ms))
-            except (RedisError, OSError) as e:
+            except (RedisError, OSError, BackplaneDown) as e:
                 log.debug("cluster heartbeat: Redis unreachable (%s)", e)
             except Exception:  # pragma: no cover - a bug; keep beating
                 log.exception("cluster heartbeat failed")
