@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Dict, List, Optional, Pro
 from .errors import ApiError
 
 if TYPE_CHECKING:
+    from .limits import SharedCounts
     from .pending import Pending
     from .state import StateStore
     from .tenantdb import TenantDB
@@ -77,6 +78,10 @@ class Backplane:
 
     async def announce(self, base_url: str) -> None:
         """Tell the other nodes where this one serves, once it accepts connections."""
+
+    def shared_counts(self) -> Optional[SharedCounts]:
+        """Where the limits count together with other nodes; None: in this process."""
+        return None
 
     def socket_counts(self) -> Dict[str, int]:
         """Open sockets per tenant, as the socket caps count them (here: this process's)."""

@@ -48,10 +48,16 @@ class Core:
         #: The keys this server knows, kept out of its logs (see logfilter).
         self.redactor = Redactor(config.keys)
         self.state = StateStore(data_dir / "server.sqlite3")
-        self.limiter = Limiter(config.tier, self.now, self.state, self._close_paused)
+        self.backplane = backplane if backplane is not None else Backplane()
+        self.limiter = Limiter(
+            config.tier,
+            self.now,
+            self.state,
+            self._close_paused,
+            shared=self.backplane.shared_counts(),
+        )
         #: Charges to the caps, durable before what they count is answered.
         self.usage = Usage(self.state, self.limiter)
-        self.backplane = backplane if backplane is not None else Backplane()
         self.hub = Hub(
             self.db_for,
             backplane=self.backplane,

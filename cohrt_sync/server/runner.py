@@ -161,13 +161,6 @@ class LocalServer:
         # Refuse nonsense limits here, not on the first request.
         self.config.sql_limits()
         self.config.check_tiers()
-        if cluster is not None and (tier != "unlimited" or tiers or accounts):
-            # Per-minute, monthly and lifetime counts are still kept per node:
-            # a cluster would allow N times the tier's numbers.
-            raise ValueError(
-                "cluster mode runs at the unlimited tier only: per-minute, monthly and lifetime"
-                " counts are not shared between nodes yet (docs/cluster.md)"
-            )
         #: The connection limits in force, once started.
         self.limits: Optional[ConnLimits] = None
         self.host = host

@@ -74,10 +74,3 @@ def test_the_redis_password_stays_out_of_the_error() -> None:
     assert done.returncode == 1 and "hunter2secret" not in done.stderr + done.stdout
     assert "redis://***@127.0.0.1:" in done.stderr
 
-
-def test_a_limited_tier_is_refused_rather_than_counted_per_node() -> None:
-    url = "redis://127.0.0.1:6379/0"
-    done = _run(serve_command("--port", "0", "--cluster", url, "--tier", "free"))
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cluster mode runs at the unlimited tier only" in lines[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Dict, List
+from typing import TYPE_CHECKING, Any, Callable, Dict
 
 from .counts import SocketCounts
 from .forward import Forwarder
@@ -35,7 +35,7 @@ class BusReader:
     :param forwarder: holds this node's socket publishes awaiting their answer.
     :param counts: the cluster's socket counts, told other nodes' changes.
     :param on_lost: the subscription broke (messages may have been missed).
-    :param on_tenants: another node changed these tenants' settings.
+    :param on_tenant: another node changed this tenant's settings.
     :param on_gone: another node reaped this one.
     """
 
@@ -48,7 +48,7 @@ class BusReader:
         counts: SocketCounts,
         *,
         on_lost: Callable[[], None],
-        on_tenants: Callable[[List[str]], None],
+        on_tenant: Callable[[str], object],
         on_gone: Callable[[str], None],
     ) -> None:
         self.link = link
@@ -57,7 +57,7 @@ class BusReader:
         self.forwarder = forwarder
         self.counts = counts
         self._on_lost = on_lost
-        self._on_tenants = on_tenants
+        self._on_tenant = on_tenant
         self._on_gone = on_gone
 
     async def run(self) -> None:
@@ -117,7 +117,8 @@ class BusReader:
         if origin == self.node:
             return
         if kind == "tenant":
-            self._on_tenants(list(event.get("t", [])))
+            for tenant_id in event.get("t", []):
+                self._on_tenant(tenant_id)
         elif kind == "sockets":
             self.counts.set_remote(event["t"], event["n"], int(event["c"]))
         elif kind == "gone":

@@ -28,6 +28,7 @@ from .forward import Forwarder, OwnerGone, RemoteTenantDB
 from .leases import RENEW_EVERY_S, Lease, LeaseBook, StaleToken
 from .link import RedisError, RedisLink
 from .presence import ClusterPresence, entry_of
+from .tally import RedisCounts
 
 if TYPE_CHECKING:
     from ..backplane import Socket, Sockets
@@ -62,6 +63,7 @@ class RedisBackplane(Backplane):
         self.presence = ClusterPresence(link, self.node)
         self.forwarder = Forwarder(self.node, secret)
         self.counts = SocketCounts(self._count_changed)
+        self.tally = RedisCounts(link.url, self.node, lambda: self.link.up)
         self.sql_limits = sql_limits
         #: tenant → the node last seen owning it (dropped when it fails to answer).
         self.owners: Dict[str, str] = {}
@@ -86,7 +88,7 @@ class RedisBackplane(Backplane):
         state.on_saved = self._tenants_saved
         bus = BusReader(
             self.link, self.node, hub, self.forwarder, self.counts,
-            on_lost=self._bus_lost, on_tenants=self._reload_tenants, on_gone=self._forget_node,
+            on_lost=self._bus_lost, on_tenant=state.reload, on_gone=self._forget_node,
         )  # fmt: skip
         self._tasks = [asyncio.ensure_future(bus.run()), asyncio.ensure_future(self._heartbeat())]
 
@@ -107,9 +109,13 @@ class RedisBackplane(Backplane):
             log.warning("cluster node %s: could not leave cleanly (%s)", self.node, e)
         await self.forwarder.close()
         await self.link.close()
+        self.tally.close()
 
     def socket_counts(self) -> Dict[str, int]:
         return self.counts
+
+    def shared_counts(self) -> RedisCounts:  # the limits' per-minute, monthly, lifetime
+        return self.tally
 
     # -- presence -----------------------------------------------------------------
     async def join(
@@ -339,11 +345,6 @@ class RedisBackplane(Backplane):
         # Missed messages can't be had again: what this node holds in Redis is
         # checked once it is back (see _heartbeat).
         self._presence_stale = True
-
-    def _reload_tenants(self, tenant_ids: List[str]) -> None:
-        if self._state is not None:
-            for tenant_id in tenant_ids:
-                self._state.reload(tenant_id)
 
     def _forget_node(self, node: str) -> None:
         self.counts.forget_node(node)
