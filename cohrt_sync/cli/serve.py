@@ -17,7 +17,7 @@ from .._signals import SignalReceived, raise_on_signals
 def serve(args: argparse.Namespace) -> int:
     try:
         from ..server import TIERS, LocalServer
-        from ..server.cluster import ClusterUnavailable, redact_url
+        from ..server.cluster.checks import ClusterUnavailable, redact_url
     except ImportError as e:  # pragma: no cover - depends on the install
         print(
             f"cohrt-sync serve needs the server extra: pip install 'cohrt-sync[server]' ({e})",

@@ -177,7 +177,12 @@ class Core:
         """The tenant's database file opened by this process; None if not provisioned."""
         db = self.dbs.get(tenant_id)
         if db is not None:
-            return db
+            if not self.backplane.clustered or db.same_file():
+                return db
+            # Another node deleted the file (DELETE /api/resources/database):
+            # writing on through this handle would write to nowhere.
+            del self.dbs[tenant_id]
+            await asyncio.get_running_loop().run_in_executor(None, db.close)
         tenant = self.state.tenants.get(tenant_id)
         if tenant is None or not tenant.database:
             return None

@@ -278,11 +278,8 @@ class Hub:
 
     def users_here(self) -> Dict[Tuple[str, str, str], Optional[str]]:
         """(tenant, channel, user) → name of every user with a socket here."""
-        return {
-            (tenant, channel, user): entry[1]
-            for (tenant, channel), state in self.channels.items()
-            for user, entry in state.users.items()
-        }
+        pairs = ((key, state.users) for key, state in self.channels.items())
+        return {(*key, user): entry[1] for key, users in pairs for user, entry in users.items()}
 
     def to_channel(
         self, tenant_id: str, channel: str, text: str, skip: Optional[int] = None
@@ -366,8 +363,6 @@ class Hub:
                     p.error = "Failed to record usage: the tenant has no database"
             else:
                 await self._persist(db, to_write, live_counted)
-        for p in batch:
-            p.encode(self.live_ids)
         await self.backplane.broadcast(tenant_id, batch)
         for p in batch:
             self.finish(tenant_id, p)
@@ -408,6 +403,8 @@ class Hub:
             elif p.future is not None and not p.future.done():
                 p.future.set_exception(PersistError(p.error))
             return
+        if p.ack is None:
+            p.encode(self.live_ids)  # here, one at a time, unless a broadcast needed it
         if p.sender is not None and p.ack is not None:
             p.sender.send(p.ack)
         if p.future is not None and not p.future.done():
@@ -422,6 +419,7 @@ class Hub:
             p.future.set_result(result)
         if p.frame is not None:
             self.fan_out(tenant_id, p.channel, p.frame, p.id)
+            p.frame = None  # the sockets' queues hold it now, and only they
 
     def fan_out(self, tenant_id: str, channel: str, frame: str, id_: Optional[int]) -> None:
         """Send a live frame to the channel's sockets here, unless its id was delivered."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 from typing import Any, Dict, List, Optional, Protocol, Tuple
 
 import attrs
@@ -44,6 +45,17 @@ class Pending:
     #: Its live frame and its ack, encoded once when it is sequenced.
     frame: Optional[str] = None
     ack: Optional[str] = None
+
+    @classmethod
+    def stored(cls, row: Tuple[int, str, str, str, int]) -> Optional[Pending]:
+        """A stored row (id, channel, event, data, ms) to broadcast again; None if
+        its data is not the JSON a publish stores (direct SQL wrote it)."""
+        id_, channel, event, data, created = row
+        try:
+            json.loads(data)  # a BLOB fails here too
+        except (TypeError, ValueError, RecursionError):
+            return None
+        return cls(channel, event, data, True, int(created), id=id_)
 
     def encode(self, live_ids: bool) -> None:
         """Build the ack and live frame, once for every socket and node.

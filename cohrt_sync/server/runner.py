@@ -264,7 +264,7 @@ class LocalServer:
         self._core = core
         app = build_app(core)
         if core.backplane.clustered:
-            from .cluster import add_routes
+            from .cluster.routes import add_routes
 
             add_routes(app.router)
         runner = GuardedRunner(
@@ -445,7 +445,7 @@ class LocalServer:
 def _check_cluster(url: Optional[str]) -> Optional[str]:
     if url is None:
         return None
-    from .cluster.link import check_url
+    from .cluster.checks import check_url
 
     return check_url(url)
 

@@ -9,6 +9,7 @@ on its connection (temp objects, cached statements) reaches the server's.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -109,8 +110,18 @@ class TenantDB(SqliteWorker):
         #: Runs inside every write transaction on this file, after its lock is
         #: taken, and raises to refuse it: a cluster's fence (see docs/cluster.md).
         self.write_guard: Optional[Callable[[sqlite3.Connection], None]] = None
+        #: The file's inode once opened (see :meth:`same_file`).
+        self._inode: Optional[int] = None
+
+    def same_file(self) -> bool:
+        """Whether :attr:`path` is still the file this opened (not deleted or replaced)."""
+        try:
+            return self._inode is None or os.stat(self.path).st_ino == self._inode
+        except FileNotFoundError:
+            return False
 
     def _setup(self, conn: sqlite3.Connection) -> None:
+        self._inode = os.stat(self.path).st_ino
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         self._pages = max(1, self.limits.max_db_size // page_size)
         directsql.tune(conn, self._pages, self._max_row)

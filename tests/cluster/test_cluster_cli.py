@@ -18,9 +18,11 @@ sys.exit(main(["serve", "--port", "0", "--cluster", "redis://127.0.0.1:6379/0"])
 
 SNIPPET_ALONE = """
 import sys
+from cohrt_sync.cli import main
 from cohrt_sync.server import LocalServer
 with LocalServer(provision=True) as srv:
     pass
+assert main(["serve", "--port", "0", "--cluster", "not-redis"]) == 2  # the CLI's own imports
 assert not any(m == "redis" or m.startswith("redis.") for m in sys.modules), "redis imported"
 """
 

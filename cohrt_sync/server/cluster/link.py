@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from . import scripts
+from .checks import ClusterUnavailable, missing_extra, redact_url
 
 try:  # the [cluster] extra
     import redis.asyncio as aioredis
@@ -32,16 +33,6 @@ ANSWER_TIMEOUT_S = 2.0
 
 #: A file in the data dir naming the cluster it belongs to.
 DATA_DIR_MARK = "cluster-id"
-
-
-class ClusterUnavailable(Exception):
-    """Cluster mode can't start: the extra is missing or Redis can't be reached."""
-
-
-def _missing_extra() -> ClusterUnavailable:
-    return ClusterUnavailable(
-        "cluster mode needs the cluster extra: pip install 'cohrt-sync[cluster]'"
-    )
 
 
 class Keys:
@@ -107,7 +98,7 @@ class RedisLink:
 
     def __init__(self, url: str) -> None:
         if aioredis is None:
-            raise _missing_extra()
+            raise missing_extra()
         self.url = url
         self.keys = Keys()
         # Fail fast: a node that can't reach Redis refuses writes (503) rather
@@ -213,41 +204,10 @@ def _is_link_error(e: Exception) -> bool:
     return isinstance(e, (RedisConnectionError, RedisTimeoutError))
 
 
-def redact_url(url: str) -> str:
-    """``url`` without a password (redis://:secret@host → redis://***@host)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
-
-
-def check_url(url: str) -> str:
-    """Refuse a cluster URL Redis can't take, in one line naming the forms it can.
-
-    :raises ClusterUnavailable: the [cluster] extra is not installed.
-    """
-    if aioredis is None:
-        raise _missing_extra()
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(
-            f"cluster must be a Redis URL such as redis://127.0.0.1:6379/0, not {url!r}"
-        )
-    return url
-
-
 def flat_pairs(flat: Optional[List[Any]]) -> List[Any]:
     """HGETALL's answer inside a script (a flat list) as ``[(field, value), ...]``."""
     flat = flat or []
     return list(zip(flat[0::2], flat[1::2]))
 
 
-__all__ = [
-    "ANSWER_TIMEOUT_S",
-    "ClusterUnavailable",
-    "Keys",
-    "RedisError",
-    "RedisLink",
-    "check_url",
-    "flat_pairs",
-    "redact_url",
-]
+__all__ = ["ANSWER_TIMEOUT_S", "DATA_DIR_MARK", "Keys", "RedisError", "RedisLink", "flat_pairs"]

@@ -11,7 +11,6 @@ presence back into Redis when Redis lost it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import sqlite3
@@ -234,9 +233,11 @@ class RedisBackplane(Backplane):
         return url
 
     async def broadcast(self, tenant_id: str, batch: List[Pending]) -> None:
+        assert self._hub is not None
         items: List[Any] = []
         newest = 0
         for p in batch:
+            p.encode(self._hub.live_ids)
             reply = list(p.reply_to) if p.reply_to is not None else [None, None]
             if p.error is not None:
                 if p.reply_to is not None:
@@ -293,14 +294,10 @@ class RedisBackplane(Backplane):
                 rows = await db.call(db.messages_after, after, REPLAY_PAGE)
                 if not rows:
                     break
-                batch = []
-                for id_, channel, event, data, created in rows:
-                    after = id_
-                    if not _is_json(data):
-                        continue
-                    p = Pending(channel, event, data, True, int(created), id=id_)
+                after = rows[-1][0]
+                batch = [p for p in map(Pending.stored, rows) if p is not None]
+                for p in batch:
                     p.encode(self._hub.live_ids)
-                    batch.append(p)
                 items = [[p.channel, p.frame, p.id, None, None, None, 0] for p in batch]
                 if batch and not await self._publish(tenant, items, after, lease):
                     return  # still unsent: tried again before the next publish
@@ -320,24 +317,30 @@ class RedisBackplane(Backplane):
         tenant = self._state.tenants.get(tenant_id)
         if tenant is None or not tenant.database:
             return None
-        if await self.sequences_here(tenant_id):
-            return await open_local(tenant_id)
-        try:
-            url = await self._url_of(self.owners[tenant_id])
-        except OwnerGone:
-            url = ""  # the first call relocates
-        except (RedisError, OSError):
-            raise BackplaneDown(REDIS_DOWN) from None
+
+        async def here_or_owner() -> Any:
+            # The local file, fenced (a file opened anew too), or the owner's URL.
+            if await self.sequences_here(tenant_id):
+                db = await open_local(tenant_id)
+                lease = self.leases.current(tenant_id)
+                if db is not None and lease is not None:
+                    db.write_guard = lease.guard
+                return db
+            try:
+                return await self._url_of(self.owners[tenant_id]) + "/_cluster/db"
+            except OwnerGone:
+                return ""  # the first call looks again
+            except (RedisError, OSError):
+                raise BackplaneDown(REDIS_DOWN) from None
 
         async def relocate() -> Any:
             self.owners.pop(tenant_id, None)
-            if await self.sequences_here(tenant_id):
-                return await open_local(tenant_id)
-            return await self._url_of(self.owners[tenant_id]) + "/_cluster/db"
+            return await here_or_owner()
 
-        remote = RemoteTenantDB(
-            self.forwarder, url + "/_cluster/db", tenant_id, self.sql_limits, relocate
-        )
+        target = await here_or_owner()
+        if not isinstance(target, str):
+            return cast("Optional[TenantDB]", target)
+        remote = RemoteTenantDB(self.forwarder, target, tenant_id, self.sql_limits, relocate)
         return cast("TenantDB", remote)
 
     # -- what other nodes say --------------------------------------------------------------
@@ -435,14 +438,6 @@ class RedisBackplane(Backplane):
             await self.presence.bury(node, now_ms / 1000)
             self._forget_node(node)
             self._control({"k": "gone", "n": node})
-
-
-def _is_json(text: Any) -> bool:
-    try:
-        json.loads(text)
-        return isinstance(text, str)
-    except (TypeError, ValueError, RecursionError):
-        return False
 
 
 __all__ = ["RedisBackplane"]
