@@ -107,3 +107,17 @@ def test_tokens_go_on_above_the_files_after_redis_lost_its_counter(
         await book.link.close()
 
     asyncio.run(scenario())
+
+
+def test_taking_a_lease_this_node_still_holds_extends_it(redis_server: Any) -> None:
+    async def scenario() -> None:
+        book, lease = await _owner(redis_server.url, "node-a", "t_w")
+        key = book.link.keys.lease("t_w")
+        await book.link.client.pexpire(key, 200)  # its renewals failed for a while
+        holder, again = await book.acquire("t_w")
+        assert holder == "node-a" and again is not None and again.token == lease.token
+        # The node counts the lease from now on: so must Redis.
+        assert await book.link.client.pttl(key) > 2000
+        await book.link.close()
+
+    asyncio.run(scenario())

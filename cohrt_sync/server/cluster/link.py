@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
@@ -152,12 +153,11 @@ class RedisLink:
         """
         mark = data_dir / DATA_DIR_MARK
         try:
-            here = mark.read_text(encoding="ascii").strip() if mark.exists() else None
+            here = _read_mark(mark)
             stored = await self.client.get(self.keys.data_dir)
             if stored is None:
                 if here is None:
-                    here = secrets.token_hex(16)
-                    mark.write_text(here + "\n", encoding="ascii")
+                    here = _write_mark(mark)
                 await self.client.set(self.keys.data_dir, here, nx=True)
                 stored = await self.client.get(self.keys.data_dir)
         except (RedisError, OSError) as e:
@@ -202,6 +202,32 @@ def _is_link_error(e: Exception) -> bool:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     return isinstance(e, (RedisConnectionError, RedisTimeoutError))
+
+
+def _read_mark(mark: Path) -> Optional[str]:
+    """The data dir's cluster id, or None if it has none yet."""
+    for _ in range(100):
+        try:
+            text = mark.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return None
+        if text:
+            return text
+        time.sleep(0.01)  # another node is writing it this instant
+    return None
+
+
+def _write_mark(mark: Path) -> str:
+    """Give the data dir a cluster id, unless another node just did; the id it has."""
+    try:
+        with open(mark, "x", encoding="ascii") as f:  # one node wins, the others read
+            f.write(secrets.token_hex(16) + "\n")
+    except FileExistsError:
+        pass
+    here = _read_mark(mark)
+    if here is None:
+        raise OSError(f"{mark} is empty")
+    return here
 
 
 def flat_pairs(flat: Optional[List[Any]]) -> List[Any]:

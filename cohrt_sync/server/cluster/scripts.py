@@ -8,10 +8,16 @@ that is what makes one owner per tenant, one ``join`` per user and one
 from __future__ import annotations
 
 #: KEYS: lease, fence counter. ARGV: node, ttl ms.
-#: The holder's "node|token", taking the lease with the next token if it is free.
+#: The holder's "node|token", taking the lease with the next token if it is free
+#: (and extending it if this node holds it already: the caller counts from now).
 ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
+if cur then
+  if string.sub(cur, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '|' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+  return cur
+end
 local token = redis.call('INCR', KEYS[2])
 local value = ARGV[1] .. '|' .. token
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
