@@ -16,6 +16,7 @@ from .._signals import SignalReceived, raise_on_signals, sleep_until_signal
 def serve(args: argparse.Namespace) -> int:
     try:
         from ..server import TIERS, LocalServer
+        from ..server.cluster.checks import ClusterUnavailable, redact_url
     except ImportError as e:  # pragma: no cover - depends on the install
         print(
             f"cohrt-sync serve needs the server extra: pip install 'cohrt-sync[server]' ({e})",
@@ -33,7 +34,41 @@ def serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    server = LocalServer(
+    try:
+        server = _make_server(LocalServer, args, keys, tiers, accounts)
+    except (ValueError, ClusterUnavailable) as e:
+        print(f"cohrt-sync serve: {e}", file=sys.stderr)
+        return 2
+    # Tests move a child server's clock with the hidden --clock-offset, as
+    # LocalServer.advance_clock does in process, so none waits out real time.
+    server.advance_clock(args.clock_offset)
+    with raise_on_signals((signal.SIGTERM, signal.SIGINT), only_default=False):
+        try:
+            server.start()
+        except OSError as e:
+            print(f"cohrt-sync serve: {_bind_failure(args.host, args.port, e)}", file=sys.stderr)
+            return 1
+        except ClusterUnavailable as e:
+            print(f"cohrt-sync serve: {e}", file=sys.stderr)
+            return 1
+        try:
+            _announce(server, args)
+            if args.cluster:
+                print(f"cluster node on {redact_url(args.cluster)}", flush=True)
+            sleep_until_signal()
+        except SignalReceived:
+            pass
+        finally:
+            print("stopping…", file=sys.stderr, flush=True)
+            server.close()
+    return 0
+
+
+def _make_server(
+    cls: Any, args: argparse.Namespace, keys: Any, tiers: Any, accounts: Any
+) -> Any:
+    """The server the flags describe (ValueError: a flag's value can't work)."""
+    return cls(
         keys=keys + [k for ks in accounts.values() for k in ks if k not in keys],
         tiers=tiers,
         accounts=accounts,
@@ -45,26 +80,9 @@ def serve(args: argparse.Namespace) -> int:
         max_payload=args.max_payload,
         live_ids=not args.no_live_ids,
         rtk_delay_ms=args.rtk_delay_ms,
+        cluster=args.cluster,
         **{name: getattr(args, name) for _, flags in LIMIT_FLAGS for name, *_ in flags},
     )
-    # Tests move a child server's clock with the hidden --clock-offset, as
-    # LocalServer.advance_clock does in process, so none waits out real time.
-    server.advance_clock(args.clock_offset)
-    with raise_on_signals((signal.SIGTERM, signal.SIGINT), only_default=False):
-        try:
-            server.start()
-        except OSError as e:
-            print(f"cohrt-sync serve: {_bind_failure(args.host, args.port, e)}", file=sys.stderr)
-            return 1
-        try:
-            _announce(server, args)
-            sleep_until_signal()
-        except SignalReceived:
-            pass
-        finally:
-            print("stopping…", file=sys.stderr, flush=True)
-            server.close()
-    return 0
 
 
 def _bind_failure(host: str, port: int, error: OSError) -> str:
@@ -239,6 +257,12 @@ def add_server_commands(sub: Any, formatter: Any) -> None:
         default="warning",
         choices=["debug", "info", "warning", "error"],
         help="what to log on stderr (default warning; info adds the access log)",
+    )
+    cmd_serve.add_argument(
+        "--cluster",
+        metavar="REDIS_URL",
+        help="serve as one node of a cluster on this Redis (redis://HOST:PORT/DB);"
+        " every node gets the same URL and --data-dir (docs/cluster.md)",
     )
     cmd_serve.add_argument(
         "--no-live-ids",

@@ -50,6 +50,8 @@ class Config:
     max_head_bytes: int = 32 << 10
     socket_queue_bytes: int = 4 << 20
     total_queue_bytes: int = 128 << 20
+    #: Redis URL of the cluster this server is a node of (docs/cluster.md); None: alone.
+    cluster: Optional[str] = None
 
     def check_tiers(self) -> None:
         """Refuse an unknown tier, or a key of ``tiers``/``accounts`` not in ``keys``."""

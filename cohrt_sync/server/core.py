@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .._redact import Redactor
 from . import tokens
+from .backplane import Backplane
 from .config import Config
 from .connlimits import ConnLimits
 from .errors import ApiError
@@ -36,20 +37,31 @@ class Core:
 
     :param config: the server's settings.
     :param data_dir: where ``server.sqlite3`` and the tenant databases live.
+    :param backplane: the other nodes of a cluster (:mod:`.backplane`); none by default.
     """
 
-    def __init__(self, config: Config, data_dir: Path) -> None:
+    def __init__(
+        self, config: Config, data_dir: Path, backplane: Optional[Backplane] = None
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
         self.clock_offset = 0.0
         #: The keys this server knows, kept out of its logs (see logfilter).
         self.redactor = Redactor(config.keys)
         self.state = StateStore(data_dir / "server.sqlite3")
-        self.limiter = Limiter(config.tier, self.now, self.state, self._close_paused)
+        self.backplane = backplane if backplane is not None else Backplane()
+        self.limiter = Limiter(
+            config.tier,
+            self.now,
+            self.state,
+            self._close_paused,
+            shared=self.backplane.shared_counts(),
+        )
         #: Charges to the caps, durable before what they count is answered.
         self.usage = Usage(self.state, self.limiter)
         self.hub = Hub(
             self.db_for,
+            backplane=self.backplane,
             live_ids=config.live_ids,
             batch_commits=config.batch_commits,
             socket_queue_bytes=config.socket_queue_bytes,
@@ -60,6 +72,8 @@ class Core:
             self.now,
             max_user_sockets=config.max_user_sockets,
             user_socket_opens=config.user_socket_opens,
+            # A cluster's tenant caps count every node's sockets.
+            per_tenant=self.backplane.socket_counts(),
         )
         #: Set by the runner from the fd limit (see connlimits.resolve_limits).
         self.conn_limits: Optional[ConnLimits] = None
@@ -127,6 +141,7 @@ class Core:
     async def startup(self) -> None:
         """Provision the keys' tenants if the config asks and open provisioned
         databases."""
+        self.backplane.start(self.hub, self.state, self.local_db)
         if self.config.provision:
             for key in self.config.keys:
                 tenant = self.state.by_key(key)
@@ -163,6 +178,7 @@ class Core:
             *(close_quietly(c, 1001, "server shutting down") for c in self.hub.conns())
         )
         await self.usage.close()
+        await self.backplane.close()
         loop = asyncio.get_running_loop()
         for db in list(self.dbs.values()):
             await loop.run_in_executor(None, db.close)
@@ -170,10 +186,22 @@ class Core:
         await loop.run_in_executor(None, self.state.close)
 
     async def db_for(self, tenant_id: str) -> Optional[TenantDB]:
-        """The tenant's database, opened on first use; None if not provisioned."""
+        """The tenant's database, opened on first use; None if not provisioned.
+
+        In a cluster, the owner node's (see :meth:`.Backplane.database`).
+        """
+        return await self.backplane.database(tenant_id, self.local_db)
+
+    async def local_db(self, tenant_id: str) -> Optional[TenantDB]:
+        """The tenant's database file opened by this process; None if not provisioned."""
         db = self.dbs.get(tenant_id)
         if db is not None:
-            return db
+            if not self.backplane.clustered or db.same_file():
+                return db
+            # Another node deleted the file (DELETE /api/resources/database):
+            # writing on through this handle would write to nowhere.
+            del self.dbs[tenant_id]
+            await asyncio.get_running_loop().run_in_executor(None, db.close)
         tenant = self.state.tenants.get(tenant_id)
         if tenant is None or not tenant.database:
             return None
@@ -319,7 +347,7 @@ class Core:
             # No table (realtime deleted, or not yet provisioned): nothing stored.
             return None
         if ack is not None and not self.config.live_ids:
-            ack.pop("id", None)  # as the first answer was (Hub._finish)
+            ack.pop("id", None)  # as the first answer was (Hub.finish)
         return ack
 
 

@@ -9,11 +9,12 @@ well as running the query.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any, Callable, Iterator, List, Sequence
 
 import attrs
 
@@ -152,6 +153,36 @@ def open_sql_connection(
     _setlimit(conn, "SQLITE_LIMIT_VARIABLE_NUMBER", limits.max_params)
     conn.set_authorizer(policy.authorize)
     return conn
+
+
+@contextlib.contextmanager
+def guarded(
+    conn: sqlite3.Connection, policy: SqlPolicy, guard: Callable[[sqlite3.Connection], None]
+) -> Iterator[None]:
+    """Run the block's statement in a write transaction that ``guard`` checked first.
+
+    The policy refuses transaction control and the server's own tables to
+    the tenant, not to the server: it is lifted only around the server's
+    statements here, never while the tenant's runs.
+    """
+    conn.set_authorizer(_allow_all)  # None lifts it only from Python 3.11
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        guard(conn)
+        conn.set_authorizer(policy.authorize)
+        yield
+        conn.set_authorizer(_allow_all)
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+    finally:
+        conn.set_authorizer(_allow_all)
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.set_authorizer(policy.authorize)
+
+
+def _allow_all(*_: Any) -> int:
+    return sqlite3.SQLITE_OK
 
 
 def check_statement(query: str, params: Sequence[Any], limits: SqlLimits) -> None:

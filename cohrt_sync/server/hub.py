@@ -6,13 +6,15 @@ while the previous batch was committing, writes all persisted rows of the new
 batch in one transaction, and only then acknowledges and broadcasts, in queue
 order. That gives: ack after commit, broadcast order == id order, one reply
 per inbound frame in the order the frames came (so clients may correlate
-acks FIFO), and many messages per fsync under load.
+acks FIFO), and many messages per fsync under load. In a cluster only the
+tenant's owner node sequences; the others forward (:mod:`.backplane`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 from typing import (
     TYPE_CHECKING,
@@ -33,7 +35,9 @@ from aiohttp import web
 
 from ._json import dumps
 from ._time import iso_utc
+from .backplane import Backplane, BackplaneDown
 from .outbox import SLOW_CLOSE_CODE, Budget, OutFrame, close_or_abort
+from .pending import Pending, PersistError, ShuttingDown, counts
 
 if TYPE_CHECKING:
     from .tenantdb import TenantDB
@@ -42,6 +46,9 @@ log = logging.getLogger("cohrt_sync.server")
 
 #: Most rows written in one transaction.
 MAX_BATCH = 1_000
+
+#: Numbers this process's sockets (a forwarded publish names its socket by it).
+_conn_ids = itertools.count(1)
 
 
 @attrs.define(eq=False)
@@ -67,6 +74,7 @@ class Conn:
     writer: Optional[asyncio.Task[None]] = None
     closer: Optional[asyncio.Task[None]] = None
     closed: bool = False
+    id: int = attrs.field(factory=lambda: next(_conn_ids))
     #: (code, reason) to close with once :attr:`out` is sent (:meth:`close_when_sent`).
     close_after: Optional[Tuple[int, str]] = None
 
@@ -79,6 +87,15 @@ class Conn:
         self.out.append(frame)
         if self.budget is not None:
             self.budget.held(self, frame)
+        self.wakeup.set()
+
+    def greet(self, *texts: str) -> None:
+        """Queue ``texts`` ahead of every frame already queued (the greeting comes first)."""
+        for text in reversed(texts):
+            frame = OutFrame(text)
+            self.out.appendleft(frame)
+            if self.budget is not None:
+                self.budget.held(self, frame)
         self.wakeup.set()
 
     def release(self) -> None:
@@ -160,38 +177,6 @@ class ChannelState:
         return [{"id": uid, "name": entry[1]} for uid, entry in self.users.items()]
 
 
-@attrs.define(eq=False)
-class Pending:
-    """A publish waiting for its turn: persisted, acknowledged and broadcast in order."""
-
-    channel: str
-    event: str
-    data_json: str
-    persist: bool
-    created_at_ms: int
-    #: The socket to answer on, or None for HTTP (which awaits ``future``).
-    sender: Optional[Conn] = None
-    future: Optional[asyncio.Future[Dict[str, Any]]] = None
-    #: A refusal decided before queueing, answered in order with the others.
-    error: Optional[str] = None
-    id: Optional[int] = None
-    #: Stored with the row, in its transaction, so a retry after a restart replays.
-    idempotency_key: Optional[str] = None
-    #: Usage buckets the publish is counted in, in the transaction that
-    #: stores the batch (see :mod:`.usage`); empty when the tier keeps no count.
-    counts: Tuple[str, ...] = ()
-    #: Not a publish but a barrier (:meth:`Hub.after_queued`): called in its turn.
-    on_turn: Optional[Callable[[], None]] = None
-
-
-class PersistError(Exception):
-    """A persisted publish could not be written; nothing was broadcast."""
-
-
-class ShuttingDown(Exception):
-    """The server is stopping and takes no more publishes."""
-
-
 class Hub:
     """Channels and sockets of every tenant, and each tenant's sequencer.
 
@@ -200,6 +185,7 @@ class Hub:
     :param batch_commits: False writes one transaction per message (benchmarks).
     :param socket_queue_bytes: most bytes queued for one socket (see :mod:`.outbox`).
     :param total_queue_bytes: most bytes queued for all sockets together.
+    :param backplane: the rest of the service (:mod:`.backplane`); this process alone by default.
     """
 
     def __init__(
@@ -210,19 +196,24 @@ class Hub:
         batch_commits: bool = True,
         socket_queue_bytes: int = 4 << 20,
         total_queue_bytes: int = 128 << 20,
+        backplane: Optional[Backplane] = None,
     ) -> None:
         self._db_for = db_for
         self.budget = Budget(socket_queue_bytes, total_queue_bytes)
         self.live_ids = live_ids
         self.batch_commits = batch_commits
+        self.backplane = backplane if backplane is not None else Backplane()
         self.channels: Dict[Tuple[str, str], ChannelState] = {}
+        #: Per tenant, the newest message id delivered here: with several nodes
+        #: a message can come twice (a stale owner's late broadcast), never back.
+        self.delivered: Dict[str, int] = {}
         self._queues: Dict[str, Deque[Pending]] = {}
         self._wakeups: Dict[str, asyncio.Event] = {}
         self._tasks: Dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
     # -- sockets and presence -------------------------------------------------
-    def open(self, conn: Conn) -> None:
+    async def open(self, conn: Conn) -> None:
         """Register ``conn``: greet it, then tell the others if its user is new."""
         key = (conn.tenant_id, conn.channel)
         conn.budget = self.budget
@@ -230,23 +221,27 @@ class Hub:
         if state is None:
             state = self.channels[key] = ChannelState()
         entry = state.users.get(conn.user_id)
-        is_new_user = entry is None
         if entry is None:
             state.users[conn.user_id] = [1, conn.name]
         else:
             entry[0] += 1
-        conn.send(dumps({"action": "connected", "event": "connected", "channel": conn.channel}))
-        conn.send(
+        # Joined before presence is asked for: whatever is published from here
+        # on queues behind the greeting, so nothing falls between the two.
+        others = list(state.conns)
+        state.conns.add(conn)
+        presence, announce = await self.backplane.join(conn, entry is None, state.presence())
+        conn.greet(
+            dumps({"action": "connected", "event": "connected", "channel": conn.channel}),
             dumps(
                 {
                     "action": "subscribed",
                     "event": "subscribed",
                     "channel": conn.channel,
-                    "presence": state.presence(),
+                    "presence": presence,
                 }
-            )
+            ),
         )
-        if is_new_user:
+        if announce:
             frame = OutFrame(
                 dumps(
                     {
@@ -257,11 +252,8 @@ class Hub:
                     }
                 )
             )
-            for other in state.conns:
+            for other in others:
                 other.send(frame)
-        # Joined after the greeting is queued, in the same tick: nothing
-        # published can reach this socket before its `subscribed` frame.
-        state.conns.add(conn)
         conn.writer = asyncio.ensure_future(conn.write_loop())
 
     async def close(self, conn: Conn, now: float) -> None:
@@ -270,12 +262,18 @@ class Hub:
         state = self.channels.get(key)
         if state is not None and conn in state.conns:
             state.conns.discard(conn)
+            if not state.conns:
+                del self.channels[key]
             entry = state.users.get(conn.user_id)
             if entry is not None:
                 entry[0] -= 1
-                if entry[0] <= 0:
+                last_here = entry[0] <= 0
+                if last_here:
                     del state.users[conn.user_id]
-                    frame = OutFrame(
+                if await self.backplane.leave(conn, last_here, entry[1], now):
+                    self.to_channel(
+                        conn.tenant_id,
+                        conn.channel,
                         dumps(
                             {
                                 "action": "leave",
@@ -284,12 +282,8 @@ class Hub:
                                 "user": {"id": conn.user_id, "name": entry[1]},
                                 "last_seen": iso_utc(now),
                             }
-                        )
+                        ),
                     )
-                    for other in state.conns:
-                        other.send(frame)
-            if not state.conns:
-                del self.channels[key]
         conn.closed = True
         conn.wakeup.set()
         if conn.writer is not None:
@@ -298,6 +292,23 @@ class Hub:
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 conn.writer.cancel()
         conn.release()
+
+    def users_here(self) -> Dict[Tuple[str, str, str], Optional[str]]:
+        """(tenant, channel, user) → name of every user with a socket here."""
+        pairs = ((key, state.users) for key, state in self.channels.items())
+        return {(*key, user): entry[1] for key, users in pairs for user, entry in users.items()}
+
+    def to_channel(
+        self, tenant_id: str, channel: str, text: str, skip: Optional[int] = None
+    ) -> None:
+        """Send ``text`` to every socket of ``channel`` here, but the one numbered ``skip``."""
+        state = self.channels.get((tenant_id, channel))
+        if state is None:
+            return
+        frame = OutFrame(text)
+        for conn in state.conns:
+            if conn.id != skip:
+                conn.send(frame)
 
     def conns(
         self, channel: Optional[str] = None, tenant_id: Optional[str] = None
@@ -345,7 +356,41 @@ class Hub:
                     if p.future is not None and not p.future.done():
                         p.future.set_exception(PersistError("internal error"))
 
+    def after_queued(self, tenant_id: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once everything the tenant queued before it is answered.
+
+        :raises ShuttingDown: as :meth:`submit`.
+        """
+        self.submit(tenant_id, Pending("", "", "", False, 0, on_turn=callback))
+
     async def _process(self, tenant_id: str, batch: List[Pending]) -> None:
+        # Barriers are this node's own: never forwarded, stored or broadcast;
+        # each runs once every publish of its batch is answered.
+        barriers = [p for p in batch if p.on_turn is not None]
+        if barriers:
+            batch = [p for p in batch if p.on_turn is None]
+        try:
+            await self._sequence_batch(tenant_id, batch)
+        finally:
+            for p in barriers:
+                assert p.on_turn is not None
+                p.on_turn()
+
+    async def _sequence_batch(self, tenant_id: str, batch: List[Pending]) -> None:
+        if not batch:
+            return
+        try:
+            if not await self.backplane.sequences_here(tenant_id):
+                batch = await self.backplane.forward(tenant_id, batch)
+                if not batch:
+                    return
+        except BackplaneDown as e:
+            for p in batch:
+                if p.future is not None and not p.future.done():
+                    p.future.set_exception(e)
+                p.error = p.error or f"Failed to publish: {e.message}"
+                self.finish(tenant_id, p)
+            return
         to_write = [p for p in batch if p.persist and p.error is None]
         live_counted = [p for p in batch if not p.persist and p.counts and p.error is None]
         if to_write or live_counted:
@@ -357,8 +402,9 @@ class Hub:
                     p.error = "Failed to record usage: the tenant has no database"
             else:
                 await self._persist(db, to_write, live_counted)
+        await self.backplane.broadcast(tenant_id, batch)
         for p in batch:
-            self._finish(tenant_id, p)
+            self.finish(tenant_id, p)
 
     async def _persist(self, db: TenantDB, items: List[Pending], live: List[Pending]) -> None:
         """Store ``items`` and count them and ``live`` (not stored) in one transaction."""
@@ -367,7 +413,7 @@ class Hub:
         ]
         if self.batch_commits:
             try:
-                ids = await db.call(db.insert_batch, rows, _counts(items + live))
+                ids = await db.call(db.insert_batch, rows, counts(items + live))
             except Exception:
                 # One bad row must not fail its neighbours: retry them one by one
                 # so each gets its own verdict.
@@ -378,41 +424,28 @@ class Hub:
                 return
         for p, row in zip(items, rows):
             try:
-                p.id = (await db.call(db.insert_batch, [row], _counts([p])))[0]
+                p.id = (await db.call(db.insert_batch, [row], counts([p])))[0]
             except Exception as e:
                 p.error = f"Failed to persist message: {e}"
         if live:
             try:
-                await db.call(db.insert_batch, [], _counts(live))
+                await db.call(db.insert_batch, [], counts(live))
             except Exception as e:
                 for p in live:
                     p.error = f"Failed to record usage: {e}"
 
-    def after_queued(self, tenant_id: str, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once everything the tenant queued before it is answered.
-
-        :raises ShuttingDown: as :meth:`submit`.
-        """
-        self.submit(tenant_id, Pending("", "", "", False, 0, on_turn=callback))
-
-    def _finish(self, tenant_id: str, p: Pending) -> None:
-        if p.on_turn is not None:
-            p.on_turn()
-            return
+    def finish(self, tenant_id: str, p: Pending) -> None:
+        """Answer ``p``'s publisher, then send its frame to the channel's sockets here."""
         if p.error is not None:
             if p.sender is not None:
                 p.sender.send(dumps({"error": p.error}))
             elif p.future is not None and not p.future.done():
                 p.future.set_exception(PersistError(p.error))
             return
-        show_id = p.id is not None and self.live_ids
-        channel_json = dumps(p.channel)
-        id_suffix = ',"id":%d' % p.id if show_id and p.id is not None else ""
-        if p.sender is not None:
-            p.sender.send(
-                '{"action":"published","event":"published","channel":%s,"created_at_ms":%d%s}'
-                % (channel_json, p.created_at_ms, id_suffix)
-            )
+        if p.ack is None:
+            p.encode(self.live_ids)  # here, one at a time, unless a broadcast needed it
+        if p.sender is not None and p.ack is not None:
+            p.sender.send(p.ack)
         if p.future is not None and not p.future.done():
             result: Dict[str, Any] = {
                 "channel": p.channel,
@@ -420,21 +453,25 @@ class Hub:
                 "event": p.event,
                 "created_at_ms": p.created_at_ms,
             }
-            if show_id:
+            if p.id is not None and self.live_ids:
                 result["id"] = p.id
             p.future.set_result(result)
-        state = self.channels.get((tenant_id, p.channel))
+        if p.frame is not None:
+            self.fan_out(tenant_id, p.channel, p.frame, p.id)
+            p.frame = None  # the sockets' queues hold it now, and only they
+
+    def fan_out(self, tenant_id: str, channel: str, frame: str, id_: Optional[int]) -> None:
+        """Send a live frame to the channel's sockets here, unless its id was delivered."""
+        if id_ is not None and self.backplane.clustered:
+            if id_ <= self.delivered.get(tenant_id, 0):
+                return
+            self.delivered[tenant_id] = id_
+        state = self.channels.get((tenant_id, channel))
         if state is None:
             return
-        # Encoded once per message, not once per subscriber; `data` is spliced
-        # in as the JSON text it was validated as.
-        event = dumps(p.event)
-        frame = OutFrame(
-            '{"action":%s,"event":%s,"channel":%s,"data":%s,"created_at_ms":%d%s}'
-            % (event, event, channel_json, p.data_json, p.created_at_ms, id_suffix)
-        )
+        out = OutFrame(frame)
         for conn in state.conns:
-            conn.send(frame)
+            conn.send(out)
 
     async def drain(self) -> None:
         """Finish every queued publish, then stop the sequencers."""
@@ -446,10 +483,4 @@ class Hub:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _counts(batch: List[Pending]) -> List[Tuple[str, int]]:
-    """How much each usage bucket grows by ``batch``."""
-    grow: Dict[str, int] = collections.Counter()
-    for p in batch:
-        for bucket in p.counts:
-            grow[bucket] += 1
-    return list(grow.items())
+__all__ = ["MAX_BATCH", "ChannelState", "Conn", "Hub", "Pending", "PersistError", "ShuttingDown"]

@@ -24,7 +24,7 @@ import calendar
 import collections
 import math
 import time
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Protocol, Tuple
 
 import attrs
 
@@ -90,6 +90,30 @@ TIERS: Dict[str, Tier] = {
 }
 
 
+class SharedCounts(Protocol):
+    """Windows and counters several servers decide by together (a cluster's Redis).
+
+    Each call checks and counts in one step, so two servers can't both take
+    the last unit.
+    """
+
+    def window(self, key: str, limit: int, n: int, now: float) -> Tuple[Optional[int], str]:
+        """Add ``n`` to the per-minute window ``key`` unless that passes ``limit``.
+
+        :returns: (None, a receipt for :meth:`give_back`), or (seconds to wait, "").
+        """
+
+    def give_back(self, key: str, receipt: str) -> None:
+        """Take back what :meth:`window` added (a later check refused the request)."""
+
+    def count(self, key: str, n: int, cap: int, known: int) -> Optional[int]:
+        """Add ``n`` to counter ``key`` unless that passes ``cap``; the new total or None.
+
+        :param known: what this server has counted so far (the counter starts
+            there if it is new, or lower: a Redis that lost its data).
+        """
+
+
 class Limiter:
     """Counts usage per tenant (or account) and refuses what its tier does not allow.
 
@@ -98,6 +122,7 @@ class Limiter:
     :param state: the tenants, whose operator columns are re-read before each
         decision (claims and unpauses made while the server runs).
     :param on_pause: called with a tenant and the reason when it becomes paused.
+    :param shared: where a cluster's nodes count together; None: in this process.
     """
 
     def __init__(
@@ -106,11 +131,13 @@ class Limiter:
         clock: Callable[[], float] = time.time,
         state: Optional[StateStore] = None,
         on_pause: Optional[Callable[[Tenant, str], None]] = None,
+        shared: Optional[SharedCounts] = None,
     ) -> None:
         self.default_tier = check_tier(tier)
         self._clock = clock
         self._state = state
         self._on_pause = on_pause
+        self._shared = shared
         self._windows: Dict[Tuple[str, str], Deque[float]] = collections.defaultdict(
             collections.deque
         )
@@ -183,6 +210,9 @@ class Limiter:
             return
         holder = self._holder(tenant, tier)
         now = self._clock()
+        if self._shared is not None:
+            self._take_shared(self._shared, tenant, tier, holder, what, n, now)
+            return
         limit = tier.per_minute.get(what)
         if limit is not None:
             window = self._windows[(holder.id, what)]
@@ -216,6 +246,58 @@ class Limiter:
             self.dirty[tenant.id] = tenant
         if limit is not None:
             self._windows[(holder.id, what)].extend([now] * n)
+
+    def _take_shared(
+        self,
+        shared: SharedCounts,
+        tenant: Tenant,
+        tier: Tier,
+        holder: Tenant,
+        what: str,
+        n: int,
+        now: float,
+    ) -> None:
+        """:meth:`take`, deciding by the counts every node shares; the totals it
+        learns become this server's, which :mod:`.usage` writes down."""
+        limit = tier.per_minute.get(what)
+        window_key = f"{holder.id}|{what}"
+        receipt = ""
+        if limit is not None:
+            wait, receipt = shared.window(window_key, limit, n, now)
+            if wait is not None:
+                raise ApiError(
+                    429,
+                    f"rate limit exceeded: {limit} {what} per minute on the {tier.name} tier",
+                    retry_after=wait,
+                )
+        try:
+            cap = tier.monthly.get(what)
+            if cap is not None:
+                _roll_month(holder.counters, now)
+                name = "month:" + what
+                key = f"{holder.id}|month{_month(now)}|{what}"
+                total = shared.count(key, n, cap, holder.counters.get(name, 0))
+                if total is None:
+                    raise ApiError(
+                        429,
+                        f"monthly cap reached: {cap} {what} per month on the {tier.name} tier",
+                        retry_after=_seconds_to_next_month(now),
+                    )
+                holder.counters[name] = total
+                self.dirty[holder.id] = holder
+            cap = tier.lifetime.get(what)
+            if cap is not None:
+                name = "life:" + what
+                key = f"{tenant.id}|life{tenant.counters.get(LIFE_EPOCH, 0)}|{what}"
+                total = shared.count(key, n, cap, tenant.counters.get(name, 0))
+                if total is None:
+                    self._pause(tenant, f"{cap} {what} per ephemeral tenant lifetime exceeded")
+                tenant.counters[name] = int(total or 0)
+                self.dirty[tenant.id] = tenant
+        except ApiError:
+            if receipt:
+                shared.give_back(window_key, receipt)
+            raise
 
     def _pause(self, tenant: Tenant, why: str) -> None:
         tenant.paused = True

@@ -102,7 +102,12 @@ async def http_publish(request: web.Request) -> web.Response:
         seen, fut = core.remembered(tenant, idem_key)
         if not seen:
             # Not in memory: perhaps published before a restart.
-            stored = await core.stored_ack(tenant, idem_key)
+            try:
+                stored = await core.stored_ack(tenant, idem_key)
+            except BaseException:
+                # Unanswered (a cluster's owner out of reach): a retry looks again.
+                core.forget(tenant, idem_key)
+                raise
             if stored is not None:
                 fut.set_result(stored)
                 seen = True
@@ -111,6 +116,11 @@ async def http_publish(request: web.Request) -> web.Response:
                 result = await asyncio.shield(fut)
             except PersistError as e:
                 raise ApiError(500, str(e)) from None
+            except ApiError:
+                # Refused, not failed (a 503 while a cluster's owner changes):
+                # nothing was published, so a retry publishes anew.
+                core.forget(tenant, idem_key)
+                raise
             return web.json_response(result, headers={"Idempotent-Replayed": "true"}, dumps=dumps)
     else:
         fut = asyncio.get_running_loop().create_future()
@@ -142,9 +152,11 @@ async def http_publish(request: web.Request) -> web.Response:
         ) from None
     try:
         result = await asyncio.shield(fut)
-    except PersistError as e:
+    except (PersistError, ApiError) as e:
         if idem_key:
             core.forget(tenant, idem_key)
+        if isinstance(e, ApiError):
+            raise
         raise ApiError(500, str(e)) from None
     return web.json_response(result, dumps=dumps)
 

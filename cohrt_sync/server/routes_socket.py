@@ -58,7 +58,7 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
             name=claims.name,
             transport=request.transport,
         )
-        core.hub.open(conn)
+        await core.hub.open(conn)
         try:
             async for msg in ws:
                 if msg.type == web.WSMsgType.TEXT:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from . import logfilter
 from .app import build_app
+from .backplane import Backplane
 from .config import Config
 from .connguard import GuardedRunner
 from .connlimits import BACKLOG, ConnLimits, raise_nofile, resolve_limits, widen_listen_queue
@@ -83,6 +84,9 @@ class LocalServer:
         past it the socket is closed with 1013.
     :param total_queue_bytes: most bytes of unsent frames for all sockets;
         past it the sockets furthest behind are closed with 1013.
+    :param cluster: a Redis URL (``redis://host:port/db``): serve as one node
+        of that cluster, with every other server given the same URL and data
+        dir (docs/cluster.md; needs the ``[cluster]`` extra). None: alone.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class LocalServer:
         max_head_bytes: int = 32 << 10,
         socket_queue_bytes: int = 4 << 20,
         total_queue_bytes: int = 128 << 20,
+        cluster: Optional[str] = None,
     ) -> None:
         key_list = list(keys)
         if isinstance(keys, str):
@@ -160,6 +165,7 @@ class LocalServer:
             max_head_bytes=max_head_bytes,
             socket_queue_bytes=socket_queue_bytes,
             total_queue_bytes=total_queue_bytes,
+            cluster=_check_cluster(cluster),
         )
         # Refuse nonsense limits here, not on the first request.
         self.config.sql_limits()
@@ -261,11 +267,15 @@ class LocalServer:
             limits.max_tenant_sockets,
         )
         self.limits = limits
-        core = Core(self.config, self.config.data_dir)
+        core = Core(self.config, self.config.data_dir, await _join_cluster(self.config))
         core.clock_offset = self.clock_offset
         core.conn_limits = limits
         self._core = core
         app = build_app(core)
+        if core.backplane.clustered:
+            from .cluster.routes import add_routes
+
+            add_routes(app.router)
         runner = GuardedRunner(
             app,
             limits=limits,
@@ -291,6 +301,7 @@ class LocalServer:
                 widen_listen_queue(sock)
             if sockets:
                 self.port = int(sockets[0].getsockname()[1])
+            await core.backplane.announce(_reachable(self.base_url, self.host))
             self._runner = runner
             self._stop_event = asyncio.Event()
             ready.set()
@@ -439,6 +450,31 @@ class LocalServer:
         if tenant is None:
             raise KeyError("no tenant has that key")
         return tenant.id
+
+
+def _check_cluster(url: Optional[str]) -> Optional[str]:
+    if url is None:
+        return None
+    from .cluster.checks import check_url
+
+    return check_url(url)
+
+
+async def _join_cluster(config: Config) -> Optional[Backplane]:
+    """The cluster node this server is, or None when it serves alone."""
+    if config.cluster is None:
+        return None
+    from .cluster import connect
+
+    assert config.data_dir is not None
+    return await connect(config.cluster, config.data_dir, config.sql_limits())
+
+
+def _reachable(base_url: str, host: str) -> str:
+    """Where other nodes on this machine reach a server bound to ``host``."""
+    if host in ("", "0.0.0.0", "::"):
+        return base_url.replace(f"//{host}:", "//127.0.0.1:").replace("//[::]:", "//127.0.0.1:")
+    return base_url
 
 
 def _make_data_dir(path: Optional[Path]) -> Tuple[Path, Optional[tempfile.TemporaryDirectory[str]]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, MutableMapping, Optional, Tuple
 
 from .errors import ApiError
 from .limits import REQUEST, Tier
@@ -50,16 +50,26 @@ class SocketCaps:
         of the tenant's cap.
     :param user_socket_opens: sockets one user may open per minute; 0 for a
         fifth of the tier's requests per minute.
+    :param per_tenant: where open sockets per tenant are counted (a
+        cluster's shared count); a ``Counter`` of this process by default.
+        Users' sockets and rates are counted per process.
     """
 
     def __init__(
-        self, clock: Callable[[], float], max_user_sockets: int = 0, user_socket_opens: int = 0
+        self,
+        clock: Callable[[], float],
+        max_user_sockets: int = 0,
+        user_socket_opens: int = 0,
+        per_tenant: Optional[MutableMapping[str, int]] = None,
     ) -> None:
         self._clock = clock
         self.max_user_sockets = max_user_sockets
         self.user_socket_opens = user_socket_opens
-        #: Open sockets per tenant.
-        self.per_tenant: Dict[str, int] = collections.Counter()
+        #: Open sockets per tenant (a cluster's count every node's; a missing
+        #: tenant reads 0).
+        self.per_tenant: MutableMapping[str, int] = (
+            per_tenant if per_tenant is not None else collections.Counter()
+        )
         #: Open sockets per (tenant, user); users with none are dropped.
         self.per_user: Dict[_User, int] = {}
         # (tenant, user) -> (opens left, when that was counted, the rate then)

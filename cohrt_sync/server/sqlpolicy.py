@@ -128,7 +128,9 @@ PROTECTED_TABLES = frozenset({"realtime_messages"})
 IDEMPOTENCY_TABLE = "_cohrt_idempotency_keys"
 #: Durable publish counts of the tier's caps, written with the rows they count.
 USAGE_TABLE = "_cohrt_usage"
-HIDDEN_TABLES = frozenset({IDEMPOTENCY_TABLE, USAGE_TABLE})
+#: A cluster's fencing token: the newest owner that wrote this file (docs/cluster.md).
+FENCE_TABLE = "_cohrt_fence"
+HIDDEN_TABLES = frozenset({IDEMPOTENCY_TABLE, USAGE_TABLE, FENCE_TABLE})
 
 _TEMP_CREATES = frozenset(
     {

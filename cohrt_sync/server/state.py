@@ -19,7 +19,7 @@ import secrets
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import attrs
 
@@ -107,6 +107,29 @@ class StateStore(SqliteWorker):
         self._seen_version = self._data_version()
         self._looked_at = time.monotonic()
         self._seen_admin = self._admin_version()
+        #: Told the ids of tenants just written (a cluster tells its other nodes).
+        self.on_saved: Optional[Callable[[List[str]], None]] = None
+
+    def reload(self, tenant_id: str) -> Optional[Tenant]:
+        """Take a tenant's row as another process wrote it (a cluster's other node).
+
+        Its secret, provisioning and pause are read; usage counters stay this
+        process's own. A tenant new to this process is added.
+        """
+        row = self._watch.execute(
+            "SELECT key_hash, secret, realtime, database, write_region, paused, extra"
+            " FROM tenants WHERE id = ?",
+            (tenant_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        t = self.tenants.get(tenant_id)
+        if t is None:
+            t = self.tenants[tenant_id] = Tenant(id=tenant_id, key_hash=row[0], secret=b"")
+            self._by_key[row[0]] = t
+        t.secret, t.realtime, t.database = bytes(row[1]), bool(row[2]), bool(row[3])
+        t.write_region, t.paused, t.extra = row[4], bool(row[5]), json.loads(row[6])
+        return t
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         migrate(conn)
@@ -244,6 +267,8 @@ class StateStore(SqliteWorker):
             for t in tenants
         ]
         await self.call(self._write_in_one_transaction, snapshots)
+        if self.on_saved is not None:
+            self.on_saved([t.id for t in tenants])
 
     def _write_in_one_transaction(self, tenants: List[Tenant]) -> None:
         db = self._db()

@@ -9,9 +9,10 @@ on its connection (temp objects, cached statements) reaches the server's.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import directsql
 from ._json import dumps
@@ -106,8 +107,21 @@ class TenantDB(SqliteWorker):
         #: schema_version at the last check that no trigger sits on the tables
         #: the server writes.
         self._checked_schema: Optional[int] = None
+        #: Runs inside every write transaction on this file, after its lock is
+        #: taken, and raises to refuse it: a cluster's fence (see docs/cluster.md).
+        self.write_guard: Optional[Callable[[sqlite3.Connection], None]] = None
+        #: The file's inode once opened (see :meth:`same_file`).
+        self._inode: Optional[int] = None
+
+    def same_file(self) -> bool:
+        """Whether :attr:`path` is still the file this opened (not deleted or replaced)."""
+        try:
+            return self._inode is None or os.stat(self.path).st_ino == self._inode
+        except FileNotFoundError:
+            return False
 
     def _setup(self, conn: sqlite3.Connection) -> None:
+        self._inode = os.stat(self.path).st_ino
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         self._pages = max(1, self.limits.max_db_size // page_size)
         directsql.tune(conn, self._pages, self._max_row)
@@ -159,6 +173,8 @@ class TenantDB(SqliteWorker):
         ids: List[int] = []
         db.execute("BEGIN IMMEDIATE")
         try:
+            if self.write_guard is not None:
+                self.write_guard(db)
             self._check_no_triggers(db)
             keyed = False
             for channel, event, data, created, key in rows:
@@ -186,6 +202,19 @@ class TenantDB(SqliteWorker):
             raise
         return ids
 
+    def guarded_write(self) -> None:
+        """An empty write transaction that runs :attr:`write_guard` (a new owner's claim)."""
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if self.write_guard is not None:
+                self.write_guard(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
     def _check_no_triggers(self, db: sqlite3.Connection) -> None:
         # Direct SQL can't create such a trigger, but one can arrive with a
         # table renamed into place, or with a file from an older server; the
@@ -205,6 +234,20 @@ class TenantDB(SqliteWorker):
     def usage_counts(self) -> Dict[str, int]:
         """Every usage bucket and its count."""
         return {b: int(n) for b, n in self._db().execute(f"SELECT bucket, n FROM {USAGE_TABLE}")}
+
+    def messages_after(self, after: int, limit: int) -> List[Tuple[int, str, str, str, int]]:
+        """Rows of every channel with ``id > after``, ascending: (id, channel, event, data, ms)."""
+        cur = self._db().execute(
+            "SELECT id, channel, event, data, created_at_ms FROM main.realtime_messages"
+            " WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in cur]
+
+    def newest_id(self) -> int:
+        """The highest message id stored (0 for none)."""
+        row = self._db().execute("SELECT max(id) FROM main.realtime_messages").fetchone()
+        return int(row[0] or 0)
 
     def find_idempotent(self, key: str, not_before_ms: int) -> Optional[Dict[str, Any]]:
         """The ack of a persisted publish made with ``key`` since ``not_before_ms``, if any."""
@@ -259,9 +302,15 @@ class TenantDB(SqliteWorker):
     def execute_sql(self, query: str, params: Sequence[Any]) -> bytes:
         """Run one statement of direct SQL; its D1-shaped answer as JSON bytes.
 
-        See :func:`.directsql.run_statement` for what it raises.
+        See :func:`.directsql.run_statement` for what it raises. With a
+        :attr:`write_guard`, the statement runs in a transaction the guard
+        opened, so a write it allows can't land after it would refuse.
         """
-        return directsql.run_statement(self._sql(), self._policy, self.limits, query, params)
+        conn = self._sql()
+        if self.write_guard is None:
+            return directsql.run_statement(conn, self._policy, self.limits, query, params)
+        with directsql.guarded(conn, self._policy, self.write_guard):
+            return directsql.run_statement(conn, self._policy, self.limits, query, params)
 
 
 __all__ = ["Counts", "DatabaseFull", "PersistRefused", "Row", "SqlLimits", "TenantDB"]

@@ -20,6 +20,7 @@ import websocket
 
 from cohrt_sync.server import LocalServer
 from tests.server._wire import Api, Sock, without_event
+from tests.server.conftest import Cluster
 
 KEY_A = "kia_6d0b2f9e4c8a1735"
 KEY_B = "kib_1a7e3c5b9d2f8064"
@@ -119,19 +120,28 @@ class Socket:
         self.ws.close()
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
+@pytest.fixture(scope="module", params=["one", "cluster"])
+def server(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """One server, then a 2-node cluster behind a round-robin forwarder, so
+    that each tenant's calls land on both nodes (docs/cluster.md)."""
+    if request.param == "cluster":
+        cluster = Cluster(keys=[KEY_A, KEY_B], rtk_delay_ms=0)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+        return
     with LocalServer([KEY_A, KEY_B], provision=True, rtk_delay_ms=0) as srv:
         yield srv
 
 
 @pytest.fixture()
-def a(server: LocalServer) -> Tenant:
+def a(server: Any) -> Tenant:
     return Tenant(server, KEY_A)
 
 
 @pytest.fixture()
-def b(server: LocalServer) -> Tenant:
+def b(server: Any) -> Tenant:
     return Tenant(server, KEY_B)
 
 
@@ -311,7 +321,7 @@ def test_deprovisioning_one_tenant_leaves_the_other_intact() -> None:
 
 
 @pytest.fixture()
-def base_url(server: LocalServer) -> str:
+def base_url(server: Any) -> str:
     return str(server.base_url)
 
 
