@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .._signals import SignalReceived, raise_on_signals, sleep_until_signal
+from ..server.config import Config
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -167,30 +168,34 @@ def positive(kind: Any, zero_ok: bool = False) -> Any:
     return parse
 
 
-#: ``serve`` flags of the tenant database limits: (LocalServer kwarg, type, default, help).
+#: The server's settings as ``serve`` starts them; flags override them.
+DEFAULTS = Config()
+
+#: ``serve`` flags of the tenant database limits: (LocalServer keyword, type,
+#: whether 0 means automatic, help). Their defaults are Config's.
 DB_LIMIT_FLAGS = (
-    ("max_db_size", int, 500_000_000, "bytes each tenant database may hold (500 MB, D1 free)"),
-    ("sql_time_limit", float, 5.0, "seconds a direct-SQL statement may take, answer included"),
-    ("sql_max_value", int, 2_000_000, "bytes of the largest string, BLOB or row (D1: 2 MB)"),
-    ("sql_max_length", int, 100_000, "bytes of SQL text in one statement (D1: 100 KB)"),
-    ("sql_max_params", int, 100, "bound parameters in one statement (D1: 100)"),
-    ("sql_max_rows", int, 100_000, "rows in one direct-SQL answer"),
-    ("sql_max_result_bytes", int, 16 * 1024 * 1024, "bytes of JSON in one answer (16 MiB)"),
+    ("max_db_size", int, False, "bytes each tenant database may hold (D1 free: 500 MB)"),
+    ("sql_time_limit", float, False, "seconds a direct-SQL statement may take, answer included"),
+    ("sql_max_value", int, False, "bytes of the largest string, BLOB or row (as D1)"),
+    ("sql_max_length", int, False, "bytes of SQL text in one statement (as D1)"),
+    ("sql_max_params", int, False, "bound parameters in one statement (as D1)"),
+    ("sql_max_rows", int, False, "rows in one direct-SQL answer"),
+    ("sql_max_result_bytes", int, False, "bytes of JSON in one answer"),
 )
 
-#: ``serve`` flags of the connection limits, in the same shape; 0 means automatic.
+#: ``serve`` flags of the connection limits, in the same shape.
 CONN_LIMIT_FLAGS = (
-    ("header_timeout", float, 10.0, "seconds for a new connection's request head"),
-    ("body_timeout", float, 30.0, "seconds for a whole request body"),
-    ("keepalive_timeout", float, 30.0, "seconds for an idle connection's next request"),
-    ("send_timeout", float, 60.0, "seconds for a client to take a whole response"),
-    ("max_connections", int, 0, "connections at once, more get 503 (0: from the fd limit)"),
-    ("max_tenant_sockets", int, 0, "WebSockets per tenant (0: half the connection cap)"),
-    ("max_user_sockets", int, 0, "WebSockets per user (0: a fifth of the tenant's, at least 2)"),
-    ("user_socket_opens", int, 0, "WebSocket opens per user per minute (0: from the tier)"),
-    ("max_head_bytes", int, 32 << 10, "bytes of one request head, more get 431 (32 KiB)"),
-    ("socket_queue_bytes", int, 4 << 20, "unsent bytes before a socket is dropped (4 MiB)"),
-    ("total_queue_bytes", int, 128 << 20, "unsent bytes for all sockets together (128 MiB)"),
+    ("header_timeout", float, False, "seconds for a new connection's request head"),
+    ("body_timeout", float, False, "seconds for a whole request body"),
+    ("keepalive_timeout", float, False, "seconds for an idle connection's next request"),
+    ("send_timeout", float, False, "seconds for a client to take a whole response"),
+    ("max_connections", int, True, "connections at once, more get 503 (0: from the fd limit)"),
+    ("max_tenant_sockets", int, True, "WebSockets per tenant (0: half the connection cap)"),
+    ("max_user_sockets", int, True, "WebSockets per user (0: a fifth of the tenant's, at least 2)"),
+    ("user_socket_opens", int, True, "WebSocket opens per user per minute (0: from the tier)"),
+    ("max_head_bytes", int, False, "bytes of one request head, more get 431"),
+    ("socket_queue_bytes", int, False, "unsent bytes before a socket is dropped"),
+    ("total_queue_bytes", int, False, "unsent bytes for all sockets together"),
 )
 
 LIMIT_FLAGS = (
@@ -240,16 +245,19 @@ def add_server_commands(sub: Any, formatter: Any) -> None:
     )
     cmd_serve.add_argument(
         "--tier",
-        default="unlimited",
+        default=DEFAULTS.tier,
         help="rate-limit tier of keys without one: unlimited (default), ephemeral, free, plus, pro",
     )
     cmd_serve.add_argument(
-        "--max-payload", type=int, default=65536, help="largest message data in bytes (64 KiB)"
+        "--max-payload",
+        type=int,
+        default=DEFAULTS.max_payload,
+        help="largest message data in bytes",
     )
     cmd_serve.add_argument(
         "--rtk-delay-ms",
         type=int,
-        default=300,
+        default=DEFAULTS.rtk_delay_ms,
         help="how long a new RealtimeKit meeting answers 404 (eventual consistency)",
     )
     cmd_serve.add_argument(
@@ -274,11 +282,12 @@ def add_server_commands(sub: Any, formatter: Any) -> None:
     cmd_serve.add_argument("--clock-offset", type=float, default=0.0, help=argparse.SUPPRESS)
     for title, flags in LIMIT_FLAGS:
         group = cmd_serve.add_argument_group(title)
-        for name, kind, default, text in flags:
-            # 0 is "automatic" for the settings whose default is 0.
-            parse = positive(kind, zero_ok=default == 0)
+        for name, kind, zero_is_auto, text in flags:
+            parse = positive(kind, zero_ok=zero_is_auto)
             flag = "--" + name.replace("_", "-")
-            group.add_argument(flag, type=parse, default=default, metavar="N", help=text)
+            group.add_argument(
+                flag, type=parse, default=getattr(DEFAULTS, name), metavar="N", help=text
+            )
     cmd_serve.set_defaults(func=serve)
 
     cmd_tenant = sub.add_parser(

@@ -8,12 +8,16 @@ from typing import Dict, List, Optional
 import attrs
 
 from .directsql import SqlLimits
-from .limits import check_tier
 
 
 @attrs.define
 class Config:
-    """Settings of one server; :class:`~cohrt_sync.server.LocalServer` takes the same names."""
+    """Settings of one server, and the one place their defaults are written.
+
+    :class:`~cohrt_sync.server.LocalServer` takes the same names with these
+    defaults, ``cohrt-sync serve`` builds its flags from them, and the tenant
+    databases get their limits from :meth:`sql_limits`.
+    """
 
     keys: List[str] = attrs.field(factory=list, repr=False)
     provision: bool = False
@@ -55,6 +59,10 @@ class Config:
 
     def check_tiers(self) -> None:
         """Refuse an unknown tier, or a key of ``tiers``/``accounts`` not in ``keys``."""
+        # Here, not at the top: the limits module needs aiohttp, and this one
+        # is read without it (the command line's flag defaults).
+        from .limits import check_tier
+
         check_tier(self.tier)
         named = list(self.tiers) + [k for ks in self.accounts.values() for k in ks]
         if any(key not in self.keys for key in named):

@@ -39,7 +39,8 @@ _positive = attrs.validators.gt(0)
 class SqlLimits:
     """The bounds on one tenant's database and on each direct-SQL statement.
 
-    Defaults follow Cloudflare D1 where it has a limit (value, SQL text,
+    Made by :meth:`cohrt_sync.server.config.Config.sql_limits`, whose
+    defaults follow Cloudflare D1 where it has a limit (value, SQL text,
     parameters, the free tier's database size); the result bounds are the
     local server's own (D1 answers up to 50 MB).
 
@@ -54,13 +55,13 @@ class SqlLimits:
     :param max_result_bytes: bytes of JSON in one answer's rows.
     """
 
-    max_db_size: int = attrs.field(default=500_000_000, validator=_positive)
-    time_limit: float = attrs.field(default=5.0, validator=attrs.validators.gt(0.0))
-    max_value: int = attrs.field(default=2_000_000, validator=_positive)
-    max_sql_length: int = attrs.field(default=100_000, validator=_positive)
-    max_params: int = attrs.field(default=100, validator=_positive)
-    max_rows: int = attrs.field(default=100_000, validator=_positive)
-    max_result_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    max_db_size: int = attrs.field(validator=_positive)
+    time_limit: float = attrs.field(validator=attrs.validators.gt(0.0))
+    max_value: int = attrs.field(validator=_positive)
+    max_sql_length: int = attrs.field(validator=_positive)
+    max_params: int = attrs.field(validator=_positive)
+    max_rows: int = attrs.field(validator=_positive)
+    max_result_bytes: int = attrs.field(validator=_positive)
 
 
 #: ``Connection.setlimit`` came with Python 3.11. Before it, a single value is

@@ -28,6 +28,9 @@ log = logging.getLogger("cohrt_sync.server")
 THREAD_DEADLINE_S = 15.0
 
 
+#: The settings' defaults, written once in :class:`~.config.Config`.
+_DEFAULTS = Config()
+
 class LocalServer:
     """The local, wire-compatible Realtime server, running in its own thread.
 
@@ -97,33 +100,33 @@ class LocalServer:
         data_dir: Union[str, Path, None] = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        live_ids: bool = True,
-        tier: str = "unlimited",
+        live_ids: bool = _DEFAULTS.live_ids,
+        tier: str = _DEFAULTS.tier,
         tiers: Optional[Mapping[str, str]] = None,
         accounts: Optional[Mapping[str, Sequence[str]]] = None,
-        max_payload: int = 65536,
-        session_ttl: int = 60,
-        batch_commits: bool = True,
-        heartbeat: float = 25.0,
-        rtk_delay_ms: int = 300,
-        max_db_size: int = 500_000_000,
-        sql_time_limit: float = 5.0,
-        sql_max_value: int = 2_000_000,
-        sql_max_length: int = 100_000,
-        sql_max_params: int = 100,
-        sql_max_rows: int = 100_000,
-        sql_max_result_bytes: int = 16 * 1024 * 1024,
-        header_timeout: float = 10.0,
-        body_timeout: float = 30.0,
-        keepalive_timeout: float = 30.0,
-        send_timeout: float = 60.0,
-        max_connections: int = 0,
-        max_tenant_sockets: int = 0,
-        max_user_sockets: int = 0,
-        user_socket_opens: int = 0,
-        max_head_bytes: int = 32 << 10,
-        socket_queue_bytes: int = 4 << 20,
-        total_queue_bytes: int = 128 << 20,
+        max_payload: int = _DEFAULTS.max_payload,
+        session_ttl: int = _DEFAULTS.session_ttl,
+        batch_commits: bool = _DEFAULTS.batch_commits,
+        heartbeat: float = _DEFAULTS.heartbeat,
+        rtk_delay_ms: int = _DEFAULTS.rtk_delay_ms,
+        max_db_size: int = _DEFAULTS.max_db_size,
+        sql_time_limit: float = _DEFAULTS.sql_time_limit,
+        sql_max_value: int = _DEFAULTS.sql_max_value,
+        sql_max_length: int = _DEFAULTS.sql_max_length,
+        sql_max_params: int = _DEFAULTS.sql_max_params,
+        sql_max_rows: int = _DEFAULTS.sql_max_rows,
+        sql_max_result_bytes: int = _DEFAULTS.sql_max_result_bytes,
+        header_timeout: float = _DEFAULTS.header_timeout,
+        body_timeout: float = _DEFAULTS.body_timeout,
+        keepalive_timeout: float = _DEFAULTS.keepalive_timeout,
+        send_timeout: float = _DEFAULTS.send_timeout,
+        max_connections: int = _DEFAULTS.max_connections,
+        max_tenant_sockets: int = _DEFAULTS.max_tenant_sockets,
+        max_user_sockets: int = _DEFAULTS.max_user_sockets,
+        user_socket_opens: int = _DEFAULTS.user_socket_opens,
+        max_head_bytes: int = _DEFAULTS.max_head_bytes,
+        socket_queue_bytes: int = _DEFAULTS.socket_queue_bytes,
+        total_queue_bytes: int = _DEFAULTS.total_queue_bytes,
         cluster: Optional[str] = None,
     ) -> None:
         key_list = list(keys)

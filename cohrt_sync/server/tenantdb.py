@@ -93,13 +93,13 @@ class TenantDB(SqliteWorker):
         self,
         path: Path,
         thread_name: str,
-        limits: Optional[SqlLimits] = None,
+        limits: SqlLimits,
         max_row: int = 1 << 20,
     ) -> None:
         # FULL: an acknowledged message survives power loss, not only a crash;
         # batched commits are what keep that affordable.
         super().__init__(path, thread_name, synchronous="FULL")
-        self.limits = limits or SqlLimits()
+        self.limits = limits
         self._max_row = max(max_row, self.limits.max_value)
         self._pages = 0
         self._policy = SqlPolicy()

@@ -133,20 +133,24 @@ def test_bad_arguments_fail_before_any_request(server: LocalServer) -> None:
 
 
 def test_serve_limit_defaults_are_the_servers() -> None:
-    """`serve`'s limit flags, LocalServer's keywords and Config agree on every default."""
+    """`serve`'s flags and LocalServer's keywords take every default from Config."""
     import inspect
 
     import attrs
 
-    from cohrt_sync.cli import LIMIT_FLAGS
+    from cohrt_sync.cli import LIMIT_FLAGS, build_parser
     from cohrt_sync.server.config import Config
 
     config = {f.name: f.default for f in attrs.fields(Config)}
+    args = build_parser().parse_args(["serve"])
     keywords = inspect.signature(LocalServer).parameters
-    for _, flags in LIMIT_FLAGS:
-        for name, kind, default, _help in flags:
-            assert config[name] == default == keywords[name].default, name
-            assert isinstance(default, kind), name
+    names = [name for _, flags in LIMIT_FLAGS for name, *_ in flags]
+    for name in [*names, "tier", "max_payload", "rtk_delay_ms"]:
+        assert config[name] == getattr(args, name) == keywords[name].default, name
+    # The tenant databases' limits come from the same settings.
+    limits = Config().sql_limits()
+    assert (limits.max_db_size, limits.time_limit) == (config["max_db_size"],
+                                                       config["sql_time_limit"])
 
 
 def test_local_server_takes_every_config_setting() -> None:

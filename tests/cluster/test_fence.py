@@ -12,13 +12,14 @@ import pytest
 
 from cohrt_sync.server.cluster.leases import Lease, LeaseBook, NotOwner, StaleToken
 from cohrt_sync.server.cluster.link import RedisLink
+from cohrt_sync.server.config import Config
 from cohrt_sync.server.tenantdb import TenantDB
 
 ROW = ("chat:fence", "message", '{"n":1}', 1, None)
 
 
 def _db(path: Path) -> TenantDB:
-    db = TenantDB(path, "test-fence-db")
+    db = TenantDB(path, "test-fence-db", Config().sql_limits())
     db.run(db.ensure_schema)
     return db
 
