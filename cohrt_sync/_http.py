@@ -42,6 +42,9 @@ log = logging.getLogger("cohrt_sync.http")
 #: Statuses from ``POST /edge/session`` meaning "no bearer here, use ``?key=``".
 SESSION_UNSUPPORTED = frozenset({404, 405, 501})
 
+#: The longest edge bearer lifetime believed, in seconds (the spec's is 60).
+_MAX_BEARER_S = 86_400
+
 #: Retry modes of :meth:`HttpTransport.request`.
 RETRY_ALWAYS = "always"
 RETRY_UNSENT = "unsent"
@@ -214,7 +217,10 @@ class HttpTransport:
         if not isinstance(token, str) or not token:
             raise ProtocolError("edge session (POST /edge/session): the answer carried no token")
         expires_in = body.get("expires_in", 60)
-        if not isinstance(expires_in, (int, float)) or expires_in <= 0:
+        if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or not (
+            0 < expires_in <= _MAX_BEARER_S
+        ):
+            # Not a lifetime (infinity, NaN, 10**400 that no float holds): the spec's 60 s.
             expires_in = 60
         # Refresh early so a request in flight never carries a token that dies on arrival.
         margin = min(30.0, max(1.0, float(expires_in) * 0.2))

@@ -231,7 +231,14 @@ class Dispatcher:
             # called: an event named "join" or "published" is still a message,
             # never presence or an ack (docs/client.md, "Frames the client drops").
             if frame.get("channel", name) == name and type(frame.get("event", action)) is str:
-                self._ledger.deliver_live(Message.from_wire(frame, name))
+                try:
+                    msg = Message.from_wire(frame, name)
+                except ProtocolError as e:
+                    # An id or a time no int can hold (1e400 decodes as
+                    # infinity): malformed like any other frame, not a crash.
+                    self._drop_frame(f"a message whose {e}", report=True)
+                    return
+                self._ledger.deliver_live(msg)
             elif frame.get("channel", name) != name:
                 self._drop_frame("a message of another channel", report=True)
             else:
