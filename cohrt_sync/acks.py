@@ -91,7 +91,7 @@ def await_acks(
         if pending.error is not None:
             raise pending.error
         assert pending.frame is not None
-        # The frame's event is the literal "published"; report the message's own
-        # event like the HTTP ack does, and keep "published" as the action.
+        # The frame's event is the literal "published": the ack describes the
+        # message, so its event (and action) are the message's, as over HTTP.
         acks.append(PublishAck.from_wire({**pending.frame, "event": event}, channel, event))
     return acks

@@ -204,10 +204,16 @@ def ws_url(base_url: str, token: str, channel: str) -> str:
 class PublishAck:
     """The server's acknowledgement of a publish (HTTP response or ``published`` frame).
 
+    The same value from :meth:`cohrt_sync.Channel.publish` and
+    :meth:`cohrt_sync.Client.publish`: it describes the message that was
+    published, as its recipients and history will see it.
+
     :param channel: the channel published to.
     :param event: the event of the published message, over a socket too (where
         the ack frame's own ``event`` field is the literal ``"published"``).
-    :param action: the ``action`` field of the acknowledgement.
+    :param action: the published message's ``action``, which the API makes
+        equal to its ``event`` (the legacy name of the same field, as
+        :attr:`Message.action`); never the kind of the ack frame.
     :param created_at_ms: server time of publication (None when the server
         gave none, or one out of range).
     :param id: the persisted row id, when the server reports it.
@@ -231,10 +237,11 @@ class PublishAck:
         :param channel: the channel, when the ack omits it.
         :param event: the event, when the ack omits it.
         """
+        published = str(raw.get("event") or event)
         return cls(
             channel=str(raw.get("channel") or channel),
-            event=str(raw.get("event") or event),
-            action=str(raw.get("action") or raw.get("event") or event),
+            event=published,
+            action=published,
             created_at_ms=_ack_number(raw.get("created_at_ms"), exact=False),
             id=_ack_number(raw.get("id"), exact=True),
         )

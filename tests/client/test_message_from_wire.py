@@ -78,3 +78,13 @@ def test_an_ack_leaves_out_a_number_out_of_range(field: str, text: str) -> None:
     ack = PublishAck.from_wire(raw, "c", "message")
     assert getattr(ack, field) is None
 
+
+def test_an_ack_describes_the_message_on_both_paths() -> None:
+    socket_ack = PublishAck.from_wire(
+        {"action": "published", "event": "typing", "channel": "c", "created_at_ms": 5}, "c",
+        "typing",
+    )
+    http_ack = PublishAck.from_wire(
+        {"action": "typing", "event": "typing", "channel": "c", "created_at_ms": 5}, "c", "typing"
+    )
+    assert socket_ack == http_ack == PublishAck("c", "typing", "typing", 5)
