@@ -540,7 +540,7 @@ class Connection:
             if policy.total is not None and attempts >= policy.total:
                 log.warning("channel %s: giving up after %d reconnect attempt(s)",
                             self.name, attempts)
-                gave_up = CohrtConnectionError(
+                gave_up = ChannelClosedError(
                     f"channel {self.name!r} gave up reconnecting after {attempts} attempt(s)"
                 )
                 gave_up.__cause__ = last_error
