@@ -234,9 +234,7 @@ class Channel:
         # that breaks as each frame goes out cannot keep a publish forever.
         open_by = time.monotonic() + wait
         while len(acks) < len(texts):
-            ws, pendings = self._conn.send(
-                texts[len(acks):], event, max(0.0, open_by - time.monotonic())
-            )
+            ws, pendings = self._conn.send(texts[len(acks):], event, wait, open_by)
             try:
                 got = await_acks(pendings, wait, self.name, event)
             except CohrtTimeoutError:

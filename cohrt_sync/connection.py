@@ -208,7 +208,7 @@ class Connection:
     # -- publishing ----------------------------------------------------------
 
     def send(
-        self, texts: Sequence[str], event: str, wait: float
+        self, texts: Sequence[str], event: str, wait: float, open_by: Optional[float] = None
     ) -> Tuple[Any, List[PendingAck]]:
         """Send publish frames, each with its pending ack queued in wire order.
 
@@ -221,7 +221,9 @@ class Connection:
 
         :param texts: the frames.
         :param event: their event, for the acks.
-        :param wait: seconds to wait for an open socket.
+        :param wait: seconds to wait for an open socket (the publish's timeout).
+        :param open_by: ``time.monotonic()`` by which a socket must be open,
+            when the wait began earlier (default: ``wait`` from now).
         :returns: the socket they went out on, and one pending ack per frame
             sent: all of them, or the ones before the frame that failed.
         :raises ChannelClosedError: closed, or still reconnecting after
@@ -233,7 +235,7 @@ class Connection:
         with self._send_lock:
             ws = self._ws
             if ws is None or ws is self._cut or self._closing.is_set():
-                ws = self._wait_open(wait)
+                ws = self._wait_open(wait, time.monotonic() + wait if open_by is None else open_by)
             acks = self._acks
             for text in texts:
                 pending = PendingAck(event=event)
@@ -251,9 +253,8 @@ class Connection:
                 pendings.append(pending)
         return ws, pendings
 
-    def _wait_open(self, wait: float) -> Any:
+    def _wait_open(self, wait: float, deadline: float) -> Any:
         """The open socket, once there is one (called under the send lock)."""
-        deadline = time.monotonic() + wait
         while True:
             if self._stopped_by is not None:
                 raise self._stopped_by
