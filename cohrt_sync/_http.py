@@ -42,9 +42,27 @@ log = logging.getLogger("cohrt_sync.http")
 #: Statuses from ``POST /edge/session`` meaning "no bearer here, use ``?key=``".
 SESSION_UNSUPPORTED = frozenset({404, 405, 501})
 
+#: The longest edge bearer lifetime believed, in seconds (the spec's is 60).
+_MAX_BEARER_S = 86_400
+
 #: Retry modes of :meth:`HttpTransport.request`.
 RETRY_ALWAYS = "always"
 RETRY_UNSENT = "unsent"
+#: A request carrying an ``Idempotency-Key``: retried as ``RETRY_ALWAYS`` while
+#: the server says it deduplicates the key (:data:`IDEMPOTENT_PUBLISH`), as
+#: ``RETRY_UNSENT`` otherwise.
+RETRY_IDEMPOTENT = "idempotent"
+
+#: The answer header by which a server says that ``POST /edge/realtime``
+#: deduplicates ``Idempotency-Key``; its value is how many seconds a key is
+#: remembered. The local server sends it on every answer
+#: (cohrt_sync/server/app.py); the hosted API's spec documents no key, and
+#: its answers do not carry it.
+IDEMPOTENT_PUBLISH = "Idempotent-Publish"
+
+#: Statuses a gateway answers after the server behind it may have applied
+#: the request: as ambiguous as a timeout.
+_AMBIGUOUS_STATUSES = frozenset({502, 504})
 
 #: The client's secrets (its application keys); credentials are also
 #: recognised by shape (``?key=``/``?token=`` under any encoding of the name,
@@ -186,6 +204,7 @@ class HttpTransport:
     _bearer_refresh_at: float = attrs.field(default=0.0, init=False, repr=False)
     _bearer_unsupported: bool = attrs.field(default=False, init=False, repr=False)
     _stop: threading.Event = attrs.field(factory=threading.Event, init=False, repr=False)
+    _dedupes: bool = attrs.field(default=False, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -195,6 +214,33 @@ class HttpTransport:
         """Interrupt retry waits and close the session's connections."""
         self._stop.set()
         self.session.close()
+
+    @property
+    def dedupes_publish(self) -> bool:
+        """Whether the server said, on its last successful answer, that it
+        deduplicates ``Idempotency-Key`` on publish (:data:`IDEMPOTENT_PUBLISH`).
+
+        Learnt from every 2xx answer (the edge session mint comes first), so a
+        client knows before its first publish fails; a gateway's error page
+        does not unlearn it. False until then, and against the hosted API.
+        """
+        return self._dedupes
+
+    def _retries_everything(self, retry_mode: str) -> bool:
+        return retry_mode == RETRY_ALWAYS or (retry_mode == RETRY_IDEMPOTENT and self._dedupes)
+
+    def _uncertain(self, retry_mode: str, unsure: Optional[str]) -> str:
+        """What to add to a failure the server may have applied: that it is
+        uncertain, and what to do (empty for a request that is safe to repeat)."""
+        if unsure is None or retry_mode == RETRY_ALWAYS:
+            return ""
+        if self._retries_everything(retry_mode):
+            return (f"; it may or may not have been {unsure}: the server deduplicates "
+                    "Idempotency-Key, so sending it again with the same key is safe")
+        why = ("this server does not say it deduplicates Idempotency-Key"
+               if retry_mode == RETRY_IDEMPOTENT else "it has no idempotency key")
+        return (f"; it may or may not have been {unsure}, and was not retried since {why}: "
+                "check before sending it again")
 
     # -- edge session bearer -------------------------------------------------
 
@@ -214,7 +260,10 @@ class HttpTransport:
         if not isinstance(token, str) or not token:
             raise ProtocolError("edge session (POST /edge/session): the answer carried no token")
         expires_in = body.get("expires_in", 60)
-        if not isinstance(expires_in, (int, float)) or expires_in <= 0:
+        if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)) or not (
+            0 < expires_in <= _MAX_BEARER_S
+        ):
+            # Not a lifetime (infinity, NaN, 10**400 that no float holds): the spec's 60 s.
             expires_in = 60
         # Refresh early so a request in flight never carries a token that dies on arrival.
         margin = min(30.0, max(1.0, float(expires_in) * 0.2))
@@ -259,6 +308,7 @@ class HttpTransport:
         retry_mode: str = RETRY_ALWAYS,
         context: str = "request",
         app_auth: bool = False,
+        unsure: Optional[str] = None,
     ) -> Any:
         """Send a request with auth, retries and error mapping; return decoded JSON.
 
@@ -269,10 +319,16 @@ class HttpTransport:
         :param headers: extra headers.
         :param retry_mode: ``"always"`` retries transport errors and retryable
             statuses; ``"unsent"`` retries only what provably was not applied
-            (connect failures and 429).
+            (connect failures and 429); ``"idempotent"`` (a request carrying an
+            ``Idempotency-Key``) is ``"always"`` while the server says it
+            deduplicates the key (:attr:`dedupes_publish`), ``"unsent"`` otherwise.
         :param context: what is being done, for error messages.
         :param app_auth: authenticate with ``Authorization: Bearer <application
             key>`` (the provisioning API) instead of the edge bearer.
+        :param unsure: for a request that must not be applied twice, what it
+            does, as in "it may or may not have been *published*": a failure
+            after which the server may have applied it (a timeout, a dropped
+            connection, a 502 or 504) then says so, and what to do.
         :raises CohrtError: the mapped failure.
         """
         send_headers = dict(headers or {})
@@ -287,6 +343,7 @@ class HttpTransport:
             retry_mode,
             context,
             auth="none" if app_auth else "edge",
+            unsure=unsure,
         )
 
     def _with_retries(
@@ -301,6 +358,7 @@ class HttpTransport:
         *,
         auth: str = "edge",
         started: Optional[float] = None,
+        unsure: Optional[str] = None,
     ) -> Any:
         # auth: "edge" = bearer, else ?key=; "key" = ?key= only; "none" = caller's headers.
         retry = self.retry
@@ -337,18 +395,24 @@ class HttpTransport:
                     raise ChannelClosedError(
                         f"{context}: cancelled, the channel is closing"
                     ) from e
-                if retry_mode == RETRY_ALWAYS or _is_unsent(e):
+                unsent = _is_unsent(e)
+                if unsent or self._retries_everything(retry_mode):
                     retry = retry.increment(error=e)
                     pause = self._pause(retry, start)
                     if pause is not None:
                         timeout = pause
                         log.debug("%s: %s, retrying", context, type(e).__name__)
                         continue
+                note = "" if unsent else self._uncertain(retry_mode, unsure)
                 if isinstance(e, requests.exceptions.Timeout):
-                    raise CohrtTimeoutError(f"{context} timed out: {redact(str(e))}") from e
-                raise CohrtConnectionError(f"{context} failed: {redact(str(e))}") from e
+                    raise CohrtTimeoutError(
+                        f"{context} timed out: {redact(str(e))}{note}"
+                    ) from e
+                raise CohrtConnectionError(f"{context} failed: {redact(str(e))}{note}") from e
             status = resp.status_code
             if 200 <= status < 300:
+                advertised = resp.headers.get(IDEMPOTENT_PUBLISH)
+                self._dedupes = advertised is not None and _seconds(advertised)
                 try:
                     return json.loads(content)
                 except ValueError as e:
@@ -362,7 +426,7 @@ class HttpTransport:
                 continue
             err = response_error(status, content, resp.headers, context)
             may_retry = retry.is_retryable_status(status) and (
-                retry_mode == RETRY_ALWAYS or status == 429
+                status == 429 or self._retries_everything(retry_mode)
             )
             if may_retry:
                 after = getattr(err, "retry_after", None)
@@ -372,6 +436,11 @@ class HttpTransport:
                     timeout = pause
                     log.debug("%s: HTTP %s, retrying", context, status)
                     continue
+            if status in _AMBIGUOUS_STATUSES:
+                note = self._uncertain(retry_mode, unsure)
+                if note:
+                    err.message += note
+                    err.args = (err.message,)
             raise err
 
     def _wait(self, seconds: float) -> bool:
@@ -403,6 +472,12 @@ class HttpTransport:
             return None
         connect, read = self.timeout
         return (min(connect, left), min(read, left))
+
+
+def _seconds(value: str) -> bool:
+    """Whether a header value is a positive whole number of seconds."""
+    text = value.strip()
+    return text.isdigit() and len(text) <= 12 and int(text) > 0
 
 
 def response_error(

@@ -15,7 +15,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence
 
 import attrs
 
-from .errors import CohrtError, CohrtTimeoutError
+from .errors import ChannelClosedError, CohrtConnectionError, CohrtError, CohrtTimeoutError
 from .models import PublishAck
 
 __all__ = ["AckQueue", "PendingAck", "await_acks"]
@@ -82,6 +82,8 @@ def await_acks(
 
     :returns: the acks, in order.
     :raises CohrtTimeoutError: an ack did not come within ``wait`` of the one before.
+    :raises CohrtConnectionError: the socket dropped, or the channel closed,
+        before an ack: that publish may or may not have been applied.
     :raises CohrtError: the first publish the server refused (its error).
     """
     acks = []
@@ -89,9 +91,15 @@ def await_acks(
         if not pending.done.wait(wait):
             raise CohrtTimeoutError(f"no ack for publish on {channel!r} within {wait}s")
         if pending.error is not None:
+            if isinstance(pending.error, ChannelClosedError):
+                # Sent, then the channel closed before the ack: not "nothing sent".
+                raise CohrtConnectionError(
+                    f"channel {channel!r} closed before the ack: the message may or may not "
+                    "have been published; look for it in history before publishing it again"
+                ) from pending.error
             raise pending.error
         assert pending.frame is not None
-        # The frame's event is the literal "published"; report the message's own
-        # event like the HTTP ack does, and keep "published" as the action.
+        # The frame's event is the literal "published": the ack describes the
+        # message, so its event (and action) are the message's, as over HTTP.
         acks.append(PublishAck.from_wire({**pending.frame, "event": event}, channel, event))
     return acks

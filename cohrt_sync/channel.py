@@ -179,21 +179,29 @@ class Channel:
     ) -> PublishAck:
         """Publish over this channel's socket and wait for the ``published`` ack.
 
-        Acks arrive in the order publishes were sent, so they are matched
-        first-in first-out. A publish is never re-sent: if the connection
-        drops before the ack, :class:`~cohrt_sync.CohrtConnectionError` is
-        raised and the message may or may not have been applied (use
-        :meth:`cohrt_sync.Client.publish` with an ``idempotency_key`` when that
-        matters). Many messages at once: :meth:`publish_many`.
+        While the channel reconnects (after a drop, or the resync an ack
+        timeout starts), the publish waits up to ``timeout`` for the next
+        socket, then is sent; only a closed channel refuses at once. Acks
+        arrive in the order publishes were sent, so they are matched
+        first-in first-out, on each socket separately. A publish that was
+        sent is never sent again: if its socket drops before the ack, the
+        error says the message may or may not have been published (use
+        :meth:`cohrt_sync.Client.publish` with an ``idempotency_key`` on a
+        server that deduplicates when that matters). Many messages at once:
+        :meth:`publish_many`.
 
         :param data: the JSON payload.
         :param event: the event type.
         :param persist: store in history (``False`` for typing indicators etc.).
-        :param timeout: seconds to wait for the ack (default: the client's ``ack_timeout``).
+        :param timeout: seconds to wait for a socket while reconnecting, and
+            then for the ack (default: the client's ``ack_timeout``).
         :raises BadRequestError: bad arguments, or the server's error frame.
         :raises ServerError: the server could not persist the message.
-        :raises ChannelClosedError: the channel is closed or reconnecting.
-        :raises CohrtTimeoutError: no ack in time.
+        :raises ChannelClosedError: the channel is closed, or still
+            reconnecting after ``timeout``: the message was not sent.
+        :raises CohrtTimeoutError: no ack in time: it may or may not have been published.
+        :raises CohrtConnectionError: the socket dropped before the ack: it
+            may or may not have been published.
         """
         return self.publish_many([data], event, persist, timeout=timeout)[0]
 
@@ -210,13 +218,15 @@ class Channel:
         The fastest way to publish many messages from a script: pipelined on
         one socket it needs no round trip per message (docs/client.md has the
         figures). Every item is checked before any is sent, so bad input
-        publishes nothing. Raises as :meth:`publish` does; after a failure the
-        items before it may have been published.
+        publishes nothing. Waits for a reconnecting channel and raises as
+        :meth:`publish` does; after a failure the items before it may have
+        been published, and the ones after it were not.
 
         :param items: the JSON payloads.
         :param event: the event type of every item.
         :param persist: store them in history.
-        :param timeout: seconds to wait for each next ack (default ``ack_timeout``).
+        :param timeout: seconds to wait for a socket while reconnecting, and
+            for each next ack (default ``ack_timeout``).
         :returns: one ack per item, in order.
         """
         check_event(event)
@@ -227,18 +237,29 @@ class Channel:
         ):
             raise BadRequestError("timeout must be a positive number of seconds")
         texts = [publish_frame(event, check_data(data), persist) for data in items]
-        ws, pendings = self._conn.send(texts, event)
         wait = self._settings.ack_timeout if timeout is None else timeout
-        try:
-            acks = await_acks(pendings, wait, self.name, event)
-        except CohrtTimeoutError:
-            self._conn.lost_ack(ws)
-            raise CohrtTimeoutError(
-                f"no ack for publish on {self.name!r} within {wait}s; the publish may or may "
-                "not have been applied, and the channel is reconnecting to resync"
-            ) from None
-        for pending, ack in zip(pendings, acks):
-            self._hooks.call("on_published", ack=ack, seconds=pending.settled_at - pending.sent_at)
+        acks: List[PublishAck] = []
+        # One deadline for finding a socket, moved on by every ack: a socket
+        # that breaks as each frame goes out cannot keep a publish forever.
+        open_by = time.monotonic() + wait
+        while len(acks) < len(texts):
+            ws, pendings = self._conn.send(texts[len(acks):], event, wait, open_by)
+            try:
+                got = await_acks(pendings, wait, self.name, event)
+            except CohrtTimeoutError:
+                self._conn.lost_ack(ws)
+                raise CohrtTimeoutError(
+                    f"no ack for publish on {self.name!r} within {wait}s: it may or may not have "
+                    "been published; the channel is reconnecting to resync its acks (publishes "
+                    "after this one wait for it)"
+                ) from None
+            for pending, ack in zip(pendings, got):
+                self._hooks.call(
+                    "on_published", ack=ack, seconds=pending.settled_at - pending.sent_at
+                )
+            if got:
+                acks.extend(got)
+                open_by = time.monotonic() + wait
         return acks
 
     def keepalive_tick(self, now: float) -> None:

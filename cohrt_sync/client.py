@@ -218,12 +218,15 @@ class Client:
     ) -> PublishAck:
         """Publish over HTTP (``POST /edge/realtime``) without a socket.
 
-        Retries: without ``idempotency_key`` only failures that provably
-        were not applied are retried (connection refused, connect timeout,
-        429), so a publish is never sent twice. With one, it is sent as the
-        ``Idempotency-Key`` header and every retryable failure (timeouts,
-        dropped connections, 502/503/504) is retried too, because a server
-        that dedupes the key (the local server does) applies it once.
+        Retries: only failures that provably were not applied (connection
+        refused, connect timeout, 429), so a publish is never stored twice.
+        With ``idempotency_key`` it is sent as the ``Idempotency-Key``
+        header, and where the server says it deduplicates the key (its
+        answers carry ``Idempotent-Publish``, as the local server's do) every
+        retryable failure (timeouts, dropped connections, 502/503/504) is
+        retried too. Elsewhere (the hosted API documents no key) a failure
+        after which it may have been applied is raised, saying it may or may
+        not have been published (docs/client.md, "HTTP layer").
 
         :param channel: the channel name.
         :param data: the JSON payload.

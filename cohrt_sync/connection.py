@@ -73,11 +73,13 @@ class Connection:
         "_backoff",
         "_closing",
         "_closing_ws",
+        "_cut",
         "_dead_reason",
         "_handshake_ws",
         "_healthy",
         "_inbox",
         "_last_rx",
+        "_opened",
         "_ping_sent",
         "_port",
         "_reconnects",
@@ -115,14 +117,24 @@ class Connection:
         self._closing = closing
         self._tag = tag
         self._ws: Any = None
+        #: The socket force_reconnect() cut, until the reader lets it go: no
+        #: publish is sent on it, one waits for the next socket instead.
+        self._cut: Any = None
         self._send_lock = threading.Lock()
+        #: Notified (under the send lock) when a socket opens, and when the
+        #: reader stops for good: wakes the publishes waiting for a socket.
+        self._opened = threading.Condition(self._send_lock)
+        #: The publishes awaiting an ack on the current socket. Acks are per
+        #: socket: each socket gets a new queue, and the old one's pending
+        #: publishes fail with it, so no late ack settles a later publish.
         self._acks = AckQueue()
         self._thread: Optional[threading.Thread] = None
         self._reconnects = 0
         self._last_rx = 0.0
         self._ping_sent: Optional[float] = None
         self._dead_reason: Optional[str] = None
-        #: Why the server closed the channel for good (a paused tenant), if it did.
+        #: Why the channel stopped for good, if it did: the server closed it (a
+        #: paused tenant), or the reconnects gave up or were refused.
         self._stopped_by: Optional[CohrtError] = None
         self._handshake_ws: Any = None
         #: The socket that was open when close() began, until it is let go.
@@ -137,7 +149,8 @@ class Connection:
     @property
     def connected(self) -> bool:
         """True while the socket is open (False while reconnecting or closed)."""
-        return self._ws is not None and not self._closing.is_set()
+        ws = self._ws
+        return ws is not None and ws is not self._cut and not self._closing.is_set()
 
     @property
     def reconnects(self) -> int:
@@ -185,6 +198,7 @@ class Connection:
                 ws.shutdown()
                 raise ChannelClosedError(f"channel {self.name!r} closed")
             self._ws = ws
+            self._acks = AckQueue()
             self._inbox.put(("connected",))
             for frame in early:
                 self._inbox.put_frame(frame, 0)
@@ -196,35 +210,76 @@ class Connection:
 
     # -- publishing ----------------------------------------------------------
 
-    def send(self, texts: Sequence[str], event: str) -> Tuple[Any, List[PendingAck]]:
+    def send(
+        self, texts: Sequence[str], event: str, wait: float, open_by: Optional[float] = None
+    ) -> Tuple[Any, List[PendingAck]]:
         """Send publish frames, each with its pending ack queued in wire order.
+
+        While the channel reconnects (a drop, an ack timeout's resync), waits
+        up to ``wait`` seconds for the next socket, as Socket.IO and Ably
+        clients do. Frames go out until one cannot be sent: the socket is
+        broken then, so it is cut (the reader reconnects), and neither that
+        frame nor the ones after it were sent. A frame that did not go out
+        whole cannot have been applied, so the caller may send them again.
 
         :param texts: the frames.
         :param event: their event, for the acks.
-        :returns: the socket they went out on, and one pending ack per frame.
-        :raises ChannelClosedError: closed or reconnecting (or why the server
-            closed the channel for good).
-        :raises CohrtConnectionError: a frame could not be sent.
+        :param wait: seconds to wait for an open socket (the publish's timeout).
+        :param open_by: ``time.monotonic()`` by which a socket must be open,
+            when the wait began earlier (default: ``wait`` from now).
+        :returns: the socket they went out on, and one pending ack per frame
+            sent: all of them, or the ones before the frame that failed.
+        :raises ChannelClosedError: closed, or still reconnecting after
+            ``wait`` seconds (nothing was sent).
+        :raises CohrtError: why the channel stopped for good (a paused
+            tenant, the reconnects gave up); nothing was sent.
         """
         pendings: List[PendingAck] = []
         with self._send_lock:
             ws = self._ws
-            if ws is None or self._closing.is_set():
-                if self._stopped_by is not None:
-                    raise self._stopped_by
-                state = "closed" if self._closing.is_set() else "reconnecting"
-                raise ChannelClosedError(f"channel {self.name!r} is {state}")
+            if ws is None or ws is self._cut or self._closing.is_set():
+                ws = self._wait_open(wait, time.monotonic() + wait if open_by is None else open_by)
+            acks = self._acks
             for text in texts:
                 pending = PendingAck(event=event)
                 # Appending under the send lock keeps the ack queue in wire order.
-                self._acks.add(pending)
+                acks.add(pending)
                 try:
                     ws.send(text)
                 except Exception as e:
-                    self._acks.discard(pending)
-                    raise CohrtConnectionError(f"could not send on {self.name!r}: {e}") from e
+                    acks.discard(pending)
+                    log.info("channel %s: could not send a publish (%s); reconnecting to send it",
+                             self.name, type(e).__name__)
+                    self._dead_reason = "send failed"
+                    self.force_reconnect()
+                    break
                 pendings.append(pending)
         return ws, pendings
+
+    def _wait_open(self, wait: float, deadline: float) -> Any:
+        """The open socket, once there is one (called under the send lock)."""
+        while True:
+            if self._stopped_by is not None:
+                raise self._stopped_by
+            if self._closing.is_set():
+                raise ChannelClosedError(f"channel {self.name!r} is closed; nothing was sent")
+            ws = self._ws
+            if ws is not None and ws is not self._cut:
+                return ws
+            reader = self._thread
+            if reader is None or not reader.is_alive():
+                raise ChannelClosedError(
+                    f"channel {self.name!r} stopped reconnecting; nothing was sent"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ChannelClosedError(
+                    f"channel {self.name!r} is still reconnecting after {wait:g}s, so the "
+                    "message was not sent: publish it again once the channel is connected"
+                )
+            # Woken when a socket opens or the reader stops; the slice bounds
+            # how late a close() that no one notifies is seen.
+            self._opened.wait(min(left, 0.25))
 
     def lost_ack(self, ws: Any) -> None:
         """After an ack timeout, acks can no longer be matched in order: reconnect.
@@ -271,9 +326,15 @@ class Connection:
                 self.force_reconnect()
 
     def force_reconnect(self) -> None:
-        """Cut the socket; the reader then reports the drop and reconnects."""
+        """Cut the socket; the reader then reports the drop and reconnects.
+
+        From now on publishes wait for the next socket rather than go out on
+        this one (not under the send lock: a publish blocked in a send must
+        not keep a dead socket from being cut).
+        """
         ws = self._ws
         if ws is not None:
+            self._cut = ws
             try:
                 # shutdown(SHUT_RDWR) wakes the reader's blocking recv with an error.
                 ws.abort()
@@ -360,20 +421,30 @@ class Connection:
     # -- the reader thread -----------------------------------------------------
 
     def _reader_main(self) -> None:
-        ws = self._ws
+        try:
+            self._read_each_socket()
+        finally:
+            # Publishes waiting for a socket learn there will be none.
+            with self._opened:
+                self._opened.notify_all()
+
+    def _read_each_socket(self) -> None:
+        with self._send_lock:
+            ws, acks = self._ws, self._acks
         while ws is not None and not self._closing.is_set():
             try:
-                reason = self._read_until_drop(ws)
+                reason = self._read_until_drop(ws, acks)
             except Exception as e:
                 # A bug, or a frame no decoder survives (200 KB of nested "["):
                 # a reported drop, then the usual reconnect and catch-up.
                 reason = self._report_crash("reading a frame", e)
             try:
-                go_on = self._after_drop(ws, reason)
+                go_on = self._after_drop(ws, acks, reason)
             except Exception as e:
                 self._report_crash("dropping the socket", e)
                 go_on = not self._closing.is_set()
             ws = self._reconnect_guarded() if go_on else None
+            acks = self._acks
 
     def _reconnect_guarded(self) -> Any:
         while not self._closing.is_set():
@@ -396,17 +467,22 @@ class Connection:
         self._inbox.put(("error", err))
         return f"internal error: {type(exc).__name__}"
 
-    def _after_drop(self, ws: Any, reason: str) -> bool:
-        """Let the dropped socket go and report the drop; False: do not reconnect."""
+    def _after_drop(self, ws: Any, acks: AckQueue, reason: str) -> bool:
+        """Let the dropped socket go and report the drop; False: do not reconnect.
+
+        Its pending publishes fail with it: each was sent and may have been
+        applied, so none is sent again (docs/client.md, "Publishing while
+        the channel reconnects").
+        """
         with self._send_lock:
             if self._ws is ws:
                 self._ws = None
         stopped_by = self._stopped_by
-        self._acks.fail_all(
+        acks.fail_all(
             stopped_by
             or CohrtConnectionError(
-                f"connection to {self.name!r} lost before the ack; "
-                "the publish may or may not have been applied"
+                f"connection to {self.name!r} lost before the ack: the message may or may not "
+                "have been published; look for it in history before publishing it again"
             )
         )
         ws.shutdown()
@@ -422,7 +498,7 @@ class Connection:
             return False
         return True
 
-    def _read_until_drop(self, ws: Any) -> str:
+    def _read_until_drop(self, ws: Any, acks: AckQueue) -> str:
         self._last_rx = time.monotonic()
         self._ping_sent = None
         self._dead_reason = None
@@ -444,7 +520,7 @@ class Connection:
             self._ping_sent = None
             if opcode == text:
                 try:
-                    self._on_text(data)
+                    self._on_text(data, acks)
                 except _Overflow:
                     return "dispatcher overflow"
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
@@ -457,7 +533,7 @@ class Connection:
                 return f"server closed ({code})"
         return "closed"
 
-    def _on_text(self, data: bytes) -> None:
+    def _on_text(self, data: bytes, acks: AckQueue) -> None:
         try:
             frame = json.loads(data.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
@@ -469,11 +545,11 @@ class Connection:
         if action == "published" and "data" not in frame:
             # A frame with data is a publication whose event is "published"
             # (any event name is allowed): it must never settle an ack.
-            self._acks.settle(frame, None)
+            acks.settle(frame, None)
             return
         if action is None and "error" in frame:
             err = error_from_frame(str(frame["error"]))
-            if not self._acks.settle(None, err):
+            if not acks.settle(None, err):
                 self._inbox.put(("error", err))
             return
         inbox = self._inbox
@@ -507,10 +583,11 @@ class Connection:
             if policy.total is not None and attempts >= policy.total:
                 log.warning("channel %s: giving up after %d reconnect attempt(s)",
                             self.name, attempts)
-                gave_up = CohrtConnectionError(
+                gave_up = ChannelClosedError(
                     f"channel {self.name!r} gave up reconnecting after {attempts} attempt(s)"
                 )
                 gave_up.__cause__ = last_error
+                self._stopped_by = gave_up
                 self._inbox.put(("gave_up", gave_up))
                 return None
             policy = policy.increment(retry_after=retry_after)
@@ -544,6 +621,7 @@ class Connection:
                     # Paused or deprovisioned: no later attempt can succeed until
                     # someone acts on the tenant, so stop instead of storming it.
                     log.warning("channel %s: reconnect refused, closing: %s", self.name, e)
+                    self._stopped_by = e
                     self._inbox.put(("gave_up", e))
                     return None
                 if isinstance(e, RateLimitedError):
@@ -557,6 +635,8 @@ class Connection:
                     ws.shutdown()
                     return None
                 self._ws = ws
+                self._acks = AckQueue()
+                self._opened.notify_all()
             self._backoff = policy
             self._reconnects += 1
             self._inbox.put(("reconnected", presence, attempts))

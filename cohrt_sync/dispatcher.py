@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._cancel import cancel_on, cut_request
 from .delivery import DeliveryLedger
@@ -64,6 +64,7 @@ class Dispatcher:
         "_caught_up",
         "_close",
         "_closing",
+        "_history_problems",
         "_hooks",
         "_inbox",
         "_ledger",
@@ -103,6 +104,8 @@ class Dispatcher:
         self._caught_up = caught_up
         self._close = close
         self._roster = Roster()
+        #: Kinds of broken history already reported (see _broken_history).
+        self._history_problems: Set[str] = set()
         self._ledger = DeliveryLedger(
             self._catch_up_history, hooks.message, match_idless=catch_up, name=name
         )
@@ -232,7 +235,14 @@ class Dispatcher:
             # called: an event named "join" or "published" is still a message,
             # never presence or an ack (docs/client.md, "Frames the client drops").
             if frame.get("channel", name) == name and type(frame.get("event", action)) is str:
-                self._ledger.deliver_live(Message.from_wire(frame, name))
+                try:
+                    msg = Message.from_wire(frame, name)
+                except ProtocolError as e:
+                    # An id or a time no int can hold (1e400 decodes as
+                    # infinity): malformed like any other frame, not a crash.
+                    self._drop_frame(f"a message whose {e}", report=True)
+                    return
+                self._ledger.deliver_live(msg)
             elif frame.get("channel", name) != name:
                 self._drop_frame("a message of another channel", report=True)
             else:
@@ -268,7 +278,11 @@ class Dispatcher:
     def _recover_missed(self) -> int:
         """Deliver from history what went by while disconnected; returns how many.
 
-        When history cannot be read, the ledger holds back live frames and the
+        History that breaks the API's contract is no failure: the walk drops
+        what it can prove wrong, delivers the rest and reports each kind once
+        (:meth:`_broken_history`), and a walk the server never lets advance
+        ends there. When history cannot be read at all (unreachable, an
+        answer that is no page), the ledger holds back live frames and the
         socket is cut, so the next reconnect's recovery starts from the same
         cursor: order and exactly-once at the price of one more reconnect.
         """
@@ -284,7 +298,18 @@ class Dispatcher:
     def _catch_up_history(self, after: int) -> Iterator[Message]:
         # Bound to the closing event, so close() can cut a read that hangs.
         with cancel_on(self._closing):
-            yield from iter_history(self._port, self.name, after=after)
+            yield from iter_history(self._port, self.name, after=after, report=self._broken_history)
+
+    def _broken_history(self, kind: str, error: ProtocolError) -> None:
+        """History broke the API's contract: the walk dropped what it could prove
+        wrong and went on. Each kind is told once per channel, not per page or
+        per reconnect: a server with an off-by-one says the same every time."""
+        if kind in self._history_problems:
+            log.debug("channel %s: %s", self.name, error)
+            return
+        self._history_problems.add(kind)
+        log.warning("channel %s: %s", self.name, error)
+        self._hooks.call("on_error", error=error)
 
     def _resync_presence(self, users: List[User]) -> None:
         """After a reconnect: a leave for each user gone, a join for each one come."""

@@ -41,9 +41,15 @@ __all__ = [
 UserId = Union[str, int]
 
 
+#: Longer ids cannot make a valid channel name; they sort as names (int()
+#: refuses strings of over 4300 digits, which a hostile dm_request may send).
+_MAX_NUMERIC_ID = 256
+
+
 def _sort_key(user_id: str) -> tuple[int, int, str]:
     # Numbers sort numerically and before names, so 3 < 17 < "alice" on both sides.
-    if user_id.isdigit():
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if user_id.isdecimal() and len(user_id) <= _MAX_NUMERIC_ID:
         return (0, int(user_id), user_id)
     return (1, 0, user_id)
 

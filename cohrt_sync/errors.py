@@ -10,7 +10,7 @@ None of these messages ever contains the application key.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Optional, Type
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Type
 
 from .retry import parse_retry_after
 
@@ -21,6 +21,7 @@ __all__ = [
     "CohrtConnectionError",
     "CohrtError",
     "CohrtTimeoutError",
+    "HistoryPageError",
     "InvalidArgumentTypeError",
     "NotFoundError",
     "NotProvisionedError",
@@ -147,6 +148,40 @@ class ProtocolError(ServerError):
     of the wrong shape, history out of order or from another channel. The
     message names the endpoint; retrying may help if the server recovers.
     """
+
+
+class HistoryPageError(ProtocolError):
+    """A history page that breaks the API's contract: rows at or below the cursor,
+    out of id order, of another channel, or items that are not messages.
+
+    :meth:`cohrt_sync.Client.history` raises it for such a page; the history
+    walk (:meth:`cohrt_sync.Client.iter_history`, a channel's catch-up) keeps
+    :attr:`messages` and goes on.
+
+    :param message: the error text, naming the endpoint.
+    :param context: what was asked, naming the endpoint.
+    :param problems: each kind of problem found, with an example, in the
+        order found.
+    :param messages: the page's items that are provably right (past the
+        cursor, this channel's, well-formed): :class:`~cohrt_sync.Message`
+        values in id order.
+    :param served: how many items the page held, the dropped ones included.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        context: str,
+        problems: Mapping[str, str],
+        messages: Sequence[Any],
+        served: int,
+    ) -> None:
+        super().__init__(message)
+        self.context = context
+        self.problems: Dict[str, str] = dict(problems)
+        self.messages: List[Any] = list(messages)
+        self.served = served
 
 
 class CohrtConnectionError(CohrtError):

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from ._answers import history_page, json_object, sql_rows, token_answer
-from ._http import RETRY_ALWAYS, RETRY_UNSENT, HttpTransport, encode_json
+from ._http import RETRY_ALWAYS, RETRY_IDEMPOTENT, RETRY_UNSENT, HttpTransport, encode_json
 from .errors import BadRequestError, InvalidArgumentTypeError
 from .models import (
     Message,
@@ -109,8 +109,11 @@ class HttpApi:
             "/edge/realtime",
             body=body,
             headers={"Idempotency-Key": idempotency_key} if idempotency_key else None,
-            retry_mode=RETRY_ALWAYS if idempotency_key else RETRY_UNSENT,
+            # Retried after it may have been applied only where the server
+            # says it deduplicates the key: elsewhere a retry could store it twice.
+            retry_mode=RETRY_IDEMPOTENT if idempotency_key else RETRY_UNSENT,
             context=f"publish to {channel!r}",
+            unsure="published",
         )
         ack = PublishAck.from_wire(
             json_object(raw, f"publish to {channel!r} (POST /edge/realtime)"), channel, event

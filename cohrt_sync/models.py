@@ -8,12 +8,20 @@ from typing import Any, Mapping, Optional
 
 import attrs
 
-from .errors import BadRequestError, InvalidArgumentTypeError
+from .errors import BadRequestError, InvalidArgumentTypeError, ProtocolError
 
-__all__ = ["Message", "PublishAck", "Token", "User", "ws_url"]
+__all__ = ["MAX_CREATED_AT_MS", "MAX_ID", "Message", "PublishAck", "Token", "User", "ws_url"]
 
 #: Longest channel name the client accepts.
 MAX_CHANNEL_LENGTH = 256
+
+#: The largest ``id`` a message can have: SQLite's largest row id.
+MAX_ID = 2**63 - 1
+
+#: The latest ``created_at_ms`` accepted: the last millisecond of the year
+#: 9999 UTC, the last a ``datetime`` holds (and well inside a float's exact
+#: integers), so a hook can always turn it into a date.
+MAX_CREATED_AT_MS = 253_402_300_799_999
 
 #: Longest ``Idempotency-Key`` the local server accepts (docs/server.md).
 MAX_IDEMPOTENCY_KEY_LENGTH = 256
@@ -72,8 +80,16 @@ class Message:
     def from_wire(cls, raw: Mapping[str, Any], channel: Optional[str] = None) -> Message:
         """Build from a live frame or a history item.
 
+        ``id`` and ``created_at_ms`` decide order and de-duplication, so a
+        value that cannot be one is refused, not guessed at: an ``id`` must be
+        an integer from 1 to :data:`MAX_ID`, a ``created_at_ms`` a finite
+        number from 0 to :data:`MAX_CREATED_AT_MS` (a float is truncated).
+        Either may be absent or ``null``.
+
         :param raw: the decoded JSON object.
         :param channel: channel name to use when the item lacks one.
+        :raises ProtocolError: ``id`` or ``created_at_ms`` is out of range or
+            not a number (``1e400`` decodes as infinity, which no int holds).
         """
         # Every live message passes here: exact-type tests skip the
         # conversions a well-formed frame does not need.
@@ -90,15 +106,47 @@ class Message:
         if type(name) is not str:
             name = str(name)
         created = get("created_at_ms")
-        if type(created) is not int:
-            created = int(created) if isinstance(created, (int, float)) else None
+        if type(created) is int:
+            if not 0 <= created <= MAX_CREATED_AT_MS:
+                raise _out_of_range("created_at_ms", created)
+        elif created is not None:
+            created = _created_at_ms(created)
         msg_id = get("id")
-        if type(msg_id) is not int:
-            if isinstance(msg_id, int) and not isinstance(msg_id, bool):
-                msg_id = int(msg_id)
-            else:
-                msg_id = None
+        if type(msg_id) is int:
+            if not 0 < msg_id <= MAX_ID:
+                raise _out_of_range("id", msg_id)
+        elif msg_id is not None:
+            if isinstance(msg_id, bool) or not isinstance(msg_id, int) or not 0 < msg_id <= MAX_ID:
+                raise _out_of_range("id", msg_id)
+            msg_id = int(msg_id)
         return cls(name, event, action, get("data"), created, msg_id)
+
+
+def _out_of_range(field: str, value: Any) -> ProtocolError:
+    shown = repr(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return ProtocolError(f"{field} is {shown}, not a number the API sends")
+
+
+def _created_at_ms(value: Any) -> int:
+    """A ``created_at_ms`` that is not an exact int: a finite float in range, truncated."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _out_of_range("created_at_ms", value)
+    # NaN fails both comparisons; infinity the upper one.
+    if not 0 <= value <= MAX_CREATED_AT_MS:
+        raise _out_of_range("created_at_ms", value)
+    return int(value)
+
+
+def _ack_number(value: Any, exact: bool) -> Optional[int]:
+    """An acknowledgement's ``id`` (``exact``) or ``created_at_ms`` as
+    :meth:`Message.from_wire` reads it, or None where that would refuse it."""
+    if isinstance(value, bool) or not isinstance(value, int if exact else (int, float)):
+        return None
+    if not (0 < value <= MAX_ID if exact else 0 <= value <= MAX_CREATED_AT_MS):
+        return None
+    return int(value)
 
 
 @attrs.frozen
@@ -156,11 +204,18 @@ def ws_url(base_url: str, token: str, channel: str) -> str:
 class PublishAck:
     """The server's acknowledgement of a publish (HTTP response or ``published`` frame).
 
+    The same value from :meth:`cohrt_sync.Channel.publish` and
+    :meth:`cohrt_sync.Client.publish`: it describes the message that was
+    published, as its recipients and history will see it.
+
     :param channel: the channel published to.
     :param event: the event of the published message, over a socket too (where
         the ack frame's own ``event`` field is the literal ``"published"``).
-    :param action: the ``action`` field of the acknowledgement.
-    :param created_at_ms: server time of publication.
+    :param action: the published message's ``action``, which the API makes
+        equal to its ``event`` (the legacy name of the same field, as
+        :attr:`Message.action`); never the kind of the ack frame.
+    :param created_at_ms: server time of publication (None when the server
+        gave none, or one out of range).
     :param id: the persisted row id, when the server reports it.
     """
 
@@ -174,18 +229,21 @@ class PublishAck:
     def from_wire(cls, raw: Mapping[str, Any], channel: str, event: str) -> PublishAck:
         """Build from a decoded acknowledgement.
 
+        The publish succeeded, so a number out of range (``created_at_ms`` or
+        ``id``, see :meth:`Message.from_wire`) is left out as None rather
+        than refused.
+
         :param raw: the decoded JSON object.
         :param channel: the channel, when the ack omits it.
         :param event: the event, when the ack omits it.
         """
-        created = raw.get("created_at_ms")
-        msg_id = raw.get("id")
+        published = str(raw.get("event") or event)
         return cls(
             channel=str(raw.get("channel") or channel),
-            event=str(raw.get("event") or event),
-            action=str(raw.get("action") or raw.get("event") or event),
-            created_at_ms=int(created) if isinstance(created, (int, float)) else None,
-            id=int(msg_id) if isinstance(msg_id, int) and not isinstance(msg_id, bool) else None,
+            event=published,
+            action=published,
+            created_at_ms=_ack_number(raw.get("created_at_ms"), exact=False),
+            id=_ack_number(raw.get("id"), exact=True),
         )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
-from typing import Any, Deque, Dict, Iterator, List, Optional, Protocol, Sequence
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Set
 
 from ._answers import wrong_shape
 from .errors import (
@@ -27,7 +27,9 @@ from .errors import (
     ChannelClosedError,
     CohrtError,
     CohrtTimeoutError,
+    HistoryPageError,
     InvalidArgumentTypeError,
+    ProtocolError,
     RateLimitedError,
 )
 from .models import Message, check_channel
@@ -35,6 +37,8 @@ from .models import Message, check_channel
 __all__ = [
     "LAST_ID_QUERY",
     "MAX_NEWEST",
+    "NO_PROGRESS",
+    "Report",
     "ScrollbackPort",
     "iter_history",
     "last_id",
@@ -200,26 +204,82 @@ def _messages(rows: List[Dict[str, Any]], channel: str, n: int, context: str) ->
     return found
 
 
+#: The kind a report names when a walk stops because the server makes no progress.
+NO_PROGRESS = "no progress"
+
+#: Told of each kind of broken history a walk meets: the kind (a short name,
+#: the same each time) and the error that says what was dropped.
+Report = Callable[[str, ProtocolError], None]
+
+
 def iter_history(
-    port: ScrollbackPort, channel: str, after: int = 0, page_size: int = _PAGE
+    port: ScrollbackPort,
+    channel: str,
+    after: int = 0,
+    page_size: int = _PAGE,
+    report: Optional[Report] = None,
 ) -> Iterator[Message]:
     """Every persisted message of ``channel`` with ``id > after``, page by page, lazily.
 
-    The port's ``history`` checks that each page's ids increase past the
-    cursor, so every page moves it on. A page shorter than ``page_size`` is
-    the last one: the API caps pages at 100 and this never asks for more, so
-    asking again would only spend one more history read of the tier's caps
-    on an empty page.
+    A page shorter than ``page_size`` is the last one: the API caps pages at
+    100 and this never asks for more, so asking again would only spend one
+    more history read of the tier's caps on an empty page.
+
+    Liveness with safety against a server that breaks the API's contract: a
+    page that repeats the cursor's row or older ones, comes out of order,
+    mixes in another channel's rows or holds items that are not messages
+    (:class:`~cohrt_sync.HistoryPageError`) is not refused whole. Its items
+    that are provably this channel's next messages are yielded, in id order;
+    the rest are dropped, and each kind of problem is told to ``report``
+    (without one: logged as a warning, once per kind and walk). A full page
+    with nothing past the cursor would be asked for again and again, so the
+    walk ends there: it raises :class:`~cohrt_sync.ProtocolError` (with
+    ``report``: reports it under :data:`NO_PROGRESS` and ends, having
+    yielded all it could).
 
     :param port: where the pages are read.
     :param channel: the channel name.
     :param after: id cursor (exclusive).
     :param page_size: messages per request, 1 to 100.
+    :param report: told of each kind of problem, as ``report(kind, error)``;
+        it decides what is reported more than once.
+    :raises ProtocolError: the walk stalled (without ``report``), or an
+        answer not shaped as a page at all.
+    :raises CohrtError: a page could not be read.
     """
+    logged: Set[str] = set()
+
+    def tell(kind: str, error: ProtocolError) -> None:
+        if report is not None:
+            report(kind, error)
+        elif kind not in logged:
+            logged.add(kind)
+            log.warning("%s", error)
+
     cursor = after
     while True:
-        page = port.history(channel, after=cursor, limit=page_size)
+        try:
+            page = port.history(channel, after=cursor, limit=page_size)
+            served = len(page)
+        except HistoryPageError as e:
+            page, served = e.messages, e.served
+            if page or served < page_size:
+                for kind, example in e.problems.items():
+                    tell(kind, ProtocolError(
+                        f"{e.context}: dropped {kind} ({example}) and delivered the rest; "
+                        "the server is not following the API: report it"
+                    ))
+            else:
+                stalled = ProtocolError(
+                    f"{e.context}: history makes no progress: a full page of {served} items "
+                    f"held nothing past id {cursor} ({', '.join(e.problems)}); stopped "
+                    f"there, so messages after id {cursor} could not be read: report it"
+                )
+                if report is None:
+                    raise stalled from e
+                report(NO_PROGRESS, stalled)
+                return
         yield from page
-        if len(page) < page_size:
+        if served < page_size:
             return
         cursor = page[-1].id or cursor

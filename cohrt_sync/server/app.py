@@ -10,6 +10,20 @@ from .core import CORE, Core
 from .middleware import error_envelope
 from .openapi import PATH as OPENAPI_PATH
 from .openapi import serve_document
+from .tenantdb import IDEMPOTENCY_TTL_S
+
+#: The answer header saying that ``POST /edge/realtime`` deduplicates
+#: ``Idempotency-Key``, with how many seconds a key is remembered. The client
+#: retries a publish that may have been applied only where a server says so
+#: (cohrt_sync/_http.py reads it under the same name); on every answer, so
+#: the client knows before its first publish fails.
+IDEMPOTENT_PUBLISH = "Idempotent-Publish"
+
+
+async def _advertise_idempotent_publish(
+    request: web.BaseRequest, response: web.StreamResponse
+) -> None:
+    response.headers[IDEMPOTENT_PUBLISH] = str(IDEMPOTENCY_TTL_S)
 
 
 def build_app(core: Core) -> web.Application:
@@ -33,8 +47,9 @@ def build_app(core: Core) -> web.Application:
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
+    app.on_response_prepare.append(_advertise_idempotent_publish)
     realtimekit.install(app, core)
     return app
 
 
-__all__ = ["build_app"]
+__all__ = ["IDEMPOTENT_PUBLISH", "build_app"]

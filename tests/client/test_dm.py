@@ -22,6 +22,13 @@ def test_dm_channel(a: Any, b: Any, expected: str) -> None:
     assert cohrt_sync.dm_channel(b, a) == expected
 
 
+@pytest.mark.parametrize("odd", ["1" * 5000, "\u00b2", "1" * 300])
+def test_an_id_no_int_holds_sorts_as_a_name_instead_of_raising(odd: str) -> None:
+    # A dm_request's "from" is the sender's to choose: 5000 digits, or "²"
+    # (a digit int() refuses), made dm_channel raise a bare ValueError.
+    assert cohrt_sync.dm_channel(odd, 3) == cohrt_sync.dm_channel(3, odd) == f"dm:3_{odd}"
+
+
 def test_dm_channel_rejects_bad_ids() -> None:
     with pytest.raises(TypeError):
         cohrt_sync.dm_channel(True, 3)

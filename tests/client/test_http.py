@@ -97,6 +97,17 @@ def test_idempotency_key_publishes_once(server: Any, make_client: Any, channel_n
     assert len(client.history(channel_name)) == 1
 
 
+def test_the_client_knows_the_local_server_deduplicates_before_its_first_publish(
+    server: Any, make_client: Any, channel_name: str
+) -> None:
+    # The edge session mint that precedes the first publish already says so,
+    # so even the first keyed publish may be retried after a timeout.
+    client = make_client(server)
+    assert not client._http.dedupes_publish
+    client._http.bearer()
+    assert client._http.dedupes_publish
+
+
 def test_edge_bearer_is_minted_once_across_threads(server: Any, make_client: Any,
                                                    channel_name: str) -> None:
     session = CountingSession()

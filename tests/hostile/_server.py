@@ -9,14 +9,19 @@ provisioning, and a realtime socket that sends ``connected`` then
 A test makes it misbehave through knobs, each ``None`` (the correct
 behaviour) or an ``async`` callable that answers instead:
 
-* ``on_token``, ``on_history``, ``on_sql``, ``on_session``: ``(request)`` →
-  an aiohttp response, or ``None`` to answer correctly after all;
+* ``on_token``, ``on_history``, ``on_sql``, ``on_session``,
+  ``on_http_publish``: ``(request)`` → an aiohttp response, or ``None`` to
+  answer correctly after all;
 * ``on_upgrade``: ``(request)`` → a response, before any handshake (for
   trickled or refused upgrades);
 * ``on_subscribed``: ``(ws, server)`` run right after ``subscribed`` (junk
   frames, floods, stalls); the normal read loop follows;
 * ``on_publish``: ``(ws, frame)`` → True when it answered the publish itself
   (a lost ack), False for the normal ack and broadcast.
+
+Like the hosted API, it does not deduplicate ``Idempotency-Key`` and does
+not say it does; ``HostileServer(idempotent=True)`` does both, as the local
+server does (the ``Idempotent-Publish`` header on every answer).
 """
 
 from __future__ import annotations
@@ -77,8 +82,11 @@ def raw_on_first_socket(head: bytes, chunk: bytes = b"", count: int = 0, step: f
 class HostileServer:
     """The edge API on loopback, with knobs to misbehave; a context manager."""
 
-    def __init__(self, key: str = KEY) -> None:
+    def __init__(self, key: str = KEY, idempotent: bool = False) -> None:
         self.key = key
+        self.idempotent = idempotent
+        #: HTTP publish answers by Idempotency-Key (with ``idempotent``).
+        self.replays: Dict[str, Dict[str, Any]] = {}
         self.rows: List[Dict[str, Any]] = []
         self.sockets: List[web.WebSocketResponse] = []
         self.hits: Dict[str, int] = {}
@@ -86,6 +94,7 @@ class HostileServer:
         self.on_history: Knob = None
         self.on_sql: Knob = None
         self.on_session: Knob = None
+        self.on_http_publish: Knob = None
         self.on_upgrade: Knob = None
         self.on_subscribed: Knob = None
         self.on_publish: Knob = None
@@ -114,10 +123,12 @@ class HostileServer:
 
     async def _start(self) -> None:
         app = web.Application()
+        if self.idempotent:
+            app.on_response_prepare.append(self._advertise)
         app.router.add_post("/edge/session", self._knob("session", self._session))
         app.router.add_post("/edge/realtime/token", self._knob("token", self._token))
         app.router.add_get("/edge/realtime/history", self._knob("history", self._history))
-        app.router.add_post("/edge/realtime", self._publish_http)
+        app.router.add_post("/edge/realtime", self._knob("http_publish", self._publish_http))
         app.router.add_get("/edge/realtime", self._socket)
         app.router.add_post("/edge/database", self._knob("sql", self._sql))
         app.router.add_post("/api/resources/realtime", self._provision)
@@ -244,11 +255,24 @@ class HostileServer:
         self._count("provision")
         return json_response({"success": True, "resource": "realtime"})
 
-    async def _publish_http(self, request: web.Request) -> web.StreamResponse:
-        self._count("publish")
+    async def _advertise(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        response.headers["Idempotent-Publish"] = "86400"
+
+    async def publish_http(self, request: web.Request) -> Dict[str, Any]:
+        """Commit an HTTP publish (once per Idempotency-Key with ``idempotent``); its answer."""
+        key = request.headers.get("Idempotency-Key") if self.idempotent else None
+        if key is not None and key in self.replays:
+            return self.replays[key]
         body = await request.json()
         row = await self._commit(body["channel"], body.get("event", "message"), body.get("data"))
-        return json_response({k: row[k] for k in ("channel", "event", "created_at_ms", "id")})
+        answer = {k: row[k] for k in ("channel", "event", "created_at_ms", "id")}
+        answer["action"] = row["action"]
+        if key is not None:
+            self.replays[key] = answer
+        return answer
+
+    async def _publish_http(self, request: web.Request) -> web.StreamResponse:
+        return json_response(await self.publish_http(request))
 
     async def _commit(self, channel: str, event: str, data: Any) -> Dict[str, Any]:
         row = self.store(channel, data, event)

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+import requests
 
 from ._wire import Api, Sock, assert_envelope, uniq
 from .conftest import make_server
@@ -204,3 +205,20 @@ def test_payload_limit_counts_utf8_bytes_not_characters(api_a: Api) -> None:
     ch = uniq()
     assert_envelope(api_a.publish(ch, {"blob": "é" * 40_000}), 413, "INVALID_ARGUMENT")
     assert api_a.history_ok(ch) == []
+
+
+def test_every_answer_says_publish_deduplicates_idempotency_keys(
+    api_a: Api, base_url: str
+) -> None:
+    """The client retries a publish that may have been applied only where a server
+    says it deduplicates (``Idempotent-Publish``: how long a key is remembered)."""
+    ch = uniq()
+    answers = [
+        api_a.publish(ch, {"n": 1}),
+        api_a.publish(ch, {"n": 1}, bearer=api_a.session()),
+        api_a.publish(ch, {"n": 1}, headers={"Idempotency-Key": "k" * 300}),  # a 400
+        requests.get(f"{base_url}/edge/realtime/history", params={"channel": ch}, timeout=5),
+        requests.get(f"{base_url}/no/such/path", timeout=5),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 400, 401, 404]
+    assert {a.headers.get("Idempotent-Publish") for a in answers} == {"86400"}

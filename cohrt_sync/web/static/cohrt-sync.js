@@ -421,10 +421,12 @@ export class Channel {
     clearTimeout(slot.timer);
     if (slot.done) return; // timed out already; its place in the FIFO is used up
     if (err) { slot.reject(err); return; }
+    // The ack describes the published message, as the publish route's does:
+    // its action is the message's action, which the API makes equal to its event.
     slot.resolve({
       channel: frame.channel || this.name,
       event: slot.event,
-      action: "published",
+      action: slot.event,
       created_at_ms: frame.created_at_ms ?? null,
       id: Number.isInteger(frame.id) ? frame.id : null,
     });

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 import cohrt_sync
 from cohrt_sync import Retry
 
@@ -28,6 +30,9 @@ def test_finite_total_reports_the_failure_and_closes(make_server: Any, make_clie
     assert isinstance(final, cohrt_sync.CohrtConnectionError) and "gave up" in str(final)
     assert final.__cause__ is errors[-2]
     assert ch.closed and ch not in client.channels
+    # A publish then says why the channel stopped, at once: nothing is sent.
+    with pytest.raises(cohrt_sync.ChannelClosedError, match="gave up reconnecting"):
+        ch.publish({"n": 1}, timeout=30)
     kinds = [e[0] for e in recorder.events]
     assert kinds[-1] == "closed" and kinds.index("disconnected") < kinds.index("error")
 
