@@ -31,26 +31,37 @@ def _forget_conn(conn: Any) -> None:
             _IN_USE.pop(ident, None)
 
 
-class _Tracked:
-    """Pool mixin: record the connection each thread takes, forget it when put back."""
+def _taken(conn: Any) -> Any:
+    """A pool handed ``conn`` to this thread: remember it until it comes back."""
+    _IN_USE[threading.get_ident()] = conn
+    return conn
+
+
+def _given_back(conn: Any) -> None:
+    _IN_USE.pop(threading.get_ident(), None)
+    _forget_conn(conn)
+
+
+class _TrackedHTTPPool(urllib3.HTTPConnectionPool):
+    """urllib3's pool, telling :func:`cut_request` which connection each thread uses."""
 
     def _get_conn(self, timeout: Optional[float] = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
-        _IN_USE[threading.get_ident()] = conn
-        return conn
+        return _taken(super()._get_conn(timeout))
 
     def _put_conn(self, conn: Any) -> None:
-        _IN_USE.pop(threading.get_ident(), None)
-        _forget_conn(conn)
-        super()._put_conn(conn)  # type: ignore[misc]
+        _given_back(conn)
+        super()._put_conn(conn)
 
 
-class _TrackedHTTPPool(_Tracked, urllib3.HTTPConnectionPool):
-    pass
+class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
+    """The same for HTTPS (urllib3 keeps the two pools apart)."""
 
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        return _taken(super()._get_conn(timeout))
 
-class _TrackedHTTPSPool(_Tracked, urllib3.HTTPSConnectionPool):
-    pass
+    def _put_conn(self, conn: Any) -> None:
+        _given_back(conn)
+        super()._put_conn(conn)
 
 
 class TrackingAdapter(requests.adapters.HTTPAdapter):
