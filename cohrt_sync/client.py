@@ -215,7 +215,8 @@ class Client:
         _fork.follow(self._http)
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self.channels)} channel(s)"
+        _fork.follow(self)
+        state = "closed" if self.closed else f"{len(self._channels)} channel(s)"
         return f"<cohrt_sync.Client {self.base_url} {state}>"
 
     def __enter__(self) -> Client:
