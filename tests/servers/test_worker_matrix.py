@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -107,8 +106,13 @@ TROUBLE = ("Traceback", "still running after close()", "Exception ignored", "CRI
 def require(what: str) -> None:
     """Skip unless ``what`` (a module, or ``uwsgi``) is installed; .ci/run installs them all."""
     if what == "uwsgi":
-        if not Path(python_tool("uwsgi")).exists() and shutil.which("uwsgi") is None:
-            pytest.skip("uWSGI is not installed (the [test] extra builds it from source with gcc)")
+        # Beside this Python, so it embeds this Python (a system uWSGI's plugin
+        # embeds another one).
+        if not Path(python_tool("uwsgi")).exists():
+            pytest.skip(
+                "uWSGI is not installed beside this Python "
+                "(the [test] extra builds it from source with gcc)"
+            )
         return
     if importlib.util.find_spec(what) is None:
         pytest.skip(f"{what} is not installed (the [test] extra installs it)")
