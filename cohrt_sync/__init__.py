@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0.dev0"
 
+from ._signals import close_on_sigterm
 from .channel import Channel
 from .client import Client
 from .dm import accept_dm_request, dm_channel, private_channel, send_dm_request, user_channel
@@ -76,6 +77,7 @@ __all__ = [
     "User",
     "__version__",
     "accept_dm_request",
+    "close_on_sigterm",
     "dm_channel",
     "hookimpl",
     "hookspec",

@@ -5,12 +5,15 @@ must be able to end a read that hangs. Sessions made by
 :func:`cohrt_sync._http.make_session` mount :class:`TrackingAdapter`, whose
 pools remember the connection each thread is using (:func:`cut_request`
 shuts its socket down); :func:`cancel_on` binds an event that stops the
-thread's retries once set.
+thread's retries once set. The connections remembered are this process's
+only: after a fork, a thread of the child may get the ident of a parent's
+thread, and cutting "its" request would shut down the parent's socket.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from typing import Any, Dict, Iterator, Optional
@@ -20,25 +23,35 @@ import urllib3
 
 __all__ = ["TrackingAdapter", "bound", "cancel_on", "cancelled", "cut_request"]
 
-#: Thread ident -> the urllib3 connection it is using now.
+#: Thread ident -> the urllib3 connection it is using now, in process ``_PID``.
 _IN_USE: Dict[int, Any] = {}
+_PID = os.getpid()
 _CANCEL = threading.local()
 
 
+def _in_use() -> Dict[int, Any]:
+    """This process's map; a forked child starts an empty one."""
+    global _IN_USE, _PID
+    if _PID != os.getpid():
+        _IN_USE, _PID = {}, os.getpid()
+    return _IN_USE
+
+
 def _forget_conn(conn: Any) -> None:
-    for ident, used in list(_IN_USE.items()):
+    in_use = _in_use()
+    for ident, used in list(in_use.items()):
         if used is conn:
-            _IN_USE.pop(ident, None)
+            in_use.pop(ident, None)
 
 
 def _taken(conn: Any) -> Any:
     """A pool handed ``conn`` to this thread: remember it until it comes back."""
-    _IN_USE[threading.get_ident()] = conn
+    _in_use()[threading.get_ident()] = conn
     return conn
 
 
 def _given_back(conn: Any) -> None:
-    _IN_USE.pop(threading.get_ident(), None)
+    _in_use().pop(threading.get_ident(), None)
     _forget_conn(conn)
 
 
@@ -96,7 +109,7 @@ def cut_request(thread: threading.Thread) -> None:
 
     :param thread: the thread whose read should end now.
     """
-    conn = _IN_USE.get(thread.ident or -1)
+    conn = _in_use().get(thread.ident or -1)
     sock = getattr(conn, "sock", None)
     if sock is not None:
         try:

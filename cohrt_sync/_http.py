@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
@@ -24,6 +25,7 @@ import requests.adapters
 import urllib3
 import urllib3.exceptions
 
+from . import _fork
 from ._cancel import TrackingAdapter, bound, cancelled
 from ._redact import RedactingFilter, Redactor, add_filter
 from ._redact import scrub_exception as _scrub_exception
@@ -150,6 +152,24 @@ def make_session(pool_maxsize: int = 32) -> requests.Session:
     return session
 
 
+def fresh_pools(session: requests.Session) -> None:
+    """Give every adapter of ``session`` new, empty connection pools.
+
+    After a fork the pools hold the parent's keep-alive connections: a
+    request on one would interleave with the parent's on the same socket.
+    The old pools are dropped untouched (their locks may be held by a
+    thread that only the parent has; their sockets are closed, never shut
+    down, when collected), the way ``requests`` rebuilds an adapter it
+    unpickles.
+
+    :param session: the session, ours or the caller's.
+    """
+    for adapter in session.adapters.values():
+        if isinstance(adapter, requests.adapters.HTTPAdapter):
+            # The stubs leave these out; requests defines them on HTTPAdapter.
+            adapter.__setstate__(adapter.__getstate__())  # type: ignore[attr-defined]
+
+
 def _read_body(resp: requests.Response, limit: int, what: str) -> bytes:
     """The answer's body, decoded, refused past ``limit`` bytes; the connection is released.
 
@@ -205,13 +225,23 @@ class HttpTransport:
     _bearer_unsupported: bool = attrs.field(default=False, init=False, repr=False)
     _stop: threading.Event = attrs.field(factory=threading.Event, init=False, repr=False)
     _dedupes: bool = attrs.field(default=False, init=False, repr=False)
+    #: The process whose connections the session's pools hold (see cohrt_sync._fork).
+    _pid: int = attrs.field(factory=os.getpid, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
         register_secret(self.key)
 
+    def _follow_fork(self) -> None:
+        # A forked child: its own pools and locks; the bearer is only a
+        # credential, still good here.
+        self._bearer_lock = threading.Lock()
+        self._stop = _fork.new_event(self._stop.is_set())
+        fresh_pools(self.session)
+
     def close(self) -> None:
         """Interrupt retry waits and close the session's connections."""
+        _fork.follow(self)
         self._stop.set()
         self.session.close()
 
@@ -276,6 +306,7 @@ class HttpTransport:
             mint spends that call's retry budget); default now.
         :returns: the token, or ``None`` when the server has no session endpoint.
         """
+        _fork.follow(self)
         with self._bearer_lock:
             if self._bearer is not None and time.monotonic() < self._bearer_refresh_at:
                 return self._bearer
@@ -331,6 +362,7 @@ class HttpTransport:
             connection, a 502 or 504) then says so, and what to do.
         :raises CohrtError: the mapped failure.
         """
+        _fork.follow(self)
         send_headers = dict(headers or {})
         if app_auth:
             send_headers["Authorization"] = f"Bearer {self.key}"

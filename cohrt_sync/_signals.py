@@ -4,19 +4,25 @@ A signal handler runs in the main thread between two bytecodes, possibly while
 that thread holds a lock (an ``Event.wait`` holds its condition's lock at
 moments), so the handler does no work itself: it raises, and the code that
 was waiting closes things in its ``except``/``finally`` as it does for
-``KeyboardInterrupt``.
+``KeyboardInterrupt``. :func:`close_on_sigterm` does the same for a whole
+process whose server leaves SIGTERM at its default (waitress, ``flask
+run``): it raises ``SystemExit(0)``, and the interpreter's exit closes
+the clients.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import signal
 import socket
 import threading
 from typing import Any, Dict, Iterator, Sequence
 
-__all__ = ["SignalReceived", "raise_on_signals", "sleep_until_signal"]
+__all__ = ["SignalReceived", "close_on_sigterm", "raise_on_signals", "sleep_until_signal"]
+
+log = logging.getLogger("cohrt_sync")
 
 
 class SignalReceived(Exception):
@@ -92,3 +98,48 @@ def sleep_until_signal() -> None:
         signal.set_wakeup_fd(previous)
         reader.close()
         writer.close()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # A second SIGTERM while closing ends the process at once, as a second
+    # Ctrl-C would: the default action is back before anything unwinds.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(0)
+
+
+def close_on_sigterm(*, replace: bool = False) -> bool:
+    """Make SIGTERM close this process's clients and exit 0, where nothing else handles it.
+
+    Python's default for SIGTERM ends the process at once: no ``on_closed``
+    hook, no close frame (the other members see the process leave only when
+    the server's ping times out), no ``atexit``, exit status -15. Servers
+    such as gunicorn and uWSGI handle SIGTERM themselves; waitress,
+    ``flask run`` and ``manage.py runserver --noreload`` do not. Call this
+    once at start-up (in ``create_app``, ``wsgi.py``, a Django
+    ``AppConfig.ready``): SIGTERM then raises ``SystemExit(0)`` in the main
+    thread, the server's loop unwinds as it does for Ctrl-C, and at the
+    interpreter's exit the library closes every client of this process
+    (each channel's ``on_closed`` fires, its socket sends a close frame,
+    its threads are joined). A second SIGTERM ends the process at once.
+
+    Only the main thread may set a signal handler, and a handler set before
+    (by the application or the server) is kept unless ``replace`` is True;
+    in both cases nothing changes and the call returns False. Calling it
+    again is harmless. docs/lifecycle.md, "Web servers and SIGTERM", says
+    which servers need it.
+
+    :param replace: set the handler even over one the application or the
+        server set (never needed under the servers named above).
+    :returns: whether SIGTERM now closes the clients and exits.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("close_on_sigterm() must be called in the main thread; SIGTERM left as it is")
+        return False
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _exit_on_sigterm:
+        return True
+    if current is not signal.SIG_DFL and not replace:
+        log.info("SIGTERM already has a handler (%r): close_on_sigterm() left it", current)
+        return False
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    return True

@@ -41,6 +41,7 @@ __all__ = [
     "handshake_read_error",
     "new_socket",
     "paused_close",
+    "release",
     "say_goodbye",
     "too_large",
 ]
@@ -170,6 +171,25 @@ def cut(ws: Any) -> None:
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def release(ws: Any) -> None:
+    """Close this process's descriptor of the socket under ``ws``; the connection lives on.
+
+    For a forked child's copy of its parent's socket: ``shutdown()`` or a
+    close frame would end the connection for the parent too, while
+    ``close()`` only drops this process's reference (no TLS close_notify is
+    sent either). ``ws`` is unusable afterwards.
+
+    :param ws: a ``websocket.WebSocket``.
+    """
+    sock, ws.sock = ws.sock, None
+    ws.connected = False
+    if sock is not None:
+        try:
+            sock.close()
         except OSError:
             pass
 

@@ -32,6 +32,7 @@ starved by a full queue.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -39,11 +40,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import attrs
 import pluggy
 
+from . import _fork
 from ._cancel import cancel_on, cut_request
 from .acks import await_acks
 from .connection import Connection
 from .dispatcher import Dispatcher
-from .errors import BadRequestError, CohrtTimeoutError, InvalidArgumentTypeError
+from .errors import (
+    BadRequestError,
+    ChannelClosedError,
+    CohrtTimeoutError,
+    InvalidArgumentTypeError,
+)
 from .hookcalls import ChannelHooks
 from .inbox import Inbox
 from .models import PublishAck, User, check_data, check_event, publish_frame
@@ -110,6 +117,8 @@ class Channel:
     _hooks: ChannelHooks = attrs.field(init=False)
     _conn: Connection = attrs.field(init=False)
     _dispatcher: Dispatcher = attrs.field(init=False)
+    #: The process whose socket and threads these are (see cohrt_sync._fork).
+    _pid: int = attrs.field(factory=os.getpid, init=False)
 
     def __attrs_post_init__(self) -> None:
         tag = f"{self.name}#{id(self) & 0xFFFF:04x}"
@@ -130,6 +139,20 @@ class Channel:
         state = "closed" if self.closed else ("connected" if self.connected else "reconnecting")
         return f"<Channel {self.name!r} user={self.user_id!r} {state}>"
 
+    def _follow_fork(self) -> None:
+        # A forked child's copy: closed here, without a word on the parent's
+        # socket and without its hooks (the parent's channel lives on).
+        why = ChannelClosedError(
+            f"channel {self.name!r} belongs to process {self._pid}, and this process "
+            f"({os.getpid()}) is a fork of it: subscribe again in this process"
+        )
+        self._close_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._close_started = True
+        self._closing = _fork.new_event(True)
+        self._closed_event = _fork.new_event(True)
+        self._conn.release_after_fork(why)
+
     # -- public surface --------------------------------------------------------
 
     @property
@@ -146,11 +169,13 @@ class Channel:
     @property
     def connected(self) -> bool:
         """True while the socket is open (False while reconnecting or closed)."""
+        _fork.follow(self)
         return self._conn.connected
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called."""
+        """True once :meth:`close` was called (in a forked child: always)."""
+        _fork.follow(self)
         return self._closing.is_set()
 
     @property
@@ -229,6 +254,7 @@ class Channel:
             for each next ack (default ``ack_timeout``).
         :returns: one ack per item, in order.
         """
+        _fork.follow(self)
         check_event(event)
         if not isinstance(persist, bool):
             raise InvalidArgumentTypeError("persist must be a bool")
@@ -335,6 +361,7 @@ class Channel:
         :param timeout: seconds, or ``None`` for no limit.
         :returns: True if closed.
         """
+        _fork.follow(self)
         return self._closed_event.wait(timeout)
 
     # -- opening (by the client, in subscribe()) ---------------------------------
@@ -398,6 +425,10 @@ def close_channels(channels: Sequence[Channel], deadline: float) -> None:
     grace_end = start + min(CLOSE_GRACE, max(0.0, deadline - start) / 2)
     send_until = start + min(SEND_GRACE, max(0.0, deadline - start) / 4)
     current = threading.current_thread()
+    for ch in channels:
+        # In a forked child the parent's channels are let go, never closed on
+        # the wire (cohrt_sync._fork); they are closed already after this.
+        _fork.follow(ch)
     mine = [ch for ch in channels if ch._begin_close(send_until, deadline)]
     threads = [t for ch in mine for t in ch._threads() if t is not current]
     _join_all(threads, grace_end)

@@ -5,7 +5,8 @@ HTTP calls (publish, history, sql, tokens, provisioning) are made by its
 :class:`~cohrt_sync.http_api.HttpApi`; each :class:`~cohrt_sync.Channel` it
 builds is given a :class:`~cohrt_sync.settings.ChannelSettings`, that
 ``HttpApi`` as its port, and a callback to say it closed; the client's
-keepalive thread pings them all.
+keepalive thread pings them all. A forked child's copy of a client lets its
+parent's channels and connections go before it is used (:mod:`cohrt_sync._fork`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import attrs
 import pluggy
 
-from . import scrollback
+from . import _fork, scrollback
 from ._http import HttpTransport, make_session
 from ._signals import SignalReceived, raise_on_signals
 from .channel import Channel, close_channels
@@ -58,11 +59,27 @@ _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 def _close_forgotten_clients() -> None:
     # Channel threads are daemons so an un-closed client cannot block exit;
     # closing here still says goodbye to the server and joins the threads.
+    # In a forked child, close() first lets the parent's channels go untouched.
     for client in list(_live_clients):
         try:
             client.close(timeout=2.0)
         except Exception:  # pragma: no cover - best effort at exit
             pass
+
+
+def _follow_into_child() -> None:
+    # os.fork()'s at-fork hook, in the child: every client lets its parent's
+    # parts go now, before any of the child's code runs. A fork from C (uWSGI)
+    # runs no hook: each client then does it when first used.
+    for client in list(_live_clients):
+        try:
+            _fork.follow(client)
+        except Exception:  # pragma: no cover - never let a fork fail over it
+            log.exception("could not let a client's parent process's parts go")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_follow_into_child)
 
 
 def _log_hook_failure(where: str, error: BaseException) -> None:
@@ -149,6 +166,8 @@ class Client:
     _closed: threading.Event = attrs.field(factory=threading.Event, init=False)
     _keepalive: Optional[threading.Thread] = attrs.field(default=None, init=False)
     _realtimekit: Optional[RealtimeKit] = attrs.field(default=None, init=False)
+    #: The process whose channels and connections these are (see cohrt_sync._fork).
+    _pid: int = attrs.field(factory=os.getpid, init=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.key:
@@ -183,7 +202,20 @@ class Client:
         self._pm = make_plugin_manager(self.plugins, entry_points=self.entry_points)
         _live_clients.add(self)
 
+    def _follow_fork(self) -> None:
+        # A forked child: the parent's channels are closed in this copy (each
+        # lets its socket go untouched), the keepalive thread and the locks
+        # are the parent's; the HTTP side gets its own pools. Plugins stay.
+        inherited = [*self._channels.values(), *self._opening.values()]
+        self._lock = threading.Lock()
+        self._closed = _fork.new_event(self._closed.is_set())
+        self._channels, self._opening, self._keepalive = {}, {}, None
+        for ch in inherited:
+            _fork.follow(ch)
+        _fork.follow(self._http)
+
     def __repr__(self) -> str:
+        _fork.follow(self)
         state = "closed" if self.closed else f"{len(self._channels)} channel(s)"
         return f"<cohrt_sync.Client {self.base_url} {state}>"
 
@@ -350,6 +382,7 @@ class Client:
     @property
     def channels(self) -> List[Channel]:
         """The open channels."""
+        _fork.follow(self)
         with self._lock:
             return list(self._channels.values())
 
@@ -428,6 +461,7 @@ class Client:
         uid = check_user_id(user_id)
         check_ttl(ttl)
         check_name(name)
+        _fork.follow(self)
         ch = Channel(
             channel, uid, name, ttl, catch_up,
             settings=self._channel_settings,
@@ -480,6 +514,7 @@ class Client:
 
         :param timeout: overall deadline in seconds.
         """
+        _fork.follow(self)
         deadline = time.monotonic() + timeout
         with self._lock:
             self._closed.set()
@@ -502,6 +537,7 @@ class Client:
         :param timeout: seconds, or ``None`` to wait indefinitely.
         :returns: True if the client is closed.
         """
+        _fork.follow(self)
         end = None if timeout is None else time.monotonic() + timeout
         while not self._closed.is_set():
             # Short slices keep Ctrl-C responsive on every platform.

@@ -418,6 +418,25 @@ class Connection:
             # (alive only: a finished thread's ident may be another thread's now).
             cut_request(reader)
 
+    def release_after_fork(self, why: CohrtError) -> None:
+        """In a forked child: let the parent's socket go without a word on it.
+
+        No close frame and no ``shutdown()``, either of which would end the
+        parent's connection (the socket is shared); only this process's
+        descriptor is closed. The reader thread is the parent's and does not
+        run here. From now on :meth:`send` raises ``why``.
+
+        :param why: what a publish in this process raises.
+        """
+        self._send_lock = threading.Lock()
+        self._acks = AckQueue()
+        self._stopped_by = why
+        ws, self._ws = self._ws, None
+        handshake, self._handshake_ws = self._handshake_ws, None
+        for held in (ws, handshake):
+            if held is not None:
+                _ws.release(held)
+
     # -- the reader thread -----------------------------------------------------
 
     def _reader_main(self) -> None:

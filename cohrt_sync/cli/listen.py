@@ -1,10 +1,11 @@
-"""Listening on a channel, shared by ``cohrt-sync listen`` and ``manage.py cohrt_listen``.
+"""Listening on a channel, shared by ``cohrt-sync listen`` and the web frameworks' bot commands.
 
 :class:`EventPrinter` prints what happens on a channel as JSON lines;
 :func:`entry_point_selection` turns ``--plugin NAME``/``--plugins`` into the
 client's ``entry_points``; :func:`subscribe_and_announce` subscribes and
-prints the ``subscribed`` line. How long to listen, and what a signal
-does, is the caller's.
+prints the ``subscribed`` line. :func:`run_bot` is the whole of a bot
+command (``manage.py cohrt_listen``, ``flask cohrt listen``): subscribe,
+announce, run the hooks until SIGTERM or Ctrl-C, close.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "TextOut",
     "entry_point_selection",
     "print_json",
+    "run_bot",
     "subscribe_and_announce",
 ]
 
@@ -139,3 +141,39 @@ def subscribe_and_announce(
     presence = [attrs.asdict(u) for u in ch.presence.values()]
     print_json({"type": "subscribed", "channel": ch.name, "presence": presence}, out)
     return ch
+
+
+def run_bot(
+    client: Any,
+    channel: str,
+    user_id: str,
+    name: Optional[str],
+    *,
+    verbose: bool = False,
+    out: Optional[TextOut] = None,
+    err: Optional[TextOut] = None,
+) -> None:
+    """Subscribe, print the ``subscribed`` line, and run the hooks until SIGTERM, Ctrl-C or close.
+
+    Every way out closes ``client``: the channel's ``on_closed`` hooks run and
+    its socket sends a close frame, so the other members see the bot leave.
+    SIGTERM is caught where the process set no handler of its own
+    (:meth:`cohrt_sync.Client.run_forever`); then this returns normally.
+
+    :param client: a :class:`~cohrt_sync.Client` with the bot's plugins.
+    :param channel: the channel.
+    :param user_id: who to connect as.
+    :param name: the display name, or None.
+    :param verbose: also print every event as a JSON line (:class:`EventPrinter`).
+    :param out: where the lines go (stdout when None).
+    :param err: where connection news goes with ``verbose`` (stderr when None).
+    :raises CohrtError: the subscription failed (the client is closed).
+    """
+    try:
+        if verbose:
+            client.register(EventPrinter(out, err))
+        subscribe_and_announce(client, channel, user_id, name, out)
+    except BaseException:  # a refusal, or Ctrl-C while subscribing: close what was opened
+        client.close()
+        raise
+    client.run_forever()

@@ -3,7 +3,9 @@
 Settings come from ``django.conf.settings``; ``COHRT_KEY`` and
 ``COHRT_BASE_URL`` fall back to the environment (then to the client's own
 ``COHESIVITY_*`` variables). The state is made on first use and made again
-when a ``COHRT_*`` setting changes (``override_settings`` in tests).
+when a ``COHRT_*`` setting changes (``override_settings`` in tests); the
+process's client is then closed and made again from the new settings, with
+the plugins registered on the old one.
 """
 
 from __future__ import annotations
@@ -123,6 +125,11 @@ def _make_client() -> Client:
     )
 
 
+#: The process's client: one holder for every state, so what was registered
+#: on the client outlives a settings change (and a fork).
+_clients = ProcessClient(_make_client)
+
+
 class DjangoState:
     """The project's realtime state: the client (one per process) and the routes.
 
@@ -133,7 +140,7 @@ class DjangoState:
     def __init__(self) -> None:
         timeout_from_setting(setting("COHRT_TIMEOUT"))  # refuse a bad one now, not per request
         ttl = int(setting("COHRT_TOKEN_TTL"))
-        self.clients = ProcessClient(_make_client)
+        self.clients = _clients
         self.routes = RealtimeRoutes(
             self.clients.get,
             token_ttl=lambda: ttl,
@@ -175,12 +182,11 @@ def state() -> DjangoState:
 
 
 def reset() -> None:
-    """Close this process's client and forget the state (made again on next use)."""
+    """Close this process's client and forget the state (both made again on next use)."""
     global _state
     with _lock:
-        old, _state = _state, None
-    if old is not None:
-        old.clients.close()
+        _state = None
+    _clients.close()
 
 
 def setting_changed_receiver(setting: str, **kwargs: Any) -> None:

@@ -19,6 +19,7 @@ from ..client import Client
 from ..models import User
 from ..web import BUDGET_DEFAULTS, DEFAULT_TIMEOUT, LoadedUser, RouteError, as_user
 from ..web.policy import Authorize
+from .cli import cohrt_cli
 from .routes import blueprint
 from .state import AppState
 
@@ -70,9 +71,10 @@ class Cohrt:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Register the routes on ``app`` and keep its state in ``app.extensions``.
+        """Register the routes and ``flask cohrt``; keep the app's state in ``app.extensions``.
 
-        Makes no network call and needs no key.
+        Makes no network call and needs no key. ``flask cohrt listen
+        CHANNEL --plugin NAME`` runs the app's bot (:mod:`cohrt_sync.flask.cli`).
 
         :param app: the Flask app.
         :raises ValueError: ``COHRT_USER_TOKEN_BUDGET`` or ``COHRT_TIMEOUT``
@@ -85,6 +87,7 @@ class Cohrt:
             app.config, load_user=self._load_user, policy=self._policy
         )
         app.register_blueprint(blueprint, url_prefix=prefix)
+        app.cli.add_command(cohrt_cli)
 
     def _load_user(self) -> LoadedUser:
         return self._user_loader() if self._user_loader is not None else None

@@ -4,14 +4,14 @@ A request handler must answer within its worker's timeout (gunicorn kills a
 sync worker after 30 s by default), so the client the routes use gives up
 on the API well before: :func:`web_client_options` turns the
 ``COHRT_TIMEOUT`` setting into the client's ``timeout`` and ``retry``.
-:class:`ProcessClient` holds the client, made on the first call and again
-in a forked worker, which must not share its parent's sockets and threads.
+:class:`ProcessClient` holds the client: made on the first call, kept by a
+forked worker (the client lets its parent's sockets and threads go by
+itself, and what was registered on it stays), made again after it closed.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -120,7 +120,14 @@ def make_web_client(
 
 
 class ProcessClient:
-    """A :class:`~cohrt_sync.Client` made on first use, one per process, shared by its threads.
+    """A :class:`~cohrt_sync.Client` made on first use, shared by the process's threads.
+
+    A forked worker (``gunicorn --preload``, uWSGI) keeps the client it
+    inherited: the client lets its parent's connections go by itself before
+    the worker first uses it (docs/lifecycle.md, "Forks"), and the plugins
+    registered on it (``client.register(...)`` at start-up) stay registered.
+    Once closed, the next :meth:`get` makes a new client and registers on it
+    every plugin the closed one had, so nothing registered is dropped.
 
     :param make: builds the client (it may raise, e.g. :class:`NotConfiguredError`).
     """
@@ -129,27 +136,40 @@ class ProcessClient:
         self._make = make
         self._lock = threading.Lock()
         self._client: Optional[Client] = None
-        self._pid = 0
 
     @property
     def current(self) -> Optional[Client]:
-        """The client made so far in this process, or None (nothing made yet)."""
+        """The client made so far, or None (nothing made yet, or it was closed)."""
         client = self._client
-        return client if client is not None and self._pid == os.getpid() else None
+        return client if client is not None and not client.closed else None
 
     def get(self) -> Client:
-        """The client, made now if there is none in this process (or it was closed)."""
+        """The client, made now if there is none yet or it was closed.
+
+        :raises pluggy.PluginValidationError: a plugin of the closed client
+            no longer registers (never for the plugins a client accepted).
+        """
         with self._lock:
-            # A forked worker (gunicorn --preload) must not share the parent's
-            # sockets or threads: it builds its own client instead.
-            if self._client is None or self._client.closed or self._pid != os.getpid():
-                self._client = self._make()
-                self._pid = os.getpid()
-            return self._client
+            old = self._client
+            if old is None or old.closed:
+                new = self._make()
+                if old is not None:
+                    _carry_plugins(old, new)
+                self._client = new
+            return self._client  # type: ignore[return-value]
 
     def close(self) -> None:
-        """Close this process's client now (it is also closed at interpreter exit)."""
+        """Close the client now (also done at interpreter exit); :meth:`get` makes another."""
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None and self._pid == os.getpid():
+            client = self._client
+        if client is not None:
             client.close()
+
+
+def _carry_plugins(old: Client, new: Client) -> None:
+    """Register on ``new`` what ``old`` had that ``new`` has not (built-ins it made itself)."""
+    manager = new.plugin_manager
+    for name, plugin in old.plugin_manager.list_name_plugin():
+        if plugin is None or manager.has_plugin(name) or manager.is_registered(plugin):
+            continue
+        new.register(plugin, name=name)

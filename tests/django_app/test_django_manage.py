@@ -201,25 +201,80 @@ def test_cohrt_listen_without_a_key_is_one_line(server: Any) -> None:
     ), r.stderr
 
 
+class Counter:
+    """A plugin a project registers at start-up: counts the HTTP publishes it sees."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    @cohrt_sync.hookimpl
+    def on_published(self, channel: Any, ack: Any, seconds: float) -> None:
+        self.published += 1
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (a preforking server's model)")
-def test_client_is_lazy_one_per_process_and_rebuilt_in_a_fork(
-    realtime: Any,
+def test_client_is_lazy_one_per_process_and_keeps_its_plugins_in_a_fork(
+    realtime: Any, alice: Any
 ) -> None:
+    from django.test import Client as DjangoClient
+
     from cohrt_sync.django import client
 
     realtime()
     parent = client()
     assert client() is parent
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the worker
-        try:
-            fresh = client() is not parent and client() is client()
-            os.write(write, b"fresh" if fresh else b"shared")
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as answer:
-        assert answer.read() == b"fresh"
-    os.waitpid(pid, 0)
-    assert client() is parent
+    counter = Counter()
+    parent.register(counter)  # as a project's AppConfig.ready() may, in the master
+    try:
+        parent.history("django:before-the-fork")  # a pooled connection the worker inherits
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            try:
+                browser = DjangoClient()
+                browser.force_login(alice)
+                r = browser.post(
+                    "/realtime/publish",
+                    data=json.dumps({"channel": "django:forked", "data": {"n": 1}}),
+                    content_type="application/json",
+                )
+                found = {
+                    "same": client() is parent,
+                    "registered": client().plugin_manager.is_registered(counter),
+                    "status": r.status_code,
+                    "published": counter.published,
+                }
+                os.write(write, json.dumps(found).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as answer:
+            found = json.loads(answer.read())
+        os.waitpid(pid, 0)
+        # The worker kept the client and what was registered on it (before,
+        # it made a new client without them), on connections of its own.
+        assert found == {"same": True, "registered": True, "status": 200, "published": 1}
+        assert client() is parent
+        assert counter.published == 0
+    finally:
+        client().unregister(counter)
+
+
+def test_a_settings_change_makes_a_new_client_with_the_plugins_of_the_old(
+    realtime: Any,
+) -> None:
+    from cohrt_sync.django import client
+
+    realtime()
+    first = client()
+    counter = Counter()
+    first.register(counter, name="counter")
+    try:
+        realtime(COHRT_TIMEOUT=5)  # override_settings: the app's state is made again
+        second = client()
+        assert first.closed and second is not first
+        assert second.plugin_manager.get_plugin("counter") is counter
+        second.publish("django:again", {"n": 1})
+        assert counter.published == 1
+    finally:
+        client().unregister(counter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -131,24 +132,76 @@ def test_cohrt_sync_imports_without_flask() -> None:
     assert out.stdout.startswith("no flask:")
 
 
+class Counter:
+    """A plugin an app registers at start-up: counts the HTTP publishes it sees."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    @cohrt_sync.hookimpl
+    def on_published(self, channel: Any, ack: Any, seconds: float) -> None:
+        self.published += 1
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (gunicorn --preload's model)")
-def test_a_forked_worker_builds_its_own_client(make_app: Callable[..., Flask]) -> None:
+def test_a_forked_worker_keeps_the_apps_client_and_what_was_registered(
+    make_app: Callable[..., Flask],
+) -> None:
     app = make_app()
     cohrt = app.extensions["test_cohrt"]
+    counter = Counter()
     with app.app_context():
-        parent = cohrt.client  # as if the master had used it before forking
+        parent = cohrt.client  # as the master does under gunicorn --preload
+        parent.register(counter)
+        parent.history("chat:before-the-fork")  # a pooled connection the worker inherits
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the worker
         try:
+            c = app.test_client()
+            login(c)
+            r = c.post("/realtime/publish", json={"channel": "chat:forked", "data": {"n": 1}})
             with app.app_context():
-                fresh = cohrt.client is not parent and cohrt.client is cohrt.client
-            os.write(write, b"fresh" if fresh else b"shared")
+                found = {
+                    "same": cohrt.client is parent,
+                    "registered": cohrt.client.plugin_manager.is_registered(counter),
+                    "status": r.status_code,
+                    "published": counter.published,
+                }
+            os.write(write, json.dumps(found).encode())
         finally:
             os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as answer:
-        assert answer.read() == b"fresh"
+        found = json.loads(answer.read())
     os.waitpid(pid, 0)
+    # Plugins registered at start-up are still there in the worker, and see
+    # its publishes (before, the worker made a new client without them).
+    assert found == {"same": True, "registered": True, "status": 200, "published": 1}
     with app.app_context():
         assert cohrt.client is parent
+    assert counter.published == 0  # the worker's count is the worker's
+
+
+def test_a_client_made_again_after_close_keeps_what_was_registered(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app()
+    cohrt = app.extensions["test_cohrt"]
+    counter = Counter()
+    with app.app_context():
+        first = cohrt.client
+        first.register(counter, name="counter")
+        cohrt.close(app)
+        assert first.closed
+        second = cohrt.client
+        assert second is not first and not second.closed
+        assert second.plugin_manager.get_plugin("counter") is counter
+        # The built-in plugins are the new client's own, not the closed one's.
+        builtin = [n for n, _ in first.plugin_manager.list_name_plugin() if n != "counter"]
+        for name in builtin:
+            assert second.plugin_manager.get_plugin(name) is not first.plugin_manager.get_plugin(
+                name
+            )
+        second.publish("chat:again", {"n": 1})
+    assert counter.published == 1

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ....cli.listen import EventPrinter, entry_point_selection, subscribe_and_announce
+from ....cli.listen import entry_point_selection, run_bot
 from ....client import Client
 from ....errors import CohrtError
 from ...conf import setting
@@ -67,17 +67,9 @@ class Command(BaseCommand):
                 ) from None
             raise CommandError(str(e).splitlines()[0]) from None
         try:
-            if options["verbosity"] >= 2:
-                client.register(EventPrinter(self.stdout, self.stderr))
-            subscribe_and_announce(
-                client, options["channel"], options["user_id"], options["name"], self.stdout
-            )
+            run_bot(
+                client, options["channel"], options["user_id"], options["name"],
+                verbose=options["verbosity"] >= 2, out=self.stdout, err=self.stderr,
+            )  # fmt: skip
         except CohrtError as e:
-            client.close()
             raise CommandError(str(e).splitlines()[0]) from None
-        except BaseException:  # Ctrl-C while subscribing: still close what was opened
-            client.close()
-            raise
-        # run_forever closes the client on SIGTERM (where the project set no
-        # handler of its own), on Ctrl-C and on close() from a hook.
-        client.run_forever()
