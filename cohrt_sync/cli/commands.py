@@ -14,7 +14,13 @@ import attrs
 
 from .._signals import SignalReceived, raise_on_signals
 from .args import VALUE_RULE, base_url_arg, value_arg
-from .listen import EventPrinter, entry_point_selection, print_json, subscribe_and_announce
+from .listen import (
+    EventPrinter,
+    add_plugin_arguments,
+    entry_point_selection,
+    print_json,
+    subscribe_and_announce,
+)
 
 __all__ = ["add_client_commands", "client_base_url", "unwrap_values"]
 
@@ -169,16 +175,7 @@ def add_client_commands(sub: Any, formatter: Any) -> None:
             help="application key (default $COHESIVITY_KEY; prefer the variable: "
             "arguments show in process lists)",
         )
-        cmd.add_argument(
-            "--plugin",
-            action="append",
-            metavar="NAME",
-            help="load this installed plugin (repeatable; `cohrt-sync plugins` lists them)."
-            " By default none is loaded",
-        )
-        cmd.add_argument(
-            "--plugins", dest="all_plugins", action="store_true", help="load every installed plugin"
-        )
+        add_plugin_arguments(cmd)
         return cmd
 
     cmd = command(

@@ -20,8 +20,11 @@ import attrs
 from ..hookspecs import hookimpl
 
 __all__ = [
+    "PLUGINS_HELP",
+    "PLUGIN_HELP",
     "EventPrinter",
     "TextOut",
+    "add_plugin_arguments",
     "entry_point_selection",
     "print_json",
     "run_bot",
@@ -57,6 +60,25 @@ def print_json(value: Any, file: Optional[TextOut] = None) -> None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+#: What ``--plugin NAME`` and ``--plugins`` say, in every command that loads plugins.
+PLUGIN_HELP = (
+    "load this installed plugin (repeatable; `cohrt-sync plugins` lists them)."
+    " By default none is loaded"
+)
+PLUGINS_HELP = "load every installed plugin"
+
+
+def add_plugin_arguments(parser: Any) -> None:
+    """Add ``--plugin NAME`` (repeatable) and ``--plugins`` to an argparse parser.
+
+    The values go to :func:`entry_point_selection` as ``plugin`` and ``all_plugins``.
+
+    :param parser: the ``cohrt-sync`` subcommand's or ``manage.py`` command's parser.
+    """
+    parser.add_argument("--plugin", action="append", metavar="NAME", help=PLUGIN_HELP)
+    parser.add_argument("--plugins", dest="all_plugins", action="store_true", help=PLUGINS_HELP)
 
 
 def entry_point_selection(plugin: Optional[List[str]], all_plugins: bool) -> Union[bool, List[str]]:

@@ -20,7 +20,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from ..cli.listen import entry_point_selection, run_bot
+from ..cli.listen import PLUGIN_HELP, PLUGINS_HELP, entry_point_selection, run_bot
 from ..client import Client
 from ..errors import CohrtError
 
@@ -38,15 +38,8 @@ def _setting(name: str) -> Optional[str]:
 
 @cohrt_cli.command("listen")
 @click.argument("channel")
-@click.option(
-    "--plugin",
-    "plugin",
-    multiple=True,
-    metavar="NAME",
-    help="Load this installed plugin (repeatable; `cohrt-sync plugins` lists them)."
-    " By default none is loaded.",
-)
-@click.option("--plugins", "all_plugins", is_flag=True, help="Load every installed plugin.")
+@click.option("--plugin", "plugin", multiple=True, metavar="NAME", help=PLUGIN_HELP + ".")
+@click.option("--plugins", "all_plugins", is_flag=True, help=PLUGINS_HELP + ".")
 @click.option(
     "--user-id", default="cohrt-sync-bot", show_default=True,
     help="Who to connect as; others see it in presence.",

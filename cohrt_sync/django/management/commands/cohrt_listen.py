@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ....cli.listen import entry_point_selection, run_bot
+from ....cli.listen import add_plugin_arguments, entry_point_selection, run_bot
 from ....client import Client
 from ....errors import CohrtError
 from ...conf import setting
@@ -33,16 +33,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         """The channel, the plugins, and who to connect as."""
         parser.add_argument("channel", help="the channel to subscribe to")
-        parser.add_argument(
-            "--plugin",
-            action="append",
-            metavar="NAME",
-            help="load this installed plugin (repeatable; `cohrt-sync plugins` lists them)."
-            " By default none is loaded",
-        )
-        parser.add_argument(
-            "--plugins", dest="all_plugins", action="store_true", help="load every installed plugin"
-        )
+        add_plugin_arguments(parser)
         parser.add_argument(
             "--user-id",
             default="cohrt-sync-bot",
