@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._cancel import cancel_on, cut_request
+from ._latch import Flag
 from .delivery import DeliveryLedger
 from .errors import CohrtConnectionError, ProtocolError
 from .hookcalls import ChannelHooks
@@ -85,7 +86,7 @@ class Dispatcher:
         port: HttpPort,
         hooks: ChannelHooks,
         inbox: Inbox,
-        closing: threading.Event,
+        closing: Flag,
         tag: str,
         *,
         reconnect: Callable[[], None],

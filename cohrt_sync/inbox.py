@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Tuple
 
+from ._latch import Flag
+
 __all__ = ["STOP", "Inbox"]
 
 #: Put last by ``close()``: the dispatcher loop ends when it reaches it.
@@ -31,7 +33,9 @@ class Inbox:
         self._items: Deque[Any] = collections.deque()
         #: The size of each frame in ``_items``, in the same order.
         self._sizes: Deque[int] = collections.deque()
-        self._wake = threading.Event()
+        #: Held while nobody has asked the dispatcher to wake; released to wake it.
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._sleeping = False
         # Two counters, each written by one thread only (the reader adds, the
         # dispatcher takes away): no lock, and no lost update.
@@ -57,7 +61,7 @@ class Inbox:
         self._sizes.append(size)
         self._items.append(frame)
         if self._sleeping:
-            self._wake.set()
+            self._rouse()
 
     def offer(self, frame: Dict[str, Any], size: int, max_items: int, max_bytes: int) -> bool:
         """Append a frame as :meth:`put_frame` does, unless the backlog is at its bounds.
@@ -80,7 +84,7 @@ class Inbox:
         self._sizes.append(size)
         items.append(frame)
         if self._sleeping:
-            self._wake.set()
+            self._rouse()
         return True
 
     def put(self, item: Tuple[Any, ...]) -> None:
@@ -90,12 +94,20 @@ class Inbox:
         """
         self._items.append(item)
         if self._sleeping:
-            self._wake.set()
+            self._rouse()
+
+    def _rouse(self) -> None:
+        try:
+            self._wake.release()
+        except RuntimeError:
+            # Released already (two wakers, or a wake the dispatcher did not
+            # need): it then finds the lock free once and looks again.
+            pass
 
     def run(
         self,
         handle: Callable[[Any], None],
-        closing: threading.Event,
+        closing: Flag,
         linger: float,
     ) -> None:
         """Hand items to ``handle`` one at a time until :data:`STOP` or ``closing``.
@@ -124,11 +136,10 @@ class Inbox:
                     time.sleep(linger)
                     continue
                 batch = 0
-                self._wake.clear()
                 self._sleeping = True
                 # Re-check after announcing sleep: the reader appends, then looks.
                 if not items:
-                    self._wake.wait()
+                    self._wake.acquire()
                 self._sleeping = False
                 continue
             if item is STOP:
