@@ -35,7 +35,7 @@ __all__ = ["QUIET_READ", "READ_AHEAD", "BoundedFrames", "MessageTooLarge", "limi
 READ_AHEAD = 64 * 1024
 #: Bytes asked of a quiet socket: what a blocked read holds while it waits.
 #: A read this size that comes back full switches to :data:`READ_AHEAD`.
-QUIET_READ = 4 * 1024
+QUIET_READ = 1024
 
 
 class MessageTooLarge(websocket.WebSocketProtocolException):
