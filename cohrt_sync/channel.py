@@ -122,7 +122,8 @@ class Channel:
             self._inbox, self._closing, tag,
         )
         self._dispatcher = Dispatcher(
-            self.name, self.catch_up, self._settings.dispatch_linger, self._port, self._hooks,
+            self.name, self.catch_up, self._settings.dispatch_linger,
+            self._settings.dispatch_idle, self._port, self._hooks,
             self._inbox, self._closing, tag,
             reconnect=self._conn.force_reconnect,
             caught_up=self._conn.mark_healthy,
