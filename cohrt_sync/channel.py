@@ -257,10 +257,11 @@ class Channel:
                     "been published; the channel is reconnecting to resync its acks (publishes "
                     "after this one wait for it)"
                 ) from None
-            for pending, ack in zip(pendings, got):
-                self._hooks.call(
-                    "on_published", ack=ack, seconds=pending.settled_at - pending.sent_at
-                )
+            if self._hooks.implemented("on_published"):
+                for pending, ack in zip(pendings, got):
+                    self._hooks.call(
+                        "on_published", ack=ack, seconds=pending.settled_at - pending.sent_at
+                    )
             if got:
                 acks.extend(got)
                 open_by = time.monotonic() + wait

@@ -190,9 +190,13 @@ class Inbox:
         is_closing = closing.is_set
         batch = 0
         while not is_closing():
-            try:
+            # A look before the pop, not a pop that raises once the deque is
+            # empty: the exception (and its traceback) would be built just
+            # before the thread sleeps, which is when a hook it woke waits for
+            # the interpreter lock. Only this thread pops.
+            if items:
                 item = pop()
-            except IndexError:
+            else:
                 if batch > 1 and linger > 0:
                     batch = 0
                     time.sleep(linger)
