@@ -29,7 +29,7 @@ import statistics
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import attrs
 import requests
@@ -40,8 +40,12 @@ from _load import load_args, machine_line, run_load
 import cohrt_sync
 
 KEY = "k_bench"
-#: The client's default: how long a quiet channel keeps its dispatcher thread.
-DISPATCH_IDLE: float = attrs.fields(cohrt_sync.Client).dispatch_idle.default
+_CLIENT_FIELDS = attrs.fields_dict(cohrt_sync.Client)
+#: The client's default: how long a quiet channel keeps its dispatcher thread
+#: (None on code from before issue 23, whose channels keep both threads).
+DISPATCH_IDLE: Optional[float] = (
+    _CLIENT_FIELDS["dispatch_idle"].default if "dispatch_idle" in _CLIENT_FIELDS else None
+)
 
 
 def settle() -> float:
@@ -65,7 +69,7 @@ def _grow(
             open_one(done)
             done += 1
         out.append((target, settle() - before, thread_count()))
-        if idle_threads:
+        if idle_threads and DISPATCH_IDLE is not None:
             until = threads_before + idle_threads * target
             deadline = time.monotonic() + DISPATCH_IDLE + 10
             while thread_count() > until and time.monotonic() < deadline:
@@ -137,7 +141,7 @@ def _growth(base_url: str, steps: List[int], rounds: int) -> None:
             res[kind].append([tuple(s) for s in got["steps"]])  # type: ignore[misc]
     print(machine_line())
     print(f"one Client, channels opened up to {steps}, {rounds} rounds, each in a fresh process;"
-          f" idle: once the dispatchers parked (dispatch_idle {DISPATCH_IDLE:g} s)")
+          f" idle: once the dispatchers parked (dispatch_idle {DISPATCH_IDLE} s)")
     head = "RSS growth  KiB/ch (step)  threads"
     print(f"channels  state       | cohrt_sync: {head} | raw socket + reader thread: {head}")
     for i, n in enumerate(steps):
@@ -172,7 +176,8 @@ def main() -> None:
             _growth(srv.base_url, [int(x) for x in args.growth.split(",")], args.rounds)
             return
         n = args.channels
-        (_, opened, _), (_, idle, idle_threads) = client_channels(srv.base_url, [n])
+        rows = client_channels(srv.base_url, [n])
+        (_, opened, _), (_, idle, idle_threads) = rows[0], rows[-1]
         raw = raw_sockets(srv.base_url, [n])[0][1] / n
     print(f"memory, {n} open channels: cohrt_sync {idle / n:,.1f} KiB RSS per idle channel "
           f"(socket + reader thread each once the dispatcher parked, {idle_threads} threads; "
