@@ -173,8 +173,12 @@ class Dispatcher:
             self.start()
         except RuntimeError as e:  # the process is out of threads, or shutting down
             self._thread = None
-            log.error("channel %s: could not start the dispatcher thread (%s); its frames "
-                      "wait, and the next frame tries again", self.name, e)
+            if self._closing.is_set():
+                # begin_close() runs on_closed itself (at interpreter exit on 3.12).
+                log.debug("channel %s: no dispatcher thread to close with (%s)", self.name, e)
+            else:
+                log.error("channel %s: could not start the dispatcher thread (%s); its "
+                          "frames wait, and the next frame tries again", self.name, e)
             return False
         return True
 
@@ -187,9 +191,14 @@ class Dispatcher:
         """Ask the thread to finish what it is doing and stop (the channel's ``close()``).
 
         Frames received but not yet dispatched are dropped; the thread calls
-        ``on_closed`` last.
+        ``on_closed`` last. A parked dispatcher is started again for it; where
+        no thread can be started (Python 3.12 at interpreter exit, when the
+        ``atexit`` handler closes a forgotten client) ``on_closed`` runs here,
+        on the closing thread, once.
         """
         self._inbox.put(STOP)
+        if self._inbox.keep_parked():
+            self._hooks.call("on_closed")
 
     def cut(self) -> None:
         """Cut the HTTP read the thread still waits on, if any: a catch-up's

@@ -128,6 +128,23 @@ class Inbox:
         """True while no dispatcher thread runs: it parked, and nothing came since."""
         return self._parked
 
+    def keep_parked(self) -> bool:
+        """If parked, stay parked for good: no later put starts a dispatcher.
+
+        For a closing channel whose dispatcher could not be started again
+        (Python 3.12 refuses new threads at interpreter exit, where the
+        ``atexit`` handler closes forgotten clients): the caller then runs
+        what that thread would have run, and no thread started later may run
+        it a second time.
+
+        :returns: True if it was parked (and now stays so).
+        """
+        with self._park_lock:
+            if self._parked:
+                self._resume = None
+                return True
+            return False
+
     def _rouse(self) -> None:
         # Under the park lock: a dispatcher that is parking decides under it
         # too, after looking at the items, so it either sees the item just
