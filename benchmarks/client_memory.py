@@ -1,9 +1,13 @@
-"""Memory: RSS growth per open channel (two threads and a socket each).
+"""Memory: RSS growth per open channel, just opened and idle.
 
 The server runs in a subprocess so only the client's memory is measured.
 Opens 100 channels after a warm-up, and reports the growth of this process's
-RSS divided by 100. Baseline in the same run: 100 raw websocket-client
-sockets with one reader thread each. Goal: <= 64 KiB per channel.
+RSS divided by 100 twice: just opened (half a second after the last, both
+threads of each channel running), and idle, once every channel's dispatcher
+thread has parked (``dispatch_idle``, 5 s by default, after its last item:
+a socket and one reader thread each). Baseline in the same run: 100 raw
+websocket-client sockets with one reader thread each, measured after the
+client's channels are closed. Goal (issue 23): <= 32 KiB per idle channel.
 
 ``--growth 100,300,1000`` opens channels on one ``Client`` up to each count
 in turn and records RSS and thread count at each, against raw sockets
@@ -25,8 +29,9 @@ import statistics
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import attrs
 import requests
 import websocket
 from _child_server import ChildServer, raise_nofile, rss_kib, thread_count
@@ -35,6 +40,12 @@ from _load import load_args, machine_line, run_load
 import cohrt_sync
 
 KEY = "k_bench"
+_CLIENT_FIELDS = attrs.fields_dict(cohrt_sync.Client)
+#: The client's default: how long a quiet channel keeps its dispatcher thread
+#: (None on code from before issue 23, whose channels keep both threads).
+DISPATCH_IDLE: Optional[float] = (
+    _CLIENT_FIELDS["dispatch_idle"].default if "dispatch_idle" in _CLIENT_FIELDS else None
+)
 
 
 def settle() -> float:
@@ -43,14 +54,27 @@ def settle() -> float:
     return rss_kib()
 
 
-def _grow(open_one: Callable[[int], None], steps: List[int]) -> List[Tuple[int, float, int]]:
-    """RSS growth (KiB) and thread count at each step, from the same start."""
-    before, done, out = settle(), 0, []
+def _grow(
+    open_one: Callable[[int], None], steps: List[int], idle_threads: int = 0
+) -> List[Tuple[int, float, int]]:
+    """RSS growth (KiB) and thread count at each step, from the same start.
+
+    With ``idle_threads`` (threads each opened item keeps once idle), each
+    step also waits until the process is down to that many threads per item
+    and records a second row, negative count: ``(-target, growth, threads)``.
+    """
+    before, threads_before, done, out = settle(), thread_count(), 0, []
     for target in steps:
         while done < target:
             open_one(done)
             done += 1
         out.append((target, settle() - before, thread_count()))
+        if idle_threads and DISPATCH_IDLE is not None:
+            until = threads_before + idle_threads * target
+            deadline = time.monotonic() + DISPATCH_IDLE + 10
+            while thread_count() > until and time.monotonic() < deadline:
+                time.sleep(0.1)
+            out.append((-target, settle() - before, thread_count()))
     return out
 
 
@@ -87,16 +111,25 @@ def raw_sockets(base_url: str, steps: List[int]) -> List[Tuple[int, float, int]]
 
 
 def client_channels(base_url: str, steps: List[int]) -> List[Tuple[int, float, int]]:
+    """Steps just opened (positive counts) and idle (negative), see :func:`_grow`."""
     with cohrt_sync.Client(key=KEY, base_url=base_url) as client:
         for i in range(5):  # warm up: imports, first bearer, first threads
             client.subscribe(f"mem:warm{i}", user_id="w").close()
-        return _grow(lambda i: client.subscribe(f"mem:c{i}", user_id=f"u{i}"), steps)
+        return _grow(
+            lambda i: client.subscribe(f"mem:c{i}", user_id=f"u{i}"), steps, idle_threads=1
+        )
 
 
 def _one_round(args: Dict[str, Any]) -> Dict[str, Any]:
     raise_nofile()
     run = client_channels if args["kind"] == "client" else raw_sockets
     return {"steps": run(args["base_url"], args["steps"])}
+
+
+def _rows(rnd: List[Tuple[int, float, int]], idle: bool) -> List[Tuple[int, float, int]]:
+    """One round's just-opened rows, or its idle rows (the raw sockets have only the former)."""
+    rows = [(abs(n), kib, th) for n, kib, th in rnd if (n < 0) == idle]
+    return rows or [(n, kib, th) for n, kib, th in rnd if n > 0]
 
 
 def _growth(base_url: str, steps: List[int], rounds: int) -> None:
@@ -107,21 +140,25 @@ def _growth(base_url: str, steps: List[int], rounds: int) -> None:
             got = run_load(__file__, {"kind": kind, "base_url": base_url, "steps": steps})
             res[kind].append([tuple(s) for s in got["steps"]])  # type: ignore[misc]
     print(machine_line())
-    print(f"one Client, channels opened up to {steps}, {rounds} rounds, each in a fresh process")
+    print(f"one Client, channels opened up to {steps}, {rounds} rounds, each in a fresh process;"
+          f" idle: once the dispatchers parked (dispatch_idle {DISPATCH_IDLE} s)")
     head = "RSS growth  KiB/ch (step)  threads"
-    print(f"channels | cohrt_sync: {head} | raw socket + reader thread: {head}")
+    print(f"channels  state       | cohrt_sync: {head} | raw socket + reader thread: {head}")
     for i, n in enumerate(steps):
-        cols = []
-        for kind in ("client", "raw"):
-            grow = [rnd[i][1] for rnd in res[kind]]
-            prev_n = steps[i - 1] if i else 0
-            step = [(rnd[i][1] - (rnd[i - 1][1] if i else 0)) / (n - prev_n) for rnd in res[kind]]
-            threads = [rnd[i][2] for rnd in res[kind]]
-            cols.append(
-                f"{statistics.median(grow) / 1024:7.1f} MiB  {statistics.median(step):5.1f} "
-                f"({min(step):.1f}-{max(step):.1f})  {statistics.median(threads):6.0f}"
-            )
-        print(f"{n:>8,} | {cols[0]} | {cols[1]}")
+        for idle in (False, True):
+            cols = []
+            for kind in ("client", "raw"):
+                rows = [_rows(rnd, idle) for rnd in res[kind]]
+                grow = [rnd[i][1] for rnd in rows]
+                prev_n = steps[i - 1] if i else 0
+                step = [(rnd[i][1] - (rnd[i - 1][1] if i else 0)) / (n - prev_n) for rnd in rows]
+                threads = [rnd[i][2] for rnd in rows]
+                cols.append(
+                    f"{statistics.median(grow) / 1024:7.1f} MiB  {statistics.median(step):5.1f} "
+                    f"({min(step):.1f}-{max(step):.1f})  {statistics.median(threads):6.0f}"
+                )
+            state = "idle" if idle else "just opened"
+            print(f"{n:>8,}  {state:<11} | {cols[0]} | {cols[1]}")
 
 
 def main() -> None:
@@ -139,11 +176,13 @@ def main() -> None:
             _growth(srv.base_url, [int(x) for x in args.growth.split(",")], args.rounds)
             return
         n = args.channels
-        ours = client_channels(srv.base_url, [n])[0][1] / n
+        rows = client_channels(srv.base_url, [n])
+        (_, opened, _), (_, idle, idle_threads) = rows[0], rows[-1]
         raw = raw_sockets(srv.base_url, [n])[0][1] / n
-    print(f"memory, {n} open channels: cohrt_sync {ours:,.1f} KiB RSS per channel "
-          f"(2 threads + socket each, goal <= 64 KiB); raw websocket-client socket + 1 "
-          f"reader thread {raw:,.1f} KiB each")
+    print(f"memory, {n} open channels: cohrt_sync {idle / n:,.1f} KiB RSS per idle channel "
+          f"(socket + reader thread each once the dispatcher parked, {idle_threads} threads; "
+          f"goal <= 32 KiB), {opened / n:,.1f} KiB just opened (2 threads each); raw "
+          f"websocket-client socket + 1 reader thread {raw:,.1f} KiB each")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from typing import Any, Dict, Iterator, Optional
 import requests.adapters
 import urllib3
 
+from ._latch import Flag
+
 __all__ = ["TrackingAdapter", "bound", "cancel_on", "cancelled", "cut_request"]
 
 #: Thread ident -> the urllib3 connection it is using now, in process ``_PID``.
@@ -89,7 +91,7 @@ class TrackingAdapter(requests.adapters.HTTPAdapter):
 
 
 @contextlib.contextmanager
-def cancel_on(event: threading.Event) -> Iterator[None]:
+def cancel_on(event: Flag) -> Iterator[None]:
     """While inside, requests of this thread stop retrying once ``event`` is set.
 
     :param event: the cancel signal (a channel's closing event).
@@ -125,5 +127,5 @@ def bound() -> bool:
 
 def cancelled() -> bool:
     """True when this thread's bound cancel event is set."""
-    event: Optional[threading.Event] = getattr(_CANCEL, "event", None)
+    event: Optional[Flag] = getattr(_CANCEL, "event", None)
     return event is not None and event.is_set()

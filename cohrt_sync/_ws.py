@@ -13,12 +13,12 @@ from __future__ import annotations
 import selectors
 import socket
 import struct
-import threading
 from typing import Any, Optional, Tuple
 
 import websocket
 
 from ._http import redact, response_error, scrub_exception
+from ._latch import Flag
 from .errors import (
     ChannelClosedError,
     CohrtConnectionError,
@@ -68,7 +68,7 @@ def new_socket(max_message_size: int) -> Any:
 
 
 def connect(
-    ws: Any, url: str, timeout: float, channel: str, context: str, closing: threading.Event
+    ws: Any, url: str, timeout: float, channel: str, context: str, closing: Flag
 ) -> None:
     """Connect ``ws`` to ``url`` (TCP and upgrade); every failure a CohrtError.
 

@@ -4,17 +4,21 @@ The server acknowledges a socket's publishes in the order they were sent, so
 each ``published`` (or ``{"error": ...}``) frame settles the oldest pending
 publish. The channel appends under its send lock, keeping the queue in wire
 order.
+
+A publish waits on its own :class:`~cohrt_sync._latch.Latch`, which the
+reader sets: one lock, released in one C call, where a ``threading.Event``
+would run its Condition's Python on both sides of the hand-off.
 """
 
 from __future__ import annotations
 
 import collections
-import threading
 import time
 from typing import Any, Deque, Dict, List, Optional, Sequence
 
 import attrs
 
+from ._latch import Latch
 from .errors import ChannelClosedError, CohrtConnectionError, CohrtError, CohrtTimeoutError
 from .models import PublishAck
 
@@ -29,7 +33,7 @@ class PendingAck:
     """
 
     event: str
-    done: threading.Event = attrs.field(factory=threading.Event)
+    done: Latch = attrs.field(factory=Latch)
     frame: Optional[Dict[str, Any]] = None
     error: Optional[CohrtError] = None
     #: ``time.monotonic()`` when queued (just before its frame is sent) and
@@ -44,23 +48,33 @@ class AckQueue:
     __slots__ = ("_pending",)
 
     def __init__(self) -> None:
-        self._pending: Deque[PendingAck] = collections.deque()
+        # Made by the first publish: an empty deque is 0.75 KiB, and most
+        # sockets of a client that listens never publish.
+        self._pending: Optional[Deque[PendingAck]] = None
 
     def add(self, pending: PendingAck) -> None:
         """Queue ``pending`` (call under the lock that also sends its frame)."""
-        self._pending.append(pending)
+        queue = self._pending
+        if queue is None:
+            queue = self._pending = collections.deque()
+        queue.append(pending)
 
     def discard(self, pending: PendingAck) -> None:
         """Drop ``pending`` whose frame could not be sent."""
-        self._pending.remove(pending)
+        if self._pending is not None:
+            self._pending.remove(pending)
 
     def settle(self, frame: Optional[Dict[str, Any]], error: Optional[CohrtError]) -> bool:
         """Settle the oldest pending publish with an ack frame or an error.
 
         :returns: False when no publish was pending.
         """
+        queue = self._pending
+        if queue is None:
+            return False
         try:
-            pending = self._pending.popleft()
+            # Not "if queue" first: close() may fail the publishes while the reader settles.
+            pending = queue.popleft()
         except IndexError:
             return False
         pending.frame = frame

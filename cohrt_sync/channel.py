@@ -42,6 +42,7 @@ import pluggy
 
 from . import _fork
 from ._cancel import cancel_on, cut_request
+from ._latch import Latch
 from .acks import await_acks
 from .connection import Connection
 from .dispatcher import Dispatcher
@@ -105,8 +106,10 @@ class Channel:
     client: Any = attrs.field(default=None, kw_only=True)
     _on_closed: Callable[[Channel], None] = attrs.field(default=_forget_nothing, kw_only=True)
 
-    _closing: threading.Event = attrs.field(factory=threading.Event, init=False)
-    _closed_event: threading.Event = attrs.field(factory=threading.Event, init=False)
+    # Latches, not threading.Events: a channel keeps both for its whole
+    # life, and an Event is ten times the memory (cohrt_sync/_latch.py).
+    _closing: Latch = attrs.field(factory=Latch, init=False)
+    _closed_event: Latch = attrs.field(factory=Latch, init=False)
     _close_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _close_started: bool = attrs.field(default=False, init=False)
     #: The thread inside subscribe() while it opens this channel; its requests
@@ -128,7 +131,8 @@ class Channel:
             self._inbox, self._closing, tag,
         )
         self._dispatcher = Dispatcher(
-            self.name, self.catch_up, self._settings.dispatch_linger, self._port, self._hooks,
+            self.name, self.catch_up, self._settings.dispatch_linger,
+            self._settings.dispatch_idle, self._port, self._hooks,
             self._inbox, self._closing, tag,
             reconnect=self._conn.force_reconnect,
             caught_up=self._conn.mark_healthy,
@@ -279,10 +283,11 @@ class Channel:
                     "been published; the channel is reconnecting to resync its acks (publishes "
                     "after this one wait for it)"
                 ) from None
-            for pending, ack in zip(pendings, got):
-                self._hooks.call(
-                    "on_published", ack=ack, seconds=pending.settled_at - pending.sent_at
-                )
+            if self._hooks.implemented("on_published"):
+                for pending, ack in zip(pendings, got):
+                    self._hooks.call(
+                        "on_published", ack=ack, seconds=pending.settled_at - pending.sent_at
+                    )
             if got:
                 acks.extend(got)
                 open_by = time.monotonic() + wait

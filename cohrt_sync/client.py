@@ -43,7 +43,7 @@ from .models import (
 from .plugins import EntryPointSelection, make_plugin_manager
 from .realtimekit import RealtimeKit
 from .retry import DEFAULT_RETRY, RECONNECT_BACKOFF, Retry
-from .settings import ChannelSettings
+from .settings import MAX_DISPATCH_IDLE, ChannelSettings
 
 __all__ = ["DEFAULT_BASE_URL", "Client"]
 
@@ -133,6 +133,11 @@ class Client:
         :class:`ProtocolError` and is read no further.
     :param dispatch_linger: seconds a busy dispatcher waits to batch frames
         (0 wakes it for every frame).
+    :param dispatch_idle: seconds a channel's dispatcher thread waits with
+        nothing to do before it ends; the next frame starts a new one (under
+        the same name), so a quiet channel keeps one thread instead of two.
+        ``None`` keeps it for the channel's life, for hooks that keep state
+        per thread.
     :param session: a ``requests.Session`` to use instead of a new one.
     """
 
@@ -152,6 +157,7 @@ class Client:
     max_message_size: int = 16 * 2**20
     max_response_size: int = 64 * 2**20
     dispatch_linger: float = 0.001
+    dispatch_idle: Optional[float] = 5.0
     session: Any = None
 
     _http: HttpTransport = attrs.field(init=False)
@@ -176,6 +182,14 @@ class Client:
             )
         if self.queue_size < 2:
             raise BadRequestError("queue_size must be at least 2")
+        idle = self.dispatch_idle
+        if idle is not None and (
+            isinstance(idle, bool) or not isinstance(idle, (int, float))
+            or not 0 < idle <= MAX_DISPATCH_IDLE
+        ):
+            raise BadRequestError(
+                f"dispatch_idle must be None or a number of seconds from 0 to {MAX_DISPATCH_IDLE}"
+            )
         for setting in ("queue_bytes", "max_message_size", "max_response_size"):
             if getattr(self, setting) < 1:
                 raise BadRequestError(f"{setting} must be a positive byte count")
@@ -197,6 +211,7 @@ class Client:
             queue_bytes=self.queue_bytes,
             max_message_size=self.max_message_size,
             dispatch_linger=self.dispatch_linger,
+            dispatch_idle=self.dispatch_idle,
             reconnect_backoff=self.reconnect_backoff,
         )
         self._pm = make_plugin_manager(self.plugins, entry_points=self.entry_points)

@@ -30,6 +30,7 @@ import websocket
 
 from . import _ws
 from ._cancel import cancel_on, cut_request
+from ._latch import Flag
 from .acks import AckQueue, PendingAck
 from .errors import (
     ChannelClosedError,
@@ -104,7 +105,7 @@ class Connection:
         settings: ChannelSettings,
         port: HttpPort,
         inbox: Inbox,
-        closing: threading.Event,
+        closing: Flag,
         tag: str,
     ) -> None:
         self.name = name
@@ -123,7 +124,9 @@ class Connection:
         self._send_lock = threading.Lock()
         #: Notified (under the send lock) when a socket opens, and when the
         #: reader stops for good: wakes the publishes waiting for a socket.
-        self._opened = threading.Condition(self._send_lock)
+        #: Made by the first publish that waits (under the send lock): most
+        #: channels never need one, and a Condition is 1.1 KiB.
+        self._opened: Optional[threading.Condition] = None
         #: The publishes awaiting an ack on the current socket. Acks are per
         #: socket: each socket gets a new queue, and the old one's pending
         #: publishes fail with it, so no late ack settles a later publish.
@@ -279,7 +282,10 @@ class Connection:
                 )
             # Woken when a socket opens or the reader stops; the slice bounds
             # how late a close() that no one notifies is seen.
-            self._opened.wait(min(left, 0.25))
+            opened = self._opened
+            if opened is None:
+                opened = self._opened = threading.Condition(self._send_lock)
+            opened.wait(min(left, 0.25))
 
     def lost_ack(self, ws: Any) -> None:
         """After an ack timeout, acks can no longer be matched in order: reconnect.
@@ -444,7 +450,11 @@ class Connection:
             self._read_each_socket()
         finally:
             # Publishes waiting for a socket learn there will be none.
-            with self._opened:
+            self._notify_opened()
+
+    def _notify_opened(self) -> None:
+        with self._send_lock:
+            if self._opened is not None:
                 self._opened.notify_all()
 
     def _read_each_socket(self) -> None:
@@ -655,7 +665,8 @@ class Connection:
                     return None
                 self._ws = ws
                 self._acks = AckQueue()
-                self._opened.notify_all()
+                if self._opened is not None:
+                    self._opened.notify_all()
             self._backoff = policy
             self._reconnects += 1
             self._inbox.put(("reconnected", presence, attempts))

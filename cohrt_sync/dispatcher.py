@@ -11,8 +11,15 @@ runs the catch-up after each reconnect before any newer live frame. An
 internal error here is a reported drop (``on_error``, then reconnect),
 never a dead thread.
 
+With ``idle`` set, the thread ends after that many seconds with nothing to
+do, and the next item starts a new one under the same name (the
+:class:`~cohrt_sync.inbox.Inbox` decides when, without losing an item): a
+quiet channel keeps one thread, not two. Hooks still run on one thread at a
+time, in arrival order; only the thread's identity changes across a quiet
+spell.
+
 It is given what it needs: the channel's name, whether it catches up, the
-dispatch linger, the :class:`~cohrt_sync.port.HttpPort` that reads history,
+dispatch linger and idle time, the :class:`~cohrt_sync.port.HttpPort` that reads history,
 the :class:`~cohrt_sync.hookcalls.ChannelHooks` to call, the inbox, the
 closing event, and three callbacks into the rest of the channel: cut the
 socket (to reconnect), a catch-up succeeded, close the channel.
@@ -26,6 +33,7 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._cancel import cancel_on, cut_request
+from ._latch import Flag
 from .delivery import DeliveryLedger
 from .errors import CohrtConnectionError, ProtocolError
 from .hookcalls import ChannelHooks
@@ -49,6 +57,8 @@ class Dispatcher:
     :param name: the channel name.
     :param catch_up: recover messages missed while disconnected from history.
     :param linger: seconds a busy dispatcher waits to batch frames.
+    :param idle: seconds with nothing to do after which the thread ends, until
+        the next item starts another (``None``: it runs until the channel closes).
     :param port: reads history for the catch-up.
     :param hooks: calls the channel's hooks.
     :param inbox: what the connection received, in order.
@@ -66,6 +76,7 @@ class Dispatcher:
         "_closing",
         "_history_problems",
         "_hooks",
+        "_idle",
         "_inbox",
         "_ledger",
         "_linger",
@@ -82,10 +93,11 @@ class Dispatcher:
         name: str,
         catch_up: bool,
         linger: float,
+        idle: Optional[float],
         port: HttpPort,
         hooks: ChannelHooks,
         inbox: Inbox,
-        closing: threading.Event,
+        closing: Flag,
         tag: str,
         *,
         reconnect: Callable[[], None],
@@ -95,6 +107,7 @@ class Dispatcher:
         self.name = name
         self._catch_up = catch_up
         self._linger = linger
+        self._idle = idle
         self._port = port
         self._hooks = hooks
         self._inbox = inbox
@@ -125,7 +138,7 @@ class Dispatcher:
 
     @property
     def thread(self) -> Optional[threading.Thread]:
-        """The dispatcher thread, once started."""
+        """The dispatcher thread: None before it starts and while it is parked."""
         return self._thread
 
     def begin(self) -> None:
@@ -143,18 +156,49 @@ class Dispatcher:
 
     def start(self) -> None:
         """Start the dispatcher thread."""
-        self._thread = threading.Thread(
+        thread = threading.Thread(
             target=self._main, name=f"cohrt-sync-dispatch-{self._tag}", daemon=True
         )
-        self._thread.start()
+        # Set before it starts: close() joins whatever thread it finds here.
+        self._thread = thread
+        thread.start()
+
+    def _resume(self) -> bool:
+        """Start a new thread for the items that came after this one parked.
+
+        Called under the inbox's lock by the thread that put the first of
+        them: the reader, or ``close()`` putting ``STOP``.
+        """
+        try:
+            self.start()
+        except RuntimeError as e:  # the process is out of threads, or shutting down
+            self._thread = None
+            if self._closing.is_set():
+                # begin_close() runs on_closed itself (at interpreter exit on 3.12).
+                log.debug("channel %s: no dispatcher thread to close with (%s)", self.name, e)
+            else:
+                log.error("channel %s: could not start the dispatcher thread (%s); its "
+                          "frames wait, and the next frame tries again", self.name, e)
+            return False
+        return True
+
+    def _parked(self) -> None:
+        # Under the inbox's lock, before any resume: the thread object goes
+        # with the thread (it holds an Event and a lock, 2 KiB).
+        self._thread = None
 
     def begin_close(self) -> None:
         """Ask the thread to finish what it is doing and stop (the channel's ``close()``).
 
         Frames received but not yet dispatched are dropped; the thread calls
-        ``on_closed`` last.
+        ``on_closed`` last. A parked dispatcher is started again for it; where
+        no thread can be started (Python 3.12 at interpreter exit, when the
+        ``atexit`` handler closes a forgotten client) ``on_closed`` runs here,
+        on the closing thread, once.
         """
         self._inbox.put(STOP)
+        if self._inbox.keep_parked():
+            self._hooks.call("on_closed")
 
     def cut(self) -> None:
         """Cut the HTTP read the thread still waits on, if any: a catch-up's
@@ -168,10 +212,15 @@ class Dispatcher:
     # -- the dispatcher thread -----------------------------------------------------
 
     def _main(self) -> None:
+        parked = False
         try:
-            self._inbox.run(self._dispatch, self._closing, self._linger)
+            parked = self._inbox.run(
+                self._dispatch, self._closing, self._linger, self._idle, self._resume,
+                self._parked,
+            )
         finally:
-            if self._closing.is_set():
+            # A parked thread leaves on_closed to the one close() resumes.
+            if not parked and self._closing.is_set():
                 self._hooks.call("on_closed")
 
     def _dispatch(self, item: Any) -> None:

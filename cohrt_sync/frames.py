@@ -1,4 +1,4 @@
-"""Reading a socket's frames: bounded in size, read ahead in 64 KiB gulps.
+"""Reading a socket's frames: bounded in size, read ahead in gulps of up to 64 KiB.
 
 websocket-client's frame reader asks the socket for each frame's 2-byte
 header, then for its payload: two ``recv`` calls a frame. Each one releases
@@ -9,6 +9,16 @@ but serves it from one read of up to :data:`READ_AHEAD` bytes, so a burst of
 small frames costs one system call (and one lock hand-over) per few hundred.
 It also refuses a message over the client's ``max_message_size`` as soon as a
 header announces it, before any of it is buffered.
+
+A read allocates the whole size it asks for before it blocks, and an idle
+channel's reader spends its life blocked in one: asking for 64 KiB there
+would hold 64 KiB per idle socket, resident once the allocator hands it
+memory a burst touched before. So the read size follows the socket: a read
+that came back full (more is waiting: a burst, or a large message) makes the
+next one ask for :data:`READ_AHEAD`; one that came back short emptied the
+socket, so the next, which may wait for the socket's next frame for as long
+as the channel stays quiet, asks for :data:`QUIET_READ`. A burst costs one
+small read more each time the reader catches up with the sender.
 """
 
 from __future__ import annotations
@@ -18,11 +28,14 @@ from typing import Any, Callable
 import websocket
 from websocket._abnf import frame_buffer
 
-__all__ = ["READ_AHEAD", "BoundedFrames", "MessageTooLarge", "limit_message_size"]
+__all__ = ["QUIET_READ", "READ_AHEAD", "BoundedFrames", "MessageTooLarge", "limit_message_size"]
 
-#: Bytes asked of the socket per read. A buffer is let go once consumed, so
-#: an idle channel holds none of it.
+#: Bytes asked of the socket per read while frames keep coming. A buffer is
+#: let go once consumed.
 READ_AHEAD = 64 * 1024
+#: Bytes asked of a quiet socket: what a blocked read holds while it waits.
+#: A read this size that comes back full switches to :data:`READ_AHEAD`.
+QUIET_READ = 1024
 
 
 class MessageTooLarge(websocket.WebSocketProtocolException):
@@ -48,13 +61,17 @@ class BoundedFrames(frame_buffer):
         self._limit = limit
         self._buf = b""
         self._pos = 0
+        #: What the next socket read asks for (see the module's docstring).
+        self.read_size = QUIET_READ
 
     def _read(self, bufsize: int) -> bytes:
         """Up to ``bufsize`` bytes: from the buffer, refilled by one socket read when empty."""
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
             # Raises (closed, timed out, cut) as the socket's own recv does.
-            buf = self._socket_recv(READ_AHEAD)
+            want = self.read_size
+            buf = self._socket_recv(want)
+            self.read_size = READ_AHEAD if len(buf) >= want else QUIET_READ
             pos = 0
         end = pos + bufsize
         if end >= len(buf):

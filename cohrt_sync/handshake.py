@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from . import _ws
 from ._http import scrub_exception
+from ._latch import Flag
 from .errors import (
     ChannelClosedError,
     CohrtConnectionError,
@@ -51,7 +52,7 @@ def open_socket(
     user_id: str,
     user_name: Optional[str],
     ttl: int,
-    closing: threading.Event,
+    closing: Flag,
     track: Callable[[Any], None],
 ) -> Handshake:
     """Mint a fresh token, open the socket, read up to ``subscribed``.
@@ -109,7 +110,7 @@ def _handshake(
     timeout: float,
     context: str,
     channel: str,
-    closing: threading.Event,
+    closing: Flag,
     track: Callable[[Any], None],
 ) -> Handshake:
     _ws.connect(ws, url, timeout, channel, context, closing)
@@ -151,5 +152,8 @@ def _handshake(
     # trip to every recv. Pings and dead-peer detection run on the client's
     # keepalive thread instead (see Connection.keepalive_tick).
     ws.settimeout(None)
+    # The upgrade's answer (status, headers) is never read again: about 1 KiB
+    # an idle channel would otherwise keep for its socket's life.
+    ws.handshake_response = None
     track(None)
     return Handshake(ws, users, early)

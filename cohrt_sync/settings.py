@@ -7,11 +7,16 @@ part of those, so no part reads a setting from the object that made it.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import attrs
 
 from .retry import Retry
 
-__all__ = ["ChannelSettings"]
+__all__ = ["MAX_DISPATCH_IDLE", "ChannelSettings"]
+
+#: The longest ``dispatch_idle`` accepted, in seconds (a day); ``None`` means never.
+MAX_DISPATCH_IDLE = 86_400.0
 
 
 @attrs.frozen
@@ -26,6 +31,8 @@ class ChannelSettings:
     :param queue_bytes: bytes of frames the dispatcher may fall behind likewise.
     :param max_message_size: largest socket message accepted, in bytes.
     :param dispatch_linger: seconds a busy dispatcher waits to batch frames.
+    :param dispatch_idle: seconds a dispatcher thread with nothing to do waits
+        before it ends (the next frame starts another); ``None``: never.
     :param reconnect_backoff: the reconnect policy.
     """
 
@@ -37,4 +44,5 @@ class ChannelSettings:
     queue_bytes: int
     max_message_size: int
     dispatch_linger: float
+    dispatch_idle: Optional[float]
     reconnect_backoff: Retry

@@ -118,3 +118,82 @@ def test_a_wrapper_registered_later_wraps_the_next_call() -> None:
     hooks.call("on_connected")
     assert wrapper.wrapped == 1
     assert spy.calls == [("connected", channel)] * 2
+
+
+def _order_plugins(calls: List[Tuple[str, Any]]) -> List[object]:
+    """on_message implementations taking its arguments every way pluggy allows, and a broken one."""
+    class MessageOnly:
+        @cohrt_sync.hookimpl
+        def on_message(self, message: Message) -> None:
+            calls.append(("message", message.data))
+
+    class ChannelFirst:
+        @cohrt_sync.hookimpl
+        def on_message(self, channel: Any, message: Message) -> None:
+            calls.append(("channel, message", (channel.name, message.data)))
+
+    class MessageFirst:
+        @cohrt_sync.hookimpl
+        def on_message(self, message: Message, channel: Any) -> None:
+            calls.append(("message, channel", (message.data, channel.name)))
+
+    class Neither:
+        @cohrt_sync.hookimpl
+        def on_message(self) -> None:
+            calls.append(("neither", None))
+
+    class Raises:
+        @cohrt_sync.hookimpl
+        def on_message(self, message: Message) -> None:
+            raise RuntimeError("on_message bug")
+
+    return [MessageOnly(), ChannelFirst(), Raises(), MessageFirst(), Neither()]
+
+
+def test_message_passes_each_implementation_its_arguments_and_isolates_a_failure() -> None:
+    calls: List[Tuple[str, Any]] = []
+    spy = Spy()
+    hooks, _ = make_hooks(spy, *_order_plugins(calls))
+    hooks.message(Message("room", "message", "message", {"n": 1}))
+    # pluggy's order: the last registered first; the failing one stops nobody.
+    assert calls == [
+        ("neither", None),
+        ("message, channel", ({"n": 1}, "room")),
+        ("channel, message", ("room", {"n": 1})),
+        ("message", {"n": 1}),
+    ]
+    assert spy.calls == [("error", "on_message bug")]
+
+
+def test_message_sees_plugins_registered_or_unregistered_since_the_last_message() -> None:
+    calls: List[Tuple[str, Any]] = []
+    only, channel_first, *_ = _order_plugins(calls)
+    hooks, _ = make_hooks()
+    hooks.message(Message("room", "message", "message", 1))
+    hooks._pm.register(only)
+    hooks.message(Message("room", "message", "message", 2))
+    hooks._pm.register(channel_first)
+    hooks._pm.unregister(only)
+    hooks.message(Message("room", "message", "message", 3))
+    assert calls == [("message", 2), ("channel, message", ("room", 3))]
+
+
+class MessageWrapper:
+    def __init__(self) -> None:
+        self.wrapped: List[Any] = []
+
+    @cohrt_sync.hookimpl(wrapper=True)
+    def on_message(self, message: Message) -> Any:
+        self.wrapped.append(message.data)
+        return (yield)
+
+
+def test_a_wrapper_of_on_message_wraps_the_next_message() -> None:
+    calls: List[Tuple[str, Any]] = []
+    hooks, _ = make_hooks(_order_plugins(calls)[0])
+    wrapper = MessageWrapper()
+    hooks.message(Message("room", "message", "message", 1))
+    hooks._pm.register(wrapper)
+    hooks.message(Message("room", "message", "message", 2))
+    assert wrapper.wrapped == [2]
+    assert calls == [("message", 1), ("message", 2)]

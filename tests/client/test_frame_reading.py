@@ -10,7 +10,7 @@ from typing import Any, Iterator, List, Tuple
 import pytest
 import websocket
 
-from cohrt_sync.frames import MessageTooLarge, limit_message_size
+from cohrt_sync.frames import QUIET_READ, READ_AHEAD, MessageTooLarge, limit_message_size
 
 
 def _server_frame(text: str) -> bytes:
@@ -20,15 +20,21 @@ def _server_frame(text: str) -> bytes:
 
 @pytest.fixture
 def pair() -> Iterator[Tuple[Any, socket.socket, List[int]]]:
-    """A websocket-client socket over a real socket pair, counting its socket reads."""
+    """A websocket-client socket over a real socket pair, counting its socket reads.
+
+    ``ws.asked`` lists the size each socket read asked for, recorded before
+    it blocks.
+    """
     ours, theirs = socket.socketpair()
     ws: Any = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
     ws.sock = ours
     ws.connected = True
     reads: List[int] = []
+    ws.asked = []
     socket_recv = ws._recv
 
     def counted(bufsize: int) -> bytes:
+        ws.asked.append(bufsize)
         data: bytes = socket_recv(bufsize)
         reads.append(len(data))
         return data
@@ -87,3 +93,34 @@ def test_a_consumed_read_is_let_go(pair: Any) -> None:
     ws.recv_data()
     # An idle channel holds no read-ahead buffer.
     assert len(ws.frame_buffer._buf) == 0
+
+
+def test_the_read_size_grows_under_a_burst_and_shrinks_back_when_quiet(pair: Any) -> None:
+    ws, theirs, _ = pair
+    # Quiet from the start: a blocked read holds a small buffer, not 64 KiB.
+    theirs.sendall(_server_frame("hello"))
+    assert ws.recv_data()[1] == b"hello"
+    assert ws.asked == [QUIET_READ]
+    # A burst: reads that come back full grow to READ_AHEAD.
+    texts = [json.dumps({"i": i, "pad": "p" * 200}) for i in range(3000)]
+    wire = b"".join(_server_frame(t) for t in texts)
+    sender = threading.Thread(target=theirs.sendall, args=(wire,))
+    sender.start()
+    assert [ws.recv_data()[1].decode() for _ in texts] == texts
+    sender.join(5)
+    big_reads = [size for size in ws.asked if size == READ_AHEAD]
+    assert len(big_reads) >= len(ws.asked) // 2 and len(ws.asked) < len(texts) // 10
+    # The burst is over and the socket emptied: the read that waits for the
+    # next frame (however long the channel stays quiet) is small again.
+    got: List[bytes] = []
+    waiter = threading.Thread(target=lambda: got.append(ws.recv_data()[1]))
+    waiter.start()
+    theirs.sendall(_server_frame("after"))
+    waiter.join(5)
+    assert got == [b"after"]
+    assert ws.asked[-1] == QUIET_READ
+    # A quiet read that comes back full switches straight back to read-ahead.
+    big = "b" * (3 * QUIET_READ)
+    theirs.sendall(_server_frame(big))
+    assert ws.recv_data()[1].decode() == big
+    assert ws.asked[-2:] == [QUIET_READ, READ_AHEAD]
