@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Optional, Protocol
 
-__all__ = ["Flag", "Latch"]
+__all__ = ["Flag", "Latch", "set_latch"]
 
 
 class Flag(Protocol):
@@ -81,3 +81,11 @@ class Latch:
                 pass  # a racing set() released it under us: it stays free
             return True
         return self._flag
+
+
+def set_latch() -> Latch:
+    """A :class:`Latch` that is set already (a forked child's closed channel)."""
+    latch = Latch()
+    latch.set()
+    return latch
+

@@ -42,7 +42,7 @@ import pluggy
 
 from . import _fork
 from ._cancel import cancel_on, cut_request
-from ._latch import Latch
+from ._latch import Latch, set_latch
 from .acks import await_acks
 from .connection import Connection
 from .dispatcher import Dispatcher
@@ -153,8 +153,8 @@ class Channel:
         self._close_lock = threading.Lock()
         self._open_lock = threading.Lock()
         self._close_started = True
-        self._closing = _fork.new_event(True)
-        self._closed_event = _fork.new_event(True)
+        self._closing = set_latch()
+        self._closed_event = set_latch()
         self._conn.release_after_fork(why)
 
     # -- public surface --------------------------------------------------------
