@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import KEY, build_app, login
+from flask_test_app import KEY, build_app, login
 
 from cohrt_sync.web.errors import BROWSER_MESSAGES
 from tests.hostile._server import KEY as HOSTILE_KEY

@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import pytest
 import requests
-from conftest import KEY, NO_POLICY, login
 from flask import Flask
+from flask_test_app import KEY, NO_POLICY, login
 
 import cohrt_sync
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import KEY
 from flask import Flask
+from flask_test_app import KEY
 
 import cohrt_sync
 

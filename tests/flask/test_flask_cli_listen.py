@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from conftest import KEY
+from flask_test_app import KEY
 
 import cohrt_sync
 

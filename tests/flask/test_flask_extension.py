@@ -10,8 +10,8 @@ import threading
 from typing import Any, Callable, List
 
 import pytest
-from conftest import KEY, build_app, login
 from flask import Flask
+from flask_test_app import KEY, build_app, login
 
 import cohrt_sync
 from cohrt_sync.flask import Cohrt, NotConfiguredError

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import websocket
-from conftest import KEY, login
 from flask import Flask
+from flask_test_app import KEY, login
 
 import cohrt_sync
 

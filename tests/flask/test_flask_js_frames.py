@@ -18,7 +18,7 @@ import pytest
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the test extra)")
 
 import websocket  # noqa: E402
-from conftest import login  # noqa: E402
+from flask_test_app import login  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -6,8 +6,8 @@ import json
 from typing import Any, Callable
 
 import websocket
-from conftest import KEY, Denials, login
 from flask import Flask
+from flask_test_app import KEY, Denials, login
 
 import cohrt_sync
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
-from conftest import KEY, build_app, login
 from flask import Flask
+from flask_test_app import KEY, build_app, login
 
 import cohrt_sync
 from tests.hostile._server import KEY as HOSTILE_KEY

@@ -11,7 +11,7 @@ import threading
 from typing import Any, List
 
 import pytest
-from conftest import KEY, build_app, login
+from flask_test_app import KEY, build_app, login
 
 from cohrt_sync import Retry, errors
 from cohrt_sync.web.policy import MintBudget, budget_from_setting
