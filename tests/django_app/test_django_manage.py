@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import pytest
 
 import cohrt_sync
+from tests.bot_process import DEADLINE, BotProcess, Watcher, next_event
+from tests.servers.publish_counter import PublishCounter
 
 from .conftest import KEY
 
 HERE = Path(__file__).resolve().parent
-DEADLINE = 20.0
 
 
 def _env(**extra: str) -> Dict[str, str]:
@@ -75,68 +73,13 @@ def test_check_refuses_settings_that_cannot_work() -> None:
     assert ours[3][1] == "the realtime routes are at /realtime/ but COHRT_URL_PREFIX is '/rt'."
 
 
-class Bot:
-    """``manage.py cohrt_listen`` in a child process; its stdout read by a thread."""
-
-    def __init__(self, base_url: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "cohrt_listen", *args],
-            cwd=HERE,
-            env=_env(COHRT_KEY=KEY, COHRT_BASE_URL=base_url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True, name="bot-stdout").start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def first_line(self) -> Dict[str, Any]:
-        try:
-            return json.loads(self.lines.get(timeout=DEADLINE))  # type: ignore[no-any-return]
-        except queue.Empty:
-            self.proc.kill()
-            raise AssertionError(self.proc.communicate(timeout=10)[1]) from None
-
-    def stop(self, signum: int) -> int:
-        self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(DEADLINE)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-
-class Watcher:
-    """Records what a second member of the channel sees."""
-
-    def __init__(self) -> None:
-        self.messages: queue.Queue[Any] = queue.Queue()
-        self.left: queue.Queue[Any] = queue.Queue()
-
-    @cohrt_sync.hookimpl
-    def on_message(self, channel: Any, message: Any) -> None:
-        self.messages.put(message)
-
-    @cohrt_sync.hookimpl
-    def on_leave(self, channel: Any, user: Any) -> None:
-        self.left.put(user)
-
-
-def _next(q: queue.Queue[Any], event: str) -> Optional[Any]:
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        try:
-            item = q.get(timeout=max(0.01, end - time.monotonic()))
-        except queue.Empty:
-            return None
-        if getattr(item, "event", event) == event:
-            return item
-    return None
+def start_bot(base_url: str, *args: str) -> BotProcess:
+    """``manage.py cohrt_listen`` with ``args``, against ``base_url``."""
+    return BotProcess(
+        [sys.executable, "manage.py", "cohrt_listen", *args],
+        HERE,
+        _env(COHRT_KEY=KEY, COHRT_BASE_URL=base_url),
+    )
 
 
 def test_cohrt_listen_runs_a_plugin_until_sigterm_then_leaves_cleanly(server: Any) -> None:
@@ -144,13 +87,13 @@ def test_cohrt_listen_runs_a_plugin_until_sigterm_then_leaves_cleanly(server: An
     watcher = Watcher()
     with cohrt_sync.Client(key=KEY, base_url=server.base_url, plugins=[watcher]) as direct:
         ch = direct.subscribe(channel, user_id="watcher")
-        bot = Bot(server.base_url, channel, "--plugin", "echo", "--user-id", "bot-1")
+        bot = start_bot(server.base_url, channel, "--plugin", "echo", "--user-id", "bot-1")
         try:
-            first = bot.first_line()
+            first = bot.line()
             assert first["type"] == "subscribed" and first["channel"] == channel
             assert "bot-1" in [u["id"] for u in first["presence"]]
             ch.publish({"ping": 1}, event="echo_request")
-            echo = _next(watcher.messages, "echo")
+            echo = next_event(watcher.messages, "echo")
             assert echo is not None and echo.data == {"echo": {"ping": 1}}
         finally:
             rc = bot.stop(signal.SIGTERM)
@@ -173,12 +116,12 @@ def test_cohrt_listen_loads_no_plugin_unless_asked_and_names_an_unknown_one(serv
     watcher = Watcher()
     with cohrt_sync.Client(key=KEY, base_url=server.base_url, plugins=[watcher]) as direct:
         ch = direct.subscribe(channel, user_id="watcher")
-        bot = Bot(server.base_url, channel)
+        bot = start_bot(server.base_url, channel)
         try:
-            assert bot.first_line()["type"] == "subscribed"
+            assert bot.line()["type"] == "subscribed"
             ch.publish({"ping": 1}, event="echo_request")
             ch.publish("after", event="marker")  # any echo would come before it
-            assert _next(watcher.messages, "marker") is not None
+            assert next_event(watcher.messages, "marker") is not None
             seen = []
             while not watcher.messages.empty():
                 seen.append(watcher.messages.get_nowait().event)
@@ -201,17 +144,6 @@ def test_cohrt_listen_without_a_key_is_one_line(server: Any) -> None:
     ), r.stderr
 
 
-class Counter:
-    """A plugin a project registers at start-up: counts the HTTP publishes it sees."""
-
-    def __init__(self) -> None:
-        self.published = 0
-
-    @cohrt_sync.hookimpl
-    def on_published(self, channel: Any, ack: Any, seconds: float) -> None:
-        self.published += 1
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (a preforking server's model)")
 def test_client_is_lazy_one_per_process_and_keeps_its_plugins_in_a_fork(
     realtime: Any, alice: Any
@@ -223,7 +155,7 @@ def test_client_is_lazy_one_per_process_and_keeps_its_plugins_in_a_fork(
     realtime()
     parent = client()
     assert client() is parent
-    counter = Counter()
+    counter = PublishCounter()
     parent.register(counter)  # as a project's AppConfig.ready() may, in the master
     try:
         parent.history("django:before-the-fork")  # a pooled connection the worker inherits
@@ -267,7 +199,7 @@ def test_a_settings_change_makes_a_new_client_with_the_plugins_of_the_old(
 
     realtime()
     first = client()
-    counter = Counter()
+    counter = PublishCounter()
     first.register(counter, name="counter")
     try:
         realtime(COHRT_TIMEOUT=5)  # override_settings: the app's state is made again

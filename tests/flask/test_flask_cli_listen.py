@@ -7,24 +7,20 @@ processes and a real local server.
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from flask_test_app import KEY
 
 import cohrt_sync
+from tests.bot_process import DEADLINE, BotProcess, Watcher, next_event
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "examples/flask_chat/app:create_app"
-DEADLINE = 20.0
 
 
 def flask_env(**extra: str) -> Dict[str, str]:
@@ -38,68 +34,11 @@ def flask_cmd(*args: str) -> List[str]:
     return [sys.executable, "-m", "flask", "--app", APP, *args]
 
 
-class Bot:
-    """``flask cohrt listen`` in a child process; its stdout read by a thread."""
-
-    def __init__(self, base_url: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            flask_cmd("cohrt", "listen", *args),
-            cwd=ROOT,
-            env=flask_env(COHRT_KEY=KEY, COHRT_BASE_URL=base_url),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True, name="bot-stdout").start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def line(self) -> Dict[str, Any]:
-        try:
-            return json.loads(self.lines.get(timeout=DEADLINE))  # type: ignore[no-any-return]
-        except queue.Empty:
-            self.proc.kill()
-            raise AssertionError(self.proc.communicate(timeout=10)[1]) from None
-
-    def stop(self, signum: int) -> int:
-        self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(DEADLINE)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-
-
-class Watcher:
-    """What a second member of the channel sees."""
-
-    def __init__(self) -> None:
-        self.messages: queue.Queue[Any] = queue.Queue()
-        self.left: queue.Queue[Any] = queue.Queue()
-
-    @cohrt_sync.hookimpl
-    def on_message(self, channel: Any, message: Any) -> None:
-        self.messages.put(message)
-
-    @cohrt_sync.hookimpl
-    def on_leave(self, channel: Any, user: Any) -> None:
-        self.left.put(user)
-
-
-def next_event(q: queue.Queue[Any], event: str) -> Optional[Any]:
-    end = time.monotonic() + DEADLINE
-    while time.monotonic() < end:
-        try:
-            item = q.get(timeout=max(0.01, end - time.monotonic()))
-        except queue.Empty:
-            return None
-        if item.event == event:
-            return item
-    return None
+def start_bot(base_url: str, *args: str) -> BotProcess:
+    """``flask cohrt listen`` with ``args``, against ``base_url``."""
+    return BotProcess(
+        flask_cmd("cohrt", "listen", *args), ROOT, flask_env(COHRT_KEY=KEY, COHRT_BASE_URL=base_url)
+    )
 
 
 def test_flask_cohrt_listen_runs_a_plugin_until_sigterm_then_leaves_cleanly(
@@ -108,7 +47,7 @@ def test_flask_cohrt_listen_runs_a_plugin_until_sigterm_then_leaves_cleanly(
     watcher = Watcher()
     with cohrt_sync.Client(key=KEY, base_url=server.base_url, plugins=[watcher]) as direct:
         ch = direct.subscribe(channel, user_id="watcher")
-        bot = Bot(server.base_url, channel, "--plugin", "echo", "--user-id", "bot-1", "-v")
+        bot = start_bot(server.base_url, channel, "--plugin", "echo", "--user-id", "bot-1", "-v")
         try:
             first = bot.line()
             assert first["type"] == "subscribed" and first["channel"] == channel

@@ -15,6 +15,7 @@ from flask_test_app import KEY, build_app, login
 
 import cohrt_sync
 from cohrt_sync.flask import Cohrt, NotConfiguredError
+from tests.servers.publish_counter import PublishCounter
 
 
 def test_an_app_without_a_key_builds_and_tests(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,24 +133,13 @@ def test_cohrt_sync_imports_without_flask() -> None:
     assert out.stdout.startswith("no flask:")
 
 
-class Counter:
-    """A plugin an app registers at start-up: counts the HTTP publishes it sees."""
-
-    def __init__(self) -> None:
-        self.published = 0
-
-    @cohrt_sync.hookimpl
-    def on_published(self, channel: Any, ack: Any, seconds: float) -> None:
-        self.published += 1
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (gunicorn --preload's model)")
 def test_a_forked_worker_keeps_the_apps_client_and_what_was_registered(
     make_app: Callable[..., Flask],
 ) -> None:
     app = make_app()
     cohrt = app.extensions["test_cohrt"]
-    counter = Counter()
+    counter = PublishCounter()
     with app.app_context():
         parent = cohrt.client  # as the master does under gunicorn --preload
         parent.register(counter)
@@ -188,7 +178,7 @@ def test_a_client_made_again_after_close_keeps_what_was_registered(
 ) -> None:
     app = make_app()
     cohrt = app.extensions["test_cohrt"]
-    counter = Counter()
+    counter = PublishCounter()
     with app.app_context():
         first = cohrt.client
         first.register(counter, name="counter")

@@ -21,22 +21,12 @@ from typing import Any, Callable, Iterable
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 from django.core.wsgi import get_wsgi_application
+from publish_counter import PublishCounter
 
 import cohrt_sync
 from cohrt_sync.django import client
 
 django_app = get_wsgi_application()
-
-
-class Counter:
-    """Counts the HTTP publishes of this process's client (the publish route's)."""
-
-    def __init__(self) -> None:
-        self.published = 0
-
-    @cohrt_sync.hookimpl
-    def on_published(self, channel: Any, ack: Any, seconds: float) -> None:
-        self.published += 1
 
 
 def _mark_exit() -> None:
@@ -46,7 +36,7 @@ def _mark_exit() -> None:
             f.write(f"exit {os.getpid()}\n")
 
 
-counter = Counter()
+counter = PublishCounter()
 client().register(counter)
 cohrt_sync.close_on_sigterm()
 atexit.register(_mark_exit)

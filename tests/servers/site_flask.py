@@ -23,6 +23,7 @@ import os
 from typing import Any, Dict
 
 from flask import Flask, request, session
+from publish_counter import PublishCounter
 
 import cohrt_sync
 from cohrt_sync.flask import Cohrt
@@ -33,17 +34,6 @@ def _append(path_var: str, line: str) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
-
-
-class Counter:
-    """Counts the HTTP publishes of this process's client (the publish route's)."""
-
-    def __init__(self) -> None:
-        self.published = 0
-
-    @cohrt_sync.hookimpl
-    def on_published(self, channel: Any, ack: Any, seconds: float) -> None:
-        self.published += 1
 
 
 class Journal:
@@ -62,7 +52,7 @@ def _mark_exit() -> None:
     _append("SITE_EXITS", f"exit {os.getpid()}")
 
 
-counter = Counter()
+counter = PublishCounter()
 cohrt = Cohrt()
 
 
