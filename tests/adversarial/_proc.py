@@ -119,6 +119,19 @@ class ServerProcess:
                     return int(line.split()[1]) * 1024
         raise AssertionError("no VmRSS line")
 
+    def settled_rss(self, polls: int = 30) -> int:
+        """The child's RSS once two reads 0.1 s apart differ by under half a MiB
+        (or the last read, after ``polls`` of them): a flood's pages are freed
+        and returned over a few hundred milliseconds, not at once."""
+        last = self.rss_bytes()
+        for _ in range(polls):
+            time.sleep(0.1)
+            now = self.rss_bytes()
+            if abs(now - last) < (1 << 19):
+                return now
+            last = now
+        return last
+
     def open_fds(self) -> int:
         """How many file descriptors the child holds now."""
         return len(os.listdir(f"/proc/{self.pid}/fd"))

@@ -10,7 +10,6 @@ server; its RSS may move by allocator noise and by the bounded session cache
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Callable, Dict, Iterator
 
@@ -31,17 +30,6 @@ GROWTH = 8 * MIB
 def sp() -> Iterator[ServerProcess]:
     with ServerProcess(["--key", KEY, "--provision"]) as proc:
         yield proc
-
-
-def _settled(sp: ServerProcess) -> int:
-    last = sp.rss_bytes()
-    for _ in range(20):
-        time.sleep(0.1)
-        now = sp.rss_bytes()
-        if abs(now - last) < MIB // 2:
-            return now
-        last = now
-    return last
 
 
 def _floods(base: str, http: requests.Session) -> Dict[str, Callable[[], requests.Response]]:
@@ -94,12 +82,12 @@ def test_a_flood_of_distinct_names_keeps_memory_flat(sp: ServerProcess, flood: s
     send = _floods(sp.base_url, http)[flood]
     for _ in range(100):  # the code paths warm, the allocator at its working size
         send()
-    start = _settled(sp)
+    start = sp.settled_rss()
     halves = []
     for _ in range(2):
         for _ in range(N):
             assert send().status_code < 500
-        halves.append(_settled(sp))
+        halves.append(sp.settled_rss())
     report = (
         f"{flood}: {2 * N} requests, RSS {start / MIB:.1f} -> {halves[0] / MIB:.1f}"
         f" -> {halves[1] / MIB:.1f} MiB"

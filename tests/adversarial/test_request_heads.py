@@ -234,17 +234,6 @@ def test_whole_requests_are_served_while_unfinished_heads_fill_their_budget(
 
 
 # -- memory, in a child server ----------------------------------------------------------------
-def _settled_rss(sp: ServerProcess) -> int:
-    last = sp.rss_bytes()
-    for _ in range(30):
-        time.sleep(0.1)
-        now = sp.rss_bytes()
-        if abs(now - last) < MIB // 2:
-            return now
-        last = now
-    return last
-
-
 def _rss_within(sp: ServerProcess, limit: int, deadline_s: float = 12.0) -> int:
     """RSS once it is under ``limit`` (polled until the deadline); the last reading."""
     end = time.monotonic() + deadline_s
@@ -278,7 +267,7 @@ def _flood(sp: ServerProcess, connections: int, headers: int) -> Tuple[int, int]
             sp.base_url + "/api/resources", headers={"Authorization": f"Bearer {KEY_B}"}, timeout=10
         )
         assert r.status_code == 200, r.text
-        peak = _settled_rss(sp)
+        peak = sp.settled_rss()
         refused = 0
         for sock in socks:
             sock.settimeout(0.01)
@@ -304,7 +293,7 @@ def child() -> Iterator[ServerProcess]:
 
 def test_the_issues_header_flood_keeps_memory_flat(child: ServerProcess) -> None:
     """300 connections with 126 headers of 8,100 bytes each, never finished (the issue's)."""
-    before = _settled_rss(child)
+    before = child.settled_rss()
     peak, _ = _flood(child, 300, 126)
     after = _rss_within(child, before + 16 * MIB)
     report = f"RSS before {before / MIB:.1f} MiB, peak {peak / MIB:.1f}, after {after / MIB:.1f}"
@@ -325,7 +314,7 @@ def test_unfinished_heads_of_many_connections_are_bounded_and_memory_comes_back(
     more keep 13 MiB), which the second round reuses rather than adds to.
     Before the bounds, the first round peaked at +127 MiB and all of it stayed.
     """
-    before = _settled_rss(child)
+    before = child.settled_rss()
     for label in ("first", "second"):
         peak, refused = _flood(child, 2500, 3)
         after = _rss_within(child, before + 16 * MIB)
