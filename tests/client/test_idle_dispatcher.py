@@ -32,6 +32,17 @@ def _threads_of(ch: cohrt_sync.Channel) -> List[str]:
     return sorted(t.name.split("-")[2] for t in client_threads() if tag in t.name)
 
 
+class WhereClosed:
+    """Records the name of each thread ``on_closed`` is called on."""
+
+    def __init__(self) -> None:
+        self.threads: List[str] = []
+
+    @cohrt_sync.hookimpl
+    def on_closed(self) -> None:
+        self.threads.append(threading.current_thread().name)
+
+
 def test_a_quiet_channel_keeps_one_thread_and_its_next_message_starts_another(
     server: Any, make_client: Any, channel_name: str
 ) -> None:
@@ -61,19 +72,13 @@ def test_a_quiet_channel_keeps_one_thread_and_its_next_message_starts_another(
 def test_close_while_parked_calls_on_closed_once_on_a_dispatcher_thread(
     server: Any, make_client: Any, recorder: Recorder, channel_name: str
 ) -> None:
-    closed_on: List[str] = []
-
-    class WhereClosed:
-        @cohrt_sync.hookimpl
-        def on_closed(self) -> None:
-            closed_on.append(threading.current_thread().name)
-
-    client = make_client(server, plugins=[recorder, WhereClosed()], dispatch_idle=0.05)
+    where = WhereClosed()
+    client = make_client(server, plugins=[recorder, where], dispatch_idle=0.05)
     ch = client.subscribe(channel_name, "u")
     wait_until(lambda: ch._inbox.parked)
     ch.close()
     assert ch.closed and len(recorder.of("closed")) == 1
-    assert len(closed_on) == 1 and closed_on[0].startswith("cohrt-sync-dispatch-")
+    assert len(where.threads) == 1 and where.threads[0].startswith("cohrt-sync-dispatch-")
     assert not _threads_of(ch)
 
 
@@ -104,14 +109,8 @@ def test_where_no_thread_can_start_a_parked_channel_closes_on_the_closing_thread
 ) -> None:
     # Python 3.12 refuses new threads at interpreter exit, where the atexit
     # handler closes forgotten clients: Thread.start() raises this there.
-    closed_on: List[str] = []
-
-    class WhereClosed:
-        @cohrt_sync.hookimpl
-        def on_closed(self) -> None:
-            closed_on.append(threading.current_thread().name)
-
-    client = make_client(server, plugins=[recorder, WhereClosed()], dispatch_idle=0.05)
+    where = WhereClosed()
+    client = make_client(server, plugins=[recorder, where], dispatch_idle=0.05)
     ch = client.subscribe(channel_name, "u")
     wait_until(lambda: ch._inbox.parked)
 
@@ -125,7 +124,7 @@ def test_where_no_thread_can_start_a_parked_channel_closes_on_the_closing_thread
     monkeypatch.setattr(Dispatcher, "start", refuse)
     caplog.set_level(logging.DEBUG, logger="cohrt_sync.channel")
     ch.close()
-    assert closed_on == [threading.current_thread().name]
+    assert where.threads == [threading.current_thread().name]
     assert len(recorder.of("closed")) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not _threads_of(ch)

@@ -56,6 +56,21 @@ def _stored(hostile: HostileServer, channel: str) -> List[Dict[str, Any]]:
     return [r["data"] for r in hostile.rows if r["channel"] == channel]
 
 
+def _on_first_publish(hostile: HostileServer, misbehave: Any) -> None:
+    """The server runs ``misbehave(ws, frame)`` for the first publish frame
+    instead of answering it; later publishes are answered as usual."""
+    first = [True]
+
+    async def once(ws: Any, frame: Any) -> bool:
+        if not first[0]:
+            return False
+        first[0] = False
+        await misbehave(ws, frame)
+        return True
+
+    hostile.on_publish = once
+
+
 def _reconnecting(hostile: HostileServer, ch: cohrt_sync.Channel, held: HeldMints) -> None:
     hostile.on_token = held
     hostile.drop_all()
@@ -149,16 +164,11 @@ def test_only_a_closed_channel_refuses_at_once_and_close_ends_a_waiting_publish(
 def test_after_a_lost_ack_the_next_publishes_succeed_at_once(
     hostile: HostileServer, hostile_client: Any, recorder: Recorder, channel_name: str
 ) -> None:
-    lost = {"done": False}
-
-    async def lose_first_ack(ws: Any, frame: Any) -> bool:
-        if lost["done"]:
-            return False
-        lost["done"] = True
+    async def lose_the_ack(ws: Any, frame: Any) -> None:
+        # Committed and broadcast, but never acked.
         await hostile._commit(channel_name, frame.get("event", "message"), frame.get("data"))
-        return True  # committed and broadcast, but never acked
 
-    hostile.on_publish = lose_first_ack
+    _on_first_publish(hostile, lose_the_ack)
     client = hostile_client(plugins=[recorder])
     ch = client.subscribe(channel_name, "alice")
     with pytest.raises(cohrt_sync.CohrtTimeoutError, match="may or may not have been published"):
@@ -174,21 +184,15 @@ def test_after_a_lost_ack_the_next_publishes_succeed_at_once(
 def test_a_late_ack_is_never_matched_to_a_later_publish(
     hostile: HostileServer, hostile_client: Any, channel_name: str
 ) -> None:
-    late = {"done": False}
-
-    async def ack_late(ws: Any, frame: Any) -> bool:
-        if late["done"]:
-            return False
-        late["done"] = True
+    async def ack_late(ws: Any, frame: Any) -> None:
         row = await hostile._commit(channel_name, "message", frame.get("data"))
         await asyncio.sleep(1.0)
         if not ws.closed:
             await ws.send_json({"action": "published", "event": "published",
                                 "channel": channel_name, "created_at_ms": row["created_at_ms"],
                                 "id": row["id"]})
-        return True
 
-    hostile.on_publish = ack_late
+    _on_first_publish(hostile, ack_late)
     client = hostile_client()
     ch = client.subscribe(channel_name, "alice")
     with pytest.raises(cohrt_sync.CohrtTimeoutError):
@@ -201,17 +205,11 @@ def test_a_late_ack_is_never_matched_to_a_later_publish(
 def test_a_publish_whose_socket_dies_before_the_ack_is_not_sent_again(
     hostile: HostileServer, hostile_client: Any, recorder: Recorder, channel_name: str
 ) -> None:
-    dropped = {"done": False}
-
-    async def drop_before_ack(ws: Any, frame: Any) -> bool:
-        if dropped["done"]:
-            return False
-        dropped["done"] = True
+    async def drop_before_ack(ws: Any, frame: Any) -> None:
         await hostile._commit(channel_name, "message", frame.get("data"))
         ws._req.transport.abort()  # applied, and the socket dies before the ack
-        return True
 
-    hostile.on_publish = drop_before_ack
+    _on_first_publish(hostile, drop_before_ack)
     client = hostile_client(plugins=[recorder])
     ch = client.subscribe(channel_name, "alice")
     with pytest.raises(cohrt_sync.CohrtConnectionError,
