@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -24,8 +25,11 @@ class BotProcess:
     """``cmd`` in a child process; its stdout read line by line by a thread."""
 
     def __init__(self, cmd: List[str], cwd: Path, env: Dict[str, str]) -> None:
+        # faulthandler prints every thread's stack on SIGABRT: what a bot
+        # that outlived its deadline was doing (see stop()).
         self.proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            cmd, cwd=cwd, env={**env, "PYTHONFAULTHANDLER": "1"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True, name="bot-stdout").start()
@@ -44,10 +48,26 @@ class BotProcess:
             raise AssertionError(self.proc.communicate(timeout=10)[1]) from None
 
     def stop(self, signum: int) -> int:
-        """Send ``signum`` and wait for the exit status (killed if it doesn't come)."""
+        """Send ``signum`` and wait for the exit status.
+
+        :raises AssertionError: no exit by the deadline; it holds the bot's
+            stderr with every thread's stack, dumped on SIGABRT.
+        """
         self.proc.send_signal(signum)
         try:
             return self.proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(10)
+                assert self.proc.stderr is not None
+                err = self.proc.stderr.read()
+            except subprocess.TimeoutExpired:
+                err = "(no stack: the bot did not abort either)"
+            raise AssertionError(
+                f"the bot did not exit within {DEADLINE:.0f} s of {signal.Signals(signum).name}:\n"
+                f"{err}"
+            ) from None
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
