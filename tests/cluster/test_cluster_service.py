@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, List
 
+import jwt
 import pytest
 from server._redis import RedisServer
 from server._wire import Api, Sock, assert_envelope, poll, refusal, uniq
@@ -140,8 +141,11 @@ def test_the_socket_cap_counts_sockets_on_every_node(pair: List[Any]) -> None:
     ch = uniq()
     socks = [Sock(a.base_url, api.token("x"), ch), Sock(a.base_url, api.token("y"), ch)]
     socks += [Sock(b.base_url, api.token("z"), ch), Sock(b.base_url, api.token("v"), ch)]
+    # Each node hears of the other's sockets over the bus, a moment later.
+    token = api.token("w")
+    poll(lambda: _tenant_sockets(a, token) == _tenant_sockets(b, token) == 4)
     for srv in (a, b):
-        status, body, _ = refusal(srv.base_url, token=api.token("w"), channel=ch)
+        status, body, _ = refusal(srv.base_url, token=token, channel=ch)
         assert status == 429 and "socket cap" in body["error"]["message"]
     socks.pop().close()
     poll(lambda: a.socket_count() + b.socket_count() == 3)
@@ -149,6 +153,12 @@ def test_the_socket_cap_counts_sockets_on_every_node(pair: List[Any]) -> None:
     again.close()
     for s in socks:
         s.close()
+
+
+def _tenant_sockets(srv: LocalServer, token: str) -> int:
+    """The open sockets of ``token``'s tenant on every node, as ``srv``'s socket cap counts them."""
+    tenant = jwt.decode(token, options={"verify_signature": False})["tid"]
+    return int(srv._call(lambda core: core.sockets.per_tenant[tenant]))
 
 
 def _opens(base_url: str, token: str, ch: str) -> Any:
