@@ -25,12 +25,21 @@ class BotProcess:
     """``cmd`` in a child process; its stdout read line by line by a thread."""
 
     def __init__(self, cmd: List[str], cwd: Path, env: Dict[str, str]) -> None:
-        # faulthandler prints every thread's stack on SIGABRT: what a bot
-        # that outlived its deadline was doing (see stop()).
-        self.proc = subprocess.Popen(
-            cmd, cwd=cwd, env={**env, "PYTHONFAULTHANDLER": "1"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        # A shell that starts the suite in the background (`nohup … &`, a CI
+        # runner) ignores SIGINT, and a child inherits an ignored signal:
+        # Python then leaves it ignored and the bot never sees its Ctrl-C.
+        # A handler of our own is reset to the default across exec, so the
+        # bot gets SIGINT as a terminal would deliver it.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            # faulthandler prints every thread's stack on SIGABRT: what a bot
+            # that outlived its deadline was doing (see stop()).
+            self.proc = subprocess.Popen(
+                cmd, cwd=cwd, env={**env, "PYTHONFAULTHANDLER": "1"},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True, name="bot-stdout").start()
 
