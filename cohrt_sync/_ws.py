@@ -33,6 +33,7 @@ from .frames import MessageTooLarge, limit_message_size
 __all__ = [
     "HANDSHAKE_READ_ERRORS",
     "RECV_ERRORS",
+    "ChannelSocket",
     "MessageTooLarge",
     "close_frame",
     "connect",
@@ -55,6 +56,26 @@ RECV_ERRORS = (websocket.WebSocketException, OSError, AttributeError)
 HANDSHAKE_READ_ERRORS = (websocket.WebSocketException, OSError, ValueError, RecursionError)
 
 
+class ChannelSocket(websocket.WebSocket):
+    """websocket-client's blocking socket, keeping a close frame whose reply fails.
+
+    ``recv_data`` answers the peer's close frame before returning it, and
+    raised when that answer could not be sent, so the frame's code and
+    reason (a pause's 4003) were lost. A server that closes its TCP
+    connection as soon as its close frame is out (aiohttp does, when another
+    task is reading the socket) answers anything the client sent meanwhile
+    with a reset, and the reply then fails. The peer has closed either way:
+    the close frame is still what it said.
+    """
+
+    def send_close(self, status: int = websocket.STATUS_NORMAL, reason: Any = b"") -> None:
+        """Reply to the peer's close frame; a reset or closed socket is not an error here."""
+        try:
+            super().send_close(status, reason)
+        except (websocket.WebSocketConnectionClosedException, OSError):
+            self.connected = False
+
+
 def new_socket(max_message_size: int) -> Any:
     """A blocking ``websocket.WebSocket``, not yet connected, as a channel reads it.
 
@@ -62,7 +83,7 @@ def new_socket(max_message_size: int) -> Any:
     """
     # Decoding each text frame to str validates UTF-8 already; the library's
     # own per-byte check would cost most of the receive time (see STYLE.md).
-    ws: Any = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+    ws: Any = ChannelSocket(skip_utf8_validation=True, enable_multithread=True)
     limit_message_size(ws, max_message_size)
     return ws
 
