@@ -57,6 +57,9 @@ REFUSAL_LINGER_S = 1.0
 #: How long a connection cut for a slow request head may take to flush its
 #: 408 before it is aborted.
 CUT_GRACE_S = 1.0
+#: How long the unread rest of a request body may take to arrive before its
+#: connection is closed after the response (see ``_drain_body``).
+DRAIN_S = 1.0
 #: Seconds between two "connection cap reached" warnings.
 WARN_EVERY_S = 10.0
 
@@ -181,6 +184,9 @@ class GuardedRequestHandler(RequestHandler):
             if timer is not None:
                 timer.cancel()
         if self._close_after_response:
+            request = args[0] if args else kwargs.get("request")
+            if isinstance(request, web.BaseRequest):
+                await _drain_body(request)
             self.force_close()
         return result
 
@@ -218,6 +224,22 @@ class GuardedRequestHandler(RequestHandler):
         self._meter.release()
         self._guard.forget(self)
         super().connection_lost(exc)
+
+
+async def _drain_body(request: web.BaseRequest) -> None:
+    """Read and drop what is left of ``request``'s body, for at most :data:`DRAIN_S`.
+
+    A socket closed while its peer is still sending makes the kernel answer
+    the next bytes with a reset, which throws away the part of the response
+    not yet sent; so the body (a chunked one the handler never read) is
+    drained first. An endless body gets :data:`DRAIN_S`, then the close.
+    """
+    try:
+        await asyncio.wait_for(request.release(), DRAIN_S)
+    except Exception:
+        # The deadline, a malformed chunk, a peer gone: the response is out
+        # whatever ended the body, and the connection closes next.
+        pass
 
 
 class _Refusal(asyncio.Protocol):

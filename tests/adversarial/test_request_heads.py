@@ -329,3 +329,42 @@ def test_unfinished_heads_of_many_connections_are_bounded_and_memory_comes_back(
     log = child.log_text()
     assert "unfinished request heads hold" in log
     assert "returned free heap memory after a flood of request heads" in log
+
+
+def test_a_chunk_that_comes_after_the_response_does_not_cut_it_short(
+    server: LocalServer,
+) -> None:
+    """The server closes after answering a chunked request; a chunk sent later is drained.
+
+    The client sends the head, reads only the start of a large response
+    (the OpenAPI document, 100 KB; its receive buffer kept small so most of
+    the document still waits in the server's kernel), then sends the body.
+    Closing a socket that receives data after ``close()`` makes the kernel
+    answer with a reset and throw away what it had not sent: the client
+    read a truncated document and ECONNRESET.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect((server.host, server.port))
+    with sock:
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        got = sock.recv(1024)
+        assert got.startswith(b"HTTP/1.1 200"), got[:100]
+        # The server has answered and closes after the response (a chunked
+        # body's end is the parser's to find). Nothing the client can see
+        # says it has got there: its FIN waits behind the unread document.
+        time.sleep(0.2)
+        sock.sendall(b"1\r\n%\r\n0\r\n\r\n")
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = int(next(
+        line.split(b":", 1)[1] for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    ))
+    assert len(body) == length
+    assert json.loads(body)["openapi"].startswith("3.1")
