@@ -18,6 +18,7 @@ import pytest
 
 import cohrt_sync
 from tests.bot_process import DEADLINE, BotProcess, Watcher, next_event
+from tests.forked import in_forked_child
 from tests.servers.publish_counter import PublishCounter
 
 from .conftest import KEY
@@ -159,30 +160,22 @@ def test_client_is_lazy_one_per_process_and_keeps_its_plugins_in_a_fork(
     parent.register(counter)  # as a project's AppConfig.ready() may, in the master
     try:
         parent.history("django:before-the-fork")  # a pooled connection the worker inherits
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            try:
-                browser = DjangoClient()
-                browser.force_login(alice)
-                r = browser.post(
-                    "/realtime/publish",
-                    data=json.dumps({"channel": "django:forked", "data": {"n": 1}}),
-                    content_type="application/json",
-                )
-                found = {
-                    "same": client() is parent,
-                    "registered": client().plugin_manager.is_registered(counter),
-                    "status": r.status_code,
-                    "published": counter.published,
-                }
-                os.write(write, json.dumps(found).encode())
-            finally:
-                os._exit(0)
-        os.close(write)
-        with os.fdopen(read, "rb") as answer:
-            found = json.loads(answer.read())
-        os.waitpid(pid, 0)
+        def worker() -> Dict[str, Any]:
+            browser = DjangoClient()
+            browser.force_login(alice)
+            r = browser.post(
+                "/realtime/publish",
+                data=json.dumps({"channel": "django:forked", "data": {"n": 1}}),
+                content_type="application/json",
+            )
+            return {
+                "same": client() is parent,
+                "registered": client().plugin_manager.is_registered(counter),
+                "status": r.status_code,
+                "published": counter.published,
+            }
+
+        found = in_forked_child(worker)
         # The worker kept the client and what was registered on it (before,
         # it made a new client without them), on connections of its own.
         assert found == {"same": True, "registered": True, "status": 200, "published": 1}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
-from typing import Any, Callable, List
+from typing import Any, Callable, Dict, List
 
 import pytest
 from flask import Flask
@@ -15,6 +14,7 @@ from flask_test_app import KEY, build_app, login
 
 import cohrt_sync
 from cohrt_sync.flask import Cohrt, NotConfiguredError
+from tests.forked import in_forked_child
 from tests.servers.publish_counter import PublishCounter
 
 
@@ -144,27 +144,20 @@ def test_a_forked_worker_keeps_the_apps_client_and_what_was_registered(
         parent = cohrt.client  # as the master does under gunicorn --preload
         parent.register(counter)
         parent.history("chat:before-the-fork")  # a pooled connection the worker inherits
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the worker
-        try:
-            c = app.test_client()
-            login(c)
-            r = c.post("/realtime/publish", json={"channel": "chat:forked", "data": {"n": 1}})
-            with app.app_context():
-                found = {
-                    "same": cohrt.client is parent,
-                    "registered": cohrt.client.plugin_manager.is_registered(counter),
-                    "status": r.status_code,
-                    "published": counter.published,
-                }
-            os.write(write, json.dumps(found).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as answer:
-        found = json.loads(answer.read())
-    os.waitpid(pid, 0)
+
+    def worker() -> Dict[str, Any]:
+        c = app.test_client()
+        login(c)
+        r = c.post("/realtime/publish", json={"channel": "chat:forked", "data": {"n": 1}})
+        with app.app_context():
+            return {
+                "same": cohrt.client is parent,
+                "registered": cohrt.client.plugin_manager.is_registered(counter),
+                "status": r.status_code,
+                "published": counter.published,
+            }
+
+    found = in_forked_child(worker)
     # Plugins registered at start-up are still there in the worker, and see
     # its publishes (before, the worker made a new client without them).
     assert found == {"same": True, "registered": True, "status": 200, "published": 1}
