@@ -8,6 +8,14 @@ order.
 A publish waits on its own :class:`~cohrt_sync._latch.Latch`, which the
 reader sets: one lock, released in one C call, where a ``threading.Event``
 would run its Condition's Python on both sides of the hand-off.
+
+The reader matches an ack the moment it reads it, but may hold the
+publisher's wake-up (:meth:`AckQueue.settle` with ``wake=False``) until it
+is about to read the socket again (:meth:`AckQueue.wake_settled`): the
+message that usually arrives in the same read as its ack is then handed to
+the dispatcher first, whose thread would otherwise queue for the
+interpreter lock behind the publisher's (docs/benchmarks.md, "Where the
+microseconds went").
 """
 
 from __future__ import annotations
@@ -45,12 +53,14 @@ class PendingAck:
 class AckQueue:
     """Pending publishes of one channel, oldest first."""
 
-    __slots__ = ("_pending",)
+    __slots__ = ("_pending", "_unwoken")
 
     def __init__(self) -> None:
         # Made by the first publish: an empty deque is 0.75 KiB, and most
         # sockets of a client that listens never publish.
         self._pending: Optional[Deque[PendingAck]] = None
+        #: Settled, not yet woken (the reader's thread only).
+        self._unwoken: List[PendingAck] = []
 
     def add(self, pending: PendingAck) -> None:
         """Queue ``pending`` (call under the lock that also sends its frame)."""
@@ -64,9 +74,15 @@ class AckQueue:
         if self._pending is not None:
             self._pending.remove(pending)
 
-    def settle(self, frame: Optional[Dict[str, Any]], error: Optional[CohrtError]) -> bool:
+    def settle(
+        self, frame: Optional[Dict[str, Any]], error: Optional[CohrtError], wake: bool = True
+    ) -> bool:
         """Settle the oldest pending publish with an ack frame or an error.
 
+        :param frame: the ack frame.
+        :param error: the error the publish raises, instead.
+        :param wake: wake the publisher now; False leaves that to the next
+            :meth:`wake_settled` (the reader's thread only).
         :returns: False when no publish was pending.
         """
         queue = self._pending
@@ -80,8 +96,23 @@ class AckQueue:
         pending.frame = frame
         pending.error = error
         pending.settled_at = time.monotonic()
-        pending.done.set()
+        if wake:
+            pending.done.set()
+        else:
+            self._unwoken.append(pending)
         return True
+
+    def wake_settled(self) -> None:
+        """Wake the publishers of the acks settled with ``wake=False`` (the reader's thread).
+
+        Settled is settled: a ``close()`` failing the queue meanwhile no
+        longer sees them, so they still return their acks.
+        """
+        unwoken = self._unwoken
+        if unwoken:
+            for pending in unwoken:
+                pending.done.set()
+            unwoken.clear()
 
     def fail_all(self, error: CohrtError) -> None:
         """Settle every pending publish with ``error`` (the socket is gone)."""

@@ -528,6 +528,18 @@ class Connection:
         return True
 
     def _read_until_drop(self, ws: Any, acks: AckQueue) -> str:
+        # Acks are matched as they are read and their publishers woken just
+        # before the next socket read (see cohrt_sync.acks), and on the way
+        # out whatever ends the loop.
+        frames = ws.frame_buffer
+        frames.before_read = acks.wake_settled
+        try:
+            return self._read_frames(ws, acks)
+        finally:
+            frames.before_read = None
+            acks.wake_settled()
+
+    def _read_frames(self, ws: Any, acks: AckQueue) -> str:
         self._last_rx = time.monotonic()
         self._ping_sent = None
         self._dead_reason = None
@@ -574,7 +586,7 @@ class Connection:
         if action == "published" and "data" not in frame:
             # A frame with data is a publication whose event is "published"
             # (any event name is allowed): it must never settle an ack.
-            acks.settle(frame, None)
+            acks.settle(frame, None, wake=False)
             return
         if action is None and "error" in frame:
             err = error_from_frame(str(frame["error"]))

@@ -23,7 +23,7 @@ small read more each time the reader catches up with the sender.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import websocket
 from websocket._abnf import frame_buffer
@@ -63,6 +63,9 @@ class BoundedFrames(frame_buffer):
         self._pos = 0
         #: What the next socket read asks for (see the module's docstring).
         self.read_size = QUIET_READ
+        #: Called before each socket read, which may block: what the reader
+        #: held back until then (its publishers' wake-ups) is let go.
+        self.before_read: Optional[Callable[[], None]] = None
 
     def _read(self, bufsize: int) -> bytes:
         """Up to ``bufsize`` bytes: from the buffer, refilled by one socket read when empty."""
@@ -70,6 +73,9 @@ class BoundedFrames(frame_buffer):
         if pos >= len(buf):
             # Raises (closed, timed out, cut) as the socket's own recv does.
             want = self.read_size
+            before = self.before_read
+            if before is not None:
+                before()
             buf = self._socket_recv(want)
             self.read_size = READ_AHEAD if len(buf) >= want else QUIET_READ
             pos = 0
