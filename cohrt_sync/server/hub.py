@@ -34,10 +34,10 @@ import attrs
 from aiohttp import web
 
 from ._json import dumps
-from ._time import iso_utc
 from .backplane import Backplane, BackplaneDown
 from .outbox import SLOW_CLOSE_CODE, Budget, OutFrame, close_or_abort
 from .pending import Pending, PersistError, ShuttingDown, counts
+from .presence_frames import join_frame, leave_frame
 
 if TYPE_CHECKING:
     from .tenantdb import TenantDB
@@ -242,16 +242,7 @@ class Hub:
             ),
         )
         if announce:
-            frame = OutFrame(
-                dumps(
-                    {
-                        "action": "join",
-                        "event": "join",
-                        "channel": conn.channel,
-                        "user": {"id": conn.user_id, "name": conn.name},
-                    }
-                )
-            )
+            frame = OutFrame(join_frame(conn.channel, conn.user_id, conn.name))
             for other in others:
                 other.send(frame)
         conn.writer = asyncio.ensure_future(conn.write_loop())
@@ -272,17 +263,8 @@ class Hub:
                     del state.users[conn.user_id]
                 if await self.backplane.leave(conn, last_here, entry[1], now):
                     self.to_channel(
-                        conn.tenant_id,
-                        conn.channel,
-                        dumps(
-                            {
-                                "action": "leave",
-                                "event": "leave",
-                                "channel": conn.channel,
-                                "user": {"id": conn.user_id, "name": entry[1]},
-                                "last_seen": iso_utc(now),
-                            }
-                        ),
+                        conn.tenant_id, conn.channel,
+                        leave_frame(conn.channel, conn.user_id, entry[1], now),
                     )
         conn.closed = True
         conn.wakeup.set()

@@ -14,8 +14,8 @@ import json
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Set, Tuple
 
 from .._json import dumps
-from .._time import iso_utc
 from ..backplane import PresenceList
+from ..presence_frames import join_frame, leave_frame
 from .link import RedisLink, flat_pairs
 
 if TYPE_CHECKING:
@@ -33,26 +33,6 @@ def entry_of(conn: Socket) -> Entry:
 def entry_id(entry: Entry) -> str:
     """How an entry is named in a node's set of entries."""
     return json.dumps(list(entry))
-
-
-def join_frame(channel: str, user: str, name: Optional[str]) -> str:
-    """The ``join`` frame the channel's other sockets get."""
-    return dumps(
-        {"action": "join", "event": "join", "channel": channel, "user": {"id": user, "name": name}}
-    )
-
-
-def leave_frame(channel: str, user: str, name: Optional[str], now: float) -> str:
-    """The ``leave`` frame, with ``last_seen``."""
-    return dumps(
-        {
-            "action": "leave",
-            "event": "leave",
-            "channel": channel,
-            "user": {"id": user, "name": name},
-            "last_seen": iso_utc(now),
-        }
-    )
 
 
 class ClusterPresence:
@@ -179,4 +159,4 @@ def _parse(raw: str) -> Optional[Entry]:
     return None
 
 
-__all__ = ["ClusterPresence", "Entry", "entry_id", "entry_of", "join_frame", "leave_frame"]
+__all__ = ["ClusterPresence", "Entry", "entry_id", "entry_of"]
