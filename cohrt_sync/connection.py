@@ -506,6 +506,8 @@ class Connection:
         with self._send_lock:
             if self._ws is ws:
                 self._ws = None
+            if self._cut is ws:
+                self._cut = None
         stopped_by = self._stopped_by
         acks.fail_all(
             stopped_by

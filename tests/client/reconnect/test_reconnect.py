@@ -161,6 +161,8 @@ def test_missed_pong_triggers_reconnect(server: Any, make_client: Any, recorder:
     recon = recorder.wait_for(lambda: recorder.of("reconnected"))
     assert recorder.of("disconnected")[0][2] == "ping timeout"
     assert recon[0][2] >= 1
+    # The cut socket was let go with the drop, not kept until the next cut.
+    assert ch._conn._cut is None
     ch.publish({"after": True})
     recorder.wait_for(lambda: recorder.messages())
 
