@@ -21,8 +21,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from ..cli.listen import PLUGIN_HELP, PLUGINS_HELP, entry_point_selection, run_bot
-from ..client import Client
 from ..errors import CohrtError
+from ..web.clients import configured_client
 
 __all__ = ["cohrt_cli"]
 
@@ -62,14 +62,9 @@ def listen(
     options = dict(current_app.config.get("COHRT_CLIENT_OPTIONS") or {})
     options["entry_points"] = entry_point_selection(list(plugin), all_plugins)
     try:
-        client = Client(key=_setting("COHRT_KEY"), base_url=_setting("COHRT_BASE_URL"), **options)
-    except CohrtError as e:
-        if "no application key" in str(e):
-            raise click.ClickException(
-                "realtime is not configured: set COHRT_KEY in the app config or the environment"
-            ) from None
-        raise click.ClickException(str(e).splitlines()[0]) from None
-    try:
+        client = configured_client(
+            _setting("COHRT_KEY"), _setting("COHRT_BASE_URL"), options, where="the app config"
+        )
         run_bot(client, channel, user_id, name, verbose=verbose)
     except CohrtError as e:
         raise click.ClickException(str(e).splitlines()[0]) from None

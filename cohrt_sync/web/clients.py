@@ -24,6 +24,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "ProcessClient",
+    "configured_client",
     "make_web_client",
     "timeout_from_setting",
     "web_client_options",
@@ -109,8 +110,26 @@ def make_web_client(
     :raises NotConfiguredError: there is no key.
     """
     merged = {**web_client_options(timeout), **dict(options or {})}
+    return configured_client(key, base_url, merged, where=where)
+
+
+def configured_client(
+    key: Optional[str], base_url: Optional[str], options: Mapping[str, Any], *, where: str
+) -> Client:
+    """A :class:`~cohrt_sync.Client` of the app's settings; without a key, an error saying where.
+
+    The routes' client (:func:`make_web_client`) and the app's bot
+    (``flask cohrt listen``, ``manage.py cohrt_listen``) are both made here.
+
+    :param key: the application key; None falls back to ``$COHESIVITY_KEY``.
+    :param base_url: the API root; None falls back to the client's default.
+    :param options: :class:`~cohrt_sync.Client` keywords.
+    :param where: where the app's settings live, for the message (``the app config``).
+    :raises NotConfiguredError: there is no key.
+    :raises BadRequestError: an option is wrong.
+    """
     try:
-        return Client(key=key, base_url=base_url, **merged)
+        return Client(key=key, base_url=base_url, **options)
     except BadRequestError as e:
         if "no application key" in str(e):
             raise NotConfiguredError(

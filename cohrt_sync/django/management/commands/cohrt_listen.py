@@ -17,8 +17,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ....cli.listen import add_plugin_arguments, entry_point_selection, run_bot
-from ....client import Client
 from ....errors import CohrtError
+from ....web.clients import configured_client
 from ...conf import setting
 
 
@@ -48,16 +48,10 @@ class Command(BaseCommand):
             options["plugin"], options["all_plugins"]
         )
         try:
-            client = Client(
-                key=setting("COHRT_KEY"), base_url=setting("COHRT_BASE_URL"), **client_options
-            )
-        except CohrtError as e:
-            if "no application key" in str(e):
-                raise CommandError(
-                    "realtime is not configured: set COHRT_KEY in settings.py or the environment"
-                ) from None
-            raise CommandError(str(e).splitlines()[0]) from None
-        try:
+            client = configured_client(
+                setting("COHRT_KEY"), setting("COHRT_BASE_URL"), client_options,
+                where="settings.py",
+            )  # fmt: skip
             run_bot(
                 client, options["channel"], options["user_id"], options["name"],
                 verbose=options["verbosity"] >= 2, out=self.stdout, err=self.stderr,
