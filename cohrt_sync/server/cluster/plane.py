@@ -357,8 +357,11 @@ class RedisBackplane(Backplane):
                 del self.owners[tenant]
 
     def _control(self, event: Dict[str, Any]) -> None:
-        message = CONTROL + "\n" + dumps({"o": self.node, **event})
+        message = self._control_message(event)
         self._spawn(self.link.call(self.link.client.publish(self.link.keys.bus, message)))
+
+    def _control_message(self, event: Dict[str, Any]) -> str:
+        return CONTROL + "\n" + dumps({"o": self.node, **event})
 
     def _spawn(self, awaitable: Any) -> None:
         async def run() -> None:
@@ -378,10 +381,15 @@ class RedisBackplane(Backplane):
         self._spawn(self._send_count(tenant, count))
 
     async def _send_count(self, tenant: str, count: int) -> None:
+        # One round trip: the count, this node's index of tenants, and the news.
         k = self.link.keys
-        await self.link.call(self.link.client.hset(k.sockets(tenant), self.node, count))
-        await self.link.call(self.link.client.sadd(k.socket_tenants(self.node), tenant))
-        self._control({"k": "sockets", "t": tenant, "n": self.node, "c": count})
+        pipe = self.link.client.pipeline(transaction=False)
+        pipe.hset(k.sockets(tenant), self.node, count)
+        pipe.sadd(k.socket_tenants(self.node), tenant)
+        pipe.publish(
+            k.bus, self._control_message({"k": "sockets", "t": tenant, "n": self.node, "c": count})
+        )
+        await self.link.call(pipe.execute())
 
     # -- the heartbeat -------------------------------------------------------------------
     async def _heartbeat(self) -> None:
