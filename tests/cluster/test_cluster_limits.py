@@ -11,6 +11,7 @@ from server._redis import RedisServer
 from server._wire import Api, assert_envelope, poll
 
 from cohrt_sync.server import LocalServer, limits
+from cohrt_sync.server.cluster.link import Keys
 from cohrt_sync.server.cluster.tally import RedisCounts
 from cohrt_sync.server.errors import ApiError
 from cohrt_sync.server.limits import MINT, Limiter, Tier
@@ -32,7 +33,7 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_two_limiters_on_one_redis_count_together(redis_server: RedisServer, tiny: str) -> None:
     now = [1_800_000_000.0]
-    counts = [RedisCounts(redis_server.url, f"n{i}", lambda: True) for i in range(2)]
+    counts = [RedisCounts(redis_server.url, f"n{i}", lambda: True, Keys()) for i in range(2)]
     nodes = [Limiter(tiny, lambda: now[0], shared=c) for c in counts]
     # Each node has its own copy of the tenant, as each process does.
     copies = [Tenant(id="t_shared", key_hash="h", secret=b"s") for _ in range(2)]

@@ -90,6 +90,14 @@ class Keys:
         """Taken by the one node that reaps a dead one."""
         return f"{self.prefix}reaping:{node}"
 
+    def window(self, key: str) -> str:
+        """A limit's per-minute window (sorted set of receipts by time)."""
+        return f"{self.prefix}window:{key}"
+
+    def count(self, key: str) -> str:
+        """A limit's monthly or lifetime counter."""
+        return f"{self.prefix}count:{key}"
+
 
 class RedisLink:
     """A node's Redis client, scripts and up/down state.

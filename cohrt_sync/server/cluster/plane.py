@@ -62,7 +62,7 @@ class RedisBackplane(Backplane):
         self.presence = ClusterPresence(link, self.node)
         self.forwarder = Forwarder(self.node, secret)
         self.counts = SocketCounts(self._count_changed)
-        self.tally = RedisCounts(link.url, self.node, lambda: self.link.up)
+        self.tally = RedisCounts(link.url, self.node, lambda: self.link.up, link.keys)
         self.sql_limits = sql_limits
         #: tenant → the node last seen owning it (dropped when it fails to answer).
         self.owners: Dict[str, str] = {}

@@ -17,7 +17,7 @@ import itertools
 from typing import Any, Callable, Optional, Tuple
 
 from ..backplane import BackplaneDown
-from .link import RedisError
+from .link import Keys, RedisError
 
 #: Seconds a limited request may wait for Redis before it is refused (503).
 TALLY_TIMEOUT_S = 0.25
@@ -57,9 +57,10 @@ class RedisCounts:
     :param url: the cluster's Redis.
     :param node: this node's id (receipts name it).
     :param up: whether the node's Redis link is up now.
+    :param keys: the names of the cluster's Redis keys.
     """
 
-    def __init__(self, url: str, node: str, up: Callable[[], bool]) -> None:
+    def __init__(self, url: str, node: str, up: Callable[[], bool], keys: Keys) -> None:
         import redis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -75,6 +76,7 @@ class RedisCounts:
         self._count = self._client.register_script(COUNT)
         self._node = node
         self._up = up
+        self._keys = keys
         self._receipts = itertools.count(1)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
@@ -90,7 +92,7 @@ class RedisCounts:
         receipt = f"{self._node}:{next(self._receipts)}:{n}"
         now_ms = int(now * 1000)
         ok, oldest = self._call(
-            lambda: self._window(keys=[f"cohrt:window:{key}"], args=[now_ms, limit, n, receipt])
+            lambda: self._window(keys=[self._keys.window(key)], args=[now_ms, limit, n, receipt])
         )
         if ok:
             return None, receipt
@@ -100,13 +102,13 @@ class RedisCounts:
         """See :meth:`~..limits.SharedCounts.give_back`."""
         n = int(receipt.rpartition(":")[2])
         mine = [f"{receipt}:{i}" for i in range(1, n + 1)]
-        self._call(lambda: self._client.zrem(f"cohrt:window:{key}", *mine))
+        self._call(lambda: self._client.zrem(self._keys.window(key), *mine))
 
     def count(self, key: str, n: int, cap: int, known: int) -> Optional[int]:
         """See :meth:`~..limits.SharedCounts.count`."""
         ttl = MONTH_TTL_S if "|month" in key else 0
         ok, total = self._call(
-            lambda: self._count(keys=[f"cohrt:count:{key}"], args=[n, cap, known, ttl])
+            lambda: self._count(keys=[self._keys.count(key)], args=[n, cap, known, ttl])
         )
         return int(total) if ok else None
 
