@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import logging
 import time
 from typing import Any, Callable, NamedTuple, Optional
@@ -117,13 +118,23 @@ TRIM_EVERY_S = 5.0
 TRIM_DELAY_S = 1.0
 
 
+@functools.cache
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+    # Looked up once: find_library reads the linker's cache (a millisecond
+    # or more), and trim_heap runs on the event loop.
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc
+        return None
+    return trim
+
+
 def trim_heap() -> None:
     """Ask glibc to return free heap pages to the system (nothing elsewhere)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # not glibc
+    trim = _malloc_trim()
+    if trim is None:
         return
+    trim(0)
     log.debug("returned free heap memory after a flood of request heads")
 
 
