@@ -8,11 +8,12 @@ on its connection (temp objects, cached statements) reaches the server's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import directsql
 from ._json import dumps
@@ -169,46 +170,47 @@ class TenantDB(SqliteWorker):
         :raises sqlite3.Error: any other failure (then nothing of the batch is
             committed).
         """
-        db = self._db()
         ids: List[int] = []
-        db.execute("BEGIN IMMEDIATE")
         try:
-            if self.write_guard is not None:
-                self.write_guard(db)
-            self._check_no_triggers(db)
-            keyed = False
-            for channel, event, data, created, key in rows:
-                cur = db.execute(_INSERT, (channel, event, data, created))
-                # "Ack means committed": a row some schema trick swallowed must
-                # not be acknowledged.
-                if cur.rowcount != 1 or not cur.lastrowid:
-                    raise PersistRefused("the row was not written to realtime_messages")
-                ids.append(int(cur.lastrowid))
-                if key is not None:
-                    db.execute(
-                        _INSERT_KEY, (_key_bytes(key), cur.lastrowid, channel, event, created)
-                    )
-                    keyed = True
-            if keyed:
-                newest = max(row[3] for row in rows)
-                db.execute(_PRUNE_KEYS, (newest - IDEMPOTENCY_TTL_S * 1000,))
-            db.executemany(_COUNT, counts)
-            db.execute("COMMIT")
-        except BaseException as e:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error) and directsql.is_full(e):
+            with self._write_transaction() as db:
+                self._check_no_triggers(db)
+                keyed = False
+                for channel, event, data, created, key in rows:
+                    cur = db.execute(_INSERT, (channel, event, data, created))
+                    # "Ack means committed": a row some schema trick swallowed
+                    # must not be acknowledged.
+                    if cur.rowcount != 1 or not cur.lastrowid:
+                        raise PersistRefused("the row was not written to realtime_messages")
+                    ids.append(int(cur.lastrowid))
+                    if key is not None:
+                        db.execute(
+                            _INSERT_KEY, (_key_bytes(key), cur.lastrowid, channel, event, created)
+                        )
+                        keyed = True
+                if keyed:
+                    newest = max(row[3] for row in rows)
+                    db.execute(_PRUNE_KEYS, (newest - IDEMPOTENCY_TTL_S * 1000,))
+                db.executemany(_COUNT, counts)
+        except sqlite3.Error as e:
+            if directsql.is_full(e):
                 raise PersistRefused(directsql.quota_message(self.limits)) from e
             raise
         return ids
 
     def guarded_write(self) -> None:
         """An empty write transaction that runs :attr:`write_guard` (a new owner's claim)."""
+        with self._write_transaction():
+            pass
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` and :attr:`write_guard`, then ``COMMIT``; a failure rolls back."""
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
             if self.write_guard is not None:
                 self.write_guard(db)
+            yield db
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
