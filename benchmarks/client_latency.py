@@ -65,29 +65,42 @@ def raw_rtt(base_url: str, n: int) -> list:
     return samples
 
 
+class HookClock:
+    """A plugin that reads the clock in ``on_message`` and wakes the publisher."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.at = 0.0
+
+    @cohrt_sync.hookimpl
+    def on_message(self, message: cohrt_sync.Message) -> None:
+        self.at = time.perf_counter()
+        self.arrived.set()
+
+
+def round_trips(ch: cohrt_sync.Channel, clock: HookClock, n: int) -> Tuple[list, list]:
+    """Publish ``n`` times on ``ch``, each after the last reached the hook.
+
+    :returns: seconds from each publish to the hook, and to the publisher
+        woken by the hook.
+    """
+    to_hook, to_publisher = [], []
+    for i in range(n):
+        clock.arrived.clear()
+        start = time.perf_counter()
+        ch.publish({"i": i}, persist=False)
+        if not clock.arrived.wait(10):
+            raise SystemExit("message never reached the hook")
+        to_publisher.append(time.perf_counter() - start)
+        to_hook.append(clock.at - start)
+    return to_hook, to_publisher
+
+
 def client_latency(base_url: str, n: int) -> Tuple[list, list]:
     """Seconds from publish to the hook, and to the publisher woken by the hook."""
-    arrived = threading.Event()
-    hook_at = [0.0]
-
-    class Hook:
-        @cohrt_sync.hookimpl
-        def on_message(self, message: cohrt_sync.Message) -> None:
-            hook_at[0] = time.perf_counter()
-            arrived.set()
-
-    to_hook, to_publisher = [], []
-    with cohrt_sync.Client(key=KEY, base_url=base_url, plugins=[Hook()]) as client:
-        ch = client.subscribe("bench:client-lat", user_id="lat")
-        for i in range(n):
-            arrived.clear()
-            start = time.perf_counter()
-            ch.publish({"i": i}, persist=False)
-            if not arrived.wait(10):
-                raise SystemExit("message never reached the hook")
-            to_publisher.append(time.perf_counter() - start)
-            to_hook.append(hook_at[0] - start)
-    return to_hook, to_publisher
+    clock = HookClock()
+    with cohrt_sync.Client(key=KEY, base_url=base_url, plugins=[clock]) as client:
+        return round_trips(client.subscribe("bench:client-lat", user_id="lat"), clock, n)
 
 
 def main() -> None:

@@ -20,8 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
-from typing import Dict, List
+from typing import Dict
 
 import client_latency
 
@@ -46,24 +45,14 @@ PLACEMENTS = [
 def run(placement: str, n: int = 3000) -> str:
     """One placement's line: the raw echo (unpinned) and ours (pinned), p50 and p99."""
     where: Dict[str, int] = {k: int(v) for k, v in (p.split("=") for p in placement.split(","))}
-    arrived = threading.Event()
-    hook_at = [0.0]
-
-    class Hook:
-        @cohrt_sync.hookimpl
-        def on_message(self, message: cohrt_sync.Message) -> None:
-            hook_at[0] = time.perf_counter()
-            arrived.set()
-
+    clock = client_latency.HookClock()
     with LocalServer(keys=[client_latency.KEY], provision=True) as srv:
         server = next(t for t in threading.enumerate() if t.name == "cohrt-sync-server")
         raw = client_latency.raw_rtt(srv.base_url, 2000)
-        ours: List[float] = []
         with cohrt_sync.Client(key=client_latency.KEY, base_url=srv.base_url,
-                               plugins=[Hook()]) as client:
+                               plugins=[clock]) as client:
             ch = client.subscribe("bench:placement", user_id="lat")
-            ch.publish({"warm": True}, persist=False)
-            arrived.wait(10)
+            client_latency.round_trips(ch, clock, 1)  # both threads started
             reader, dispatcher = ch._conn.thread, ch._dispatcher.thread  # a diagnostic's peek
             assert reader is not None and dispatcher is not None
             threads = {"S": server.native_id, "R": reader.native_id,
@@ -71,13 +60,7 @@ def run(placement: str, n: int = 3000) -> str:
             for name, tid in threads.items():
                 os.sched_setaffinity(tid, {where[name]})
             try:
-                for i in range(n):
-                    arrived.clear()
-                    start = time.perf_counter()
-                    ch.publish({"i": i}, persist=False)
-                    if not arrived.wait(10):
-                        raise SystemExit("message never reached the hook")
-                    ours.append(hook_at[0] - start)
+                ours, _ = client_latency.round_trips(ch, clock, n)
             finally:
                 every = set(range(os.cpu_count() or 1))
                 for tid in threads.values():
