@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import time
 import urllib.parse
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import websocket
@@ -24,7 +23,7 @@ import websocket
 import cohrt_sync
 from cohrt_sync import _ws
 
-from .conftest import KEY
+from .conftest import KEY, wait_until
 
 pytestmark = pytest.mark.skipif(
     not hasattr(socket, "TCP_INFO"), reason="reads the connection's TCP state (Linux)"
@@ -36,15 +35,6 @@ TCP_CLOSE_WAIT = 8
 
 def _tcp_state(sock: socket.socket) -> int:
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)[0]
-
-
-def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 def test_a_close_frame_whose_reply_meets_a_reset_is_still_returned(
@@ -62,12 +52,12 @@ def test_a_close_frame_whose_reply_meets_a_reset_is_still_returned(
         assert json.loads(ws.recv())["action"] == "subscribed"
         assert server.close_channel(channel_name, code=4001) == 1
         # The server's close frame and its FIN are in, unread.
-        assert _until(lambda: _tcp_state(ws.sock) == TCP_CLOSE_WAIT)
+        wait_until(lambda: _tcp_state(ws.sock) == TCP_CLOSE_WAIT, interval=0.005)
         publish = {"action": "publish", "event": "message", "data": {"n": 1}}
         frame = websocket.ABNF.create_frame(json.dumps(publish), websocket.ABNF.OPCODE_TEXT)
         ws.sock.sendall(frame.format())
         # The server's socket was closed: the kernel answers with a reset.
-        assert _until(lambda: _tcp_state(ws.sock) == TCP_CLOSE)
+        wait_until(lambda: _tcp_state(ws.sock) == TCP_CLOSE, interval=0.005)
         opcode, data = ws.recv_data(control_frame=True)
         assert opcode == websocket.ABNF.OPCODE_CLOSE
         assert struct.unpack("!H", data[:2])[0] == 4001
