@@ -166,7 +166,7 @@ class GuardedRequestHandler(RequestHandler):
         """Close right after the response instead of lingering over the unread body."""
         self._close_after_response = True
 
-    async def finish_response(self, *args: Any, **kwargs: Any) -> Any:
+    async def finish_response(self, request: web.BaseRequest, *args: Any, **kwargs: Any) -> Any:
         """Send the response within ``send_timeout`` or abort; close if asked to.
 
         An abort makes aiohttp's pending write fail with a connection error,
@@ -179,14 +179,12 @@ class GuardedRequestHandler(RequestHandler):
                 self._guard.send_timeout, self._send_overdue, transport
             )
         try:
-            result = await super().finish_response(*args, **kwargs)
+            result = await super().finish_response(request, *args, **kwargs)
         finally:
             if timer is not None:
                 timer.cancel()
         if self._close_after_response:
-            request = args[0] if args else kwargs.get("request")
-            if isinstance(request, web.BaseRequest):
-                await _drain_body(request)
+            await _drain_body(request)
             self.force_close()
         return result
 
